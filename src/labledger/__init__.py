@@ -1,0 +1,3 @@
+"""labledger: the Lab Attempt Ledger."""
+
+__version__ = "0.1.0"

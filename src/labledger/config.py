@@ -1,0 +1,90 @@
+"""Settings, read once at the edge from a mapping (the environment) and an optional file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+PREFIX = "LABLEDGER_"
+GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger payloads.
+DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and says how to fix it."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    github_webhook_secret: SecretStr | None = None
+    api_tokens: tuple[SecretStr, ...] = ()
+    max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("github_webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
+        """Environment variables win over the file; both use the LABLEDGER_* names."""
+        values: dict[str, object] = {}
+        path = config_file or (Path(environ[f"{PREFIX}CONFIG"]) if environ.get(f"{PREFIX}CONFIG") else None)
+        if path is not None:
+            values.update(_read_file(path))
+        values.update({k: v for k, v in environ.items() if k.startswith(PREFIX) and k != f"{PREFIX}CONFIG"})
+        fields = {f"{PREFIX}{name.upper()}": name for name in cls.model_fields}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        try:
+            return cls.model_validate({fields[k]: v for k, v in values.items()})
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            name = f"{PREFIX}{str(first['loc'][0]).upper()}"
+            raise ConfigError(f"{name}: {first['msg']}") from None
+
+    def require_serving(self) -> None:
+        """`serve` never runs without a webhook secret and API tokens: no silent fallbacks."""
+        missing = []
+        if self.github_webhook_secret is None:
+            missing.append(
+                f"{PREFIX}GITHUB_WEBHOOK_SECRET (the secret set on the GitHub webhook; "
+                "without it every webhook would be unauthenticated)"
+            )
+        if not self.api_tokens:
+            missing.append(
+                f"{PREFIX}API_TOKENS (comma-separated bearer tokens for the /api/v1 routes)"
+            )
+        if missing:
+            raise ConfigError("cannot serve; set " + " and ".join(missing))
+
+    def github_secret_bytes(self) -> bytes:
+        if self.github_webhook_secret is None:
+            raise ConfigError(f"{PREFIX}GITHUB_WEBHOOK_SECRET is not set")
+        return self.github_webhook_secret.get_secret_value().encode("utf-8")
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return {str(k): v for k, v in data.items()}

@@ -1,0 +1,71 @@
+"""One small error hierarchy, translated once at the HTTP edge and once in the CLI."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of everything labledger refuses on purpose."""
+
+
+class MalformedPayload(LedgerError):
+    """The body is authenticated but not a usable event (HTTP 400)."""
+
+    def __init__(self, problem: str, location: str | None = None) -> None:
+        self.problem = problem
+        self.location = location
+        super().__init__(f"{location}: {problem}" if location else problem)
+
+
+class SignatureRejected(LedgerError):
+    """Missing, malformed or wrong webhook signature (HTTP 401)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BodyTooLarge(LedgerError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+
+
+class NotJson(LedgerError):
+    def __init__(self, content_type: str | None) -> None:
+        self.content_type = content_type
+        super().__init__(
+            f"content type {content_type or '(none)'!r} is not application/json; "
+            "set the webhook's content type to application/json"
+        )
+
+
+class DeliveryConflict(LedgerError):
+    """The same delivery id from the same hook arrived with another body (HTTP 409)."""
+
+    def __init__(self, delivery_id: str, stored_sha256: bytes, received_sha256: bytes) -> None:
+        self.delivery_id = delivery_id
+        self.stored_sha256 = stored_sha256
+        self.received_sha256 = received_sha256
+        super().__init__(
+            f"delivery {delivery_id} was already recorded with a different body "
+            f"(sha256:{stored_sha256.hex()}, this one sha256:{received_sha256.hex()})"
+        )
+
+
+class DeliveryAlreadyRecorded(LedgerError):
+    """Raised by a store when UNIQUE(forge, delivery_id) rejects an insert."""
+
+
+class NotFound(LedgerError):
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key} not found")
+
+
+class InvalidRequest(LedgerError):
+    """A well-formed request that asks for something impossible (HTTP 422)."""
+
+
+class StoreUnavailable(LedgerError):
+    """The database cannot be reached or is locked; retry later (HTTP 503)."""

@@ -1,0 +1,253 @@
+"""Core values of the ledger. Frozen, standard library only."""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from dataclasses import dataclass, field
+from datetime import datetime
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A name/email pair as *claimed* by a commit or reported for a pusher."""
+
+    name: str | None
+    email: str | None
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The authenticated forge account that sent the event; `id` is its stable key."""
+
+    login: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedFiles:
+    added: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One commit as a push reports it. Everything here except `sha` is a claim."""
+
+    sha: str
+    tree_sha: str | None
+    message: str
+    author: Identity
+    committer: Identity
+    timestamp: str | None  # verbatim from the payload: the student's clock, never trusted
+    distinct: bool
+    files: ChangedFiles = field(default_factory=ChangedFiles)
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One ref update reported by a push event."""
+
+    repository_id: int
+    repository_full_name: str
+    ref: str
+    before: str
+    after: str
+    created: bool
+    deleted: bool
+    forced: bool
+    pusher: Identity
+    sender: Account
+    pushed_at: datetime | None  # the forge's clock, covered by the webhook signature
+    commits: tuple[Commit, ...]
+    head_commit: Commit | None
+
+    # GitHub caps commits[] at 2048 with no total count (forge-facts.md): a full list may be cut.
+    MAX_LISTED_COMMITS = 2048
+
+    @property
+    def commit_list_complete(self) -> bool:
+        return len(self.commits) < self.MAX_LISTED_COMMITS
+
+    @property
+    def branch(self) -> str | None:
+        prefix = "refs/heads/"
+        return self.ref[len(prefix) :] if self.ref.startswith(prefix) else None
+
+    @property
+    def rewrites_history(self) -> bool:
+        # Old captures carry forced=true on creates and deletes too (forge-facts.md).
+        return self.forced and not self.created and not self.deleted
+
+    def carried_commits(self) -> tuple[Commit, ...]:
+        """The commits this push put on its ref: `commits[]`, plus `head_commit` when absent.
+
+        A branch created at an existing commit, or force-pushed back to an older one, reports
+        `commits: []` with the head in `head_commit`; that head is still evidence.
+        """
+        if self.deleted:
+            return ()
+        shas = {c.sha for c in self.commits}
+        if self.head_commit is not None and self.head_commit.sha not in shas:
+            return (*self.commits, self.head_commit)
+        return self.commits
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One authenticated webhook request, as received."""
+
+    forge: str
+    delivery_id: str
+    hook_id: str | None
+    event: str
+    body: bytes
+    body_sha256: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """What a course platform asks for when it opens a lab session."""
+
+    lab_id: str
+    subject_id: str
+    forge: str
+    repository_id: int
+    repository_full_name: str | None
+    opens_at: datetime
+    branch_glob: str = "*"
+    due_at: datetime | None = None
+    closes_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabSession:
+    id: int
+    spec: SessionSpec
+    created_at: datetime
+
+    def matches_branch(self, branch: str) -> bool:
+        # fnmatch semantics: `*` also matches `/`, so `feature/*` covers nested names.
+        return fnmatch.fnmatchcase(branch, self.spec.branch_glob)
+
+    def is_open_at(self, moment: datetime) -> bool:
+        if moment < self.spec.opens_at:
+            return False
+        return self.spec.closes_at is None or moment <= self.spec.closes_at
+
+    def is_late(self, trusted_time: datetime) -> bool:
+        """Lateness against the session's *current* due date, judged by trusted time only."""
+        return self.spec.due_at is not None and trusted_time > self.spec.due_at
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """An attempt the service wants recorded; the store's unique key decides if it is new."""
+
+    session_id: int
+    commit: Commit
+    branch: str
+    push_id: int
+    delivery_pk: int
+    pushed_at: datetime | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LabAttempt:
+    id: int
+    session_id: int
+    commit: Commit
+    branch: str
+    sender: Account
+    pusher: Identity
+    pushed_at: datetime | None
+    received_at: datetime
+    push_id: int
+    delivery_id: str
+
+    @property
+    def trusted_time(self) -> datetime:
+        return self.pushed_at if self.pushed_at is not None else self.received_at
+
+
+class Outcome(enum.Enum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """What one delivery produced; a redelivery answers with the same ids."""
+
+    outcome: Outcome
+    delivery_id: str
+    push_id: int | None
+    attempt_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    id: int
+    forge: str
+    delivery_id: str
+    hook_id: str | None
+    event: str
+    body_sha256: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, object]
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PushRecord:
+    """A stored push with the ordered SHAs of every commit it carried."""
+
+    id: int
+    delivery_id: str
+    forge: str
+    repository_id: int
+    repository_full_name: str
+    ref: str
+    before: str
+    after: str
+    created: bool
+    deleted: bool
+    forced: bool
+    pusher: Identity
+    sender: Account
+    pushed_at: datetime | None
+    received_at: datetime
+    commit_shas: tuple[str, ...]
+    commit_list_complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt with the push and delivery that first recorded it."""
+
+    attempt: LabAttempt
+    push: PushRecord
+    delivery: StoredDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What one delivery produced."""
+
+    delivery: StoredDelivery
+    push: PushRecord | None
+    attempts: tuple[LabAttempt, ...]

@@ -1,0 +1,51 @@
+"""What the core needs from storage. Each store must keep these invariants itself."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from labledger.core.model import (
+    AuditEvent,
+    Delivery,
+    LabSession,
+    NewAttempt,
+    Push,
+    StoredDelivery,
+)
+
+
+class LedgerWriter(Protocol):
+    """One open transaction. Everything written through it commits together or not at all."""
+
+    def insert_delivery(self, delivery: Delivery) -> int | None:
+        """Insert the delivery; None when UNIQUE(forge, delivery_id) already holds it.
+
+        The database's unique key decides, never a prior read: two racing inserts of one
+        delivery id yield exactly one row.
+        """
+        ...
+
+    def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
+        """Insert the push and the ordered list of every commit it carried."""
+        ...
+
+    def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]: ...
+
+    def insert_attempt(self, attempt: NewAttempt) -> int | None:
+        """Insert one attempt; None when UNIQUE(session_id, commit_sha) already holds it."""
+        ...
+
+    def append_audit(self, event: AuditEvent) -> int: ...
+
+
+class LedgerStore(Protocol):
+    """Append-only storage: nothing written through a LedgerWriter is ever updated or deleted."""
+
+    def transaction(self) -> AbstractContextManager[LedgerWriter]: ...
+
+    def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None: ...
+
+    def delivery_products(self, delivery_pk: int) -> tuple[int | None, tuple[int, ...]]:
+        """The push id and the attempt ids (ledger order) first recorded by a delivery."""
+        ...

@@ -1,0 +1,145 @@
+"""Recording deliveries: idempotency, session matching, redelivery answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from labledger.core.errors import DeliveryAlreadyRecorded, DeliveryConflict, InvalidRequest
+from labledger.core.model import (
+    AuditEvent,
+    Delivery,
+    LabSession,
+    NewAttempt,
+    Outcome,
+    Push,
+    RecordResult,
+    SessionSpec,
+    StoredDelivery,
+)
+from labledger.core.ports import LedgerStore, LedgerWriter
+
+SYSTEM_ACTOR = "labledger"
+
+
+def record_push_delivery(store: LedgerStore, delivery: Delivery, push: Push) -> RecordResult:
+    """Record one push delivery exactly once; a redelivery answers as the first receipt did."""
+    try:
+        with store.transaction() as tx:
+            return _record_new(tx, delivery, push)
+    except DeliveryAlreadyRecorded:
+        return answer_redelivery(store, delivery)
+
+
+def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResult:
+    delivery_pk = tx.insert_delivery(delivery)
+    if delivery_pk is None:
+        raise DeliveryAlreadyRecorded(delivery.delivery_id)
+    push_id = tx.insert_push(delivery_pk, delivery.forge, push)
+    sessions = tx.sessions_for_repository(delivery.forge, push.repository_id)
+    wanted = plan_attempts(push, sessions, push_id, delivery_pk, delivery.received_at)
+    attempt_ids = tuple(i for a in wanted if (i := tx.insert_attempt(a)) is not None)
+    tx.append_audit(
+        _audit(
+            delivery,
+            "delivery.recorded",
+            push_id=push_id,
+            attempts=len(attempt_ids),
+            commits_carried=len(push.carried_commits()),
+            forced=push.rewrites_history,
+            commit_list_complete=push.commit_list_complete,
+        )
+    )
+    return RecordResult(Outcome.RECORDED, delivery.delivery_id, push_id, attempt_ids)
+
+
+def plan_attempts(
+    push: Push,
+    sessions: list[LabSession],
+    push_id: int,
+    delivery_pk: int,
+    received_at: datetime,
+) -> list[NewAttempt]:
+    """Every (session, commit) pair this push could add; tags and deletions add none."""
+    branch = push.branch
+    if branch is None or push.deleted:
+        return []
+    trusted_time = push.pushed_at or received_at
+    return [
+        NewAttempt(s.id, commit, branch, push_id, delivery_pk, push.pushed_at, received_at)
+        for s in sessions
+        if s.matches_branch(branch) and s.is_open_at(trusted_time)
+        for commit in push.carried_commits()
+    ]
+
+
+def answer_redelivery(store: LedgerStore, delivery: Delivery) -> RecordResult:
+    """Answer a delivery id seen before: duplicate (same event) or conflict (409)."""
+    existing = store.find_delivery(delivery.forge, delivery.delivery_id)
+    if existing is None:  # pragma: no cover - the unique key said it exists
+        raise RuntimeError(f"delivery {delivery.delivery_id} vanished after a unique conflict")
+    if not is_same_event(existing, delivery):
+        with store.transaction() as tx:
+            tx.append_audit(
+                _audit(
+                    delivery,
+                    "delivery.conflict",
+                    stored_body_sha256=existing.body_sha256.hex(),
+                    received_body_sha256=delivery.body_sha256.hex(),
+                )
+            )
+        raise DeliveryConflict(delivery.delivery_id, existing.body_sha256, delivery.body_sha256)
+    push_id, attempt_ids = store.delivery_products(existing.id)
+    with store.transaction() as tx:
+        tx.append_audit(
+            _audit(
+                delivery,
+                "delivery.duplicate",
+                first_received_at=existing.received_at.isoformat(),
+                same_body=existing.body_sha256 == delivery.body_sha256,
+            )
+        )
+    return RecordResult(Outcome.DUPLICATE, delivery.delivery_id, push_id, attempt_ids)
+
+
+def is_same_event(existing: StoredDelivery, incoming: Delivery) -> bool:
+    """GitHub gives every hook subscribed to one event the same delivery id (forge-facts.md).
+
+    So the same id with the same body, or from another hook, is the same event. The same id
+    from the same hook (or with no hook id to tell) and another body is a conflict.
+    """
+    if existing.body_sha256 == incoming.body_sha256:
+        return True
+    return (
+        existing.hook_id is not None
+        and incoming.hook_id is not None
+        and existing.hook_id != incoming.hook_id
+    )
+
+
+def _audit(delivery: Delivery, action: str, **details: object) -> AuditEvent:
+    return AuditEvent(
+        actor=f"{delivery.forge}-hook:{delivery.hook_id or 'unknown'}",
+        action=action,
+        target_type="delivery",
+        target_id=delivery.delivery_id,
+        details={"event": delivery.event, "body_sha256": delivery.body_sha256.hex(), **details},
+        occurred_at=delivery.received_at,
+    )
+
+
+def check_session_spec(spec: SessionSpec) -> None:
+    """Refuse sessions whose dates cannot hold together."""
+    for name in ("opens_at", "due_at", "closes_at"):
+        moment = getattr(spec, name)
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidRequest(f"{name} must carry a time zone offset")
+    if spec.due_at is not None and spec.due_at < spec.opens_at:
+        raise InvalidRequest("due_at is before opens_at")
+    if spec.closes_at is not None and spec.closes_at < spec.opens_at:
+        raise InvalidRequest("closes_at is before opens_at")
+    if spec.due_at is not None and spec.closes_at is not None and spec.closes_at < spec.due_at:
+        raise InvalidRequest("closes_at is before due_at")
+    if spec.repository_id <= 0:
+        raise InvalidRequest("repository_id must be the forge's positive numeric repository id")
+    if not spec.branch_glob:
+        raise InvalidRequest("branch_glob must not be empty (use '*' for every branch)")

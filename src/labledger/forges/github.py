@@ -1,0 +1,207 @@
+"""GitHub webhooks: signature, headers and push payloads -> core values. No network code."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from labledger.core.errors import MalformedPayload, NotJson, SignatureRejected
+from labledger.core.model import Account, ChangedFiles, Commit, Delivery, Identity, Push
+
+FORGE = "github"
+SIGNATURE_HEADER = "x-hub-signature-256"
+MAX_DELIVERY_ID_LENGTH = 100
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
+    """Check `X-Hub-Signature-256: sha256=<hex>` over the raw body; fail closed."""
+    if not header:
+        raise SignatureRejected("missing X-Hub-Signature-256 header")
+    scheme, _, given_hex = header.partition("=")
+    if scheme != "sha256":
+        raise SignatureRejected("X-Hub-Signature-256 must have the form sha256=<64 hex digits>")
+    try:
+        given = bytes.fromhex(given_hex)
+    except ValueError:
+        raise SignatureRejected("X-Hub-Signature-256 is not hexadecimal") from None
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, given):
+        raise SignatureRejected("signature does not match the body and the configured secret")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the request headers say about the event."""
+
+    event: str
+    delivery_id: str
+    hook_id: str | None
+
+
+def read_envelope(headers: Mapping[str, str]) -> Envelope:
+    """Read the event headers of an authenticated request; `headers` keys are lower case."""
+    content_type = headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise NotJson(content_type or None)
+    event = headers.get("x-github-event", "").strip()
+    if not event:
+        raise MalformedPayload("missing X-GitHub-Event header")
+    delivery_id = headers.get("x-github-delivery", "").strip()
+    if not delivery_id:
+        raise MalformedPayload("missing X-GitHub-Delivery header")
+    if len(delivery_id) > MAX_DELIVERY_ID_LENGTH or not delivery_id.isascii():
+        raise MalformedPayload("X-GitHub-Delivery must be at most 100 ASCII characters")
+    hook_id = headers.get("x-github-hook-id", "").strip() or None
+    return Envelope(event=event, delivery_id=delivery_id, hook_id=hook_id)
+
+
+def make_delivery(envelope: Envelope, body: bytes, received_at: datetime) -> Delivery:
+    return Delivery(
+        forge=FORGE,
+        delivery_id=envelope.delivery_id,
+        hook_id=envelope.hook_id,
+        event=envelope.event,
+        body=body,
+        body_sha256=hashlib.sha256(body).digest(),
+        received_at=received_at,
+    )
+
+
+def _storable_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable_text)]
+Sha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+RepoId = Annotated[int, Field(gt=0, lt=2**63)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class _Person(_Payload):
+    name: Text | None = None
+    email: Text | None = None
+    username: Text | None = None
+
+
+class _Commit(_Payload):
+    id: Sha
+    tree_id: Sha | None = None
+    distinct: bool = True
+    message: Text = ""
+    timestamp: Text | None = None
+    author: _Person = _Person()
+    committer: _Person = _Person()
+    added: list[Text] = []
+    removed: list[Text] = []
+    modified: list[Text] = []
+
+
+class _Repository(_Payload):
+    id: RepoId
+    full_name: Text
+    pushed_at: int | Text | None = None
+
+
+class _Sender(_Payload):
+    login: Text
+    id: RepoId
+
+
+class _PushPayload(_Payload):
+    ref: Annotated[Text, Field(pattern=r"^refs/", max_length=4096)]
+    before: Sha
+    after: Sha
+    created: bool = False
+    deleted: bool = False
+    forced: bool = False
+    commits: list[_Commit] = []
+    head_commit: _Commit | None = None
+    repository: _Repository
+    pusher: _Person
+    sender: _Sender
+
+
+def parse_github_push(body: bytes) -> Push:
+    """Parse a push event body into a core Push, or raise MalformedPayload saying what is wrong."""
+    try:
+        payload = _PushPayload.model_validate_json(body)
+    except ValidationError as exc:
+        raise MalformedPayload(_describe(exc)) from None
+    return Push(
+        repository_id=payload.repository.id,
+        repository_full_name=payload.repository.full_name,
+        ref=payload.ref,
+        before=payload.before,
+        after=payload.after,
+        created=payload.created,
+        deleted=payload.deleted,
+        forced=payload.forced,
+        pusher=Identity(payload.pusher.name, payload.pusher.email, payload.pusher.username),
+        sender=Account(payload.sender.login, payload.sender.id),
+        pushed_at=_pushed_at(payload.repository.pushed_at),
+        commits=tuple(_commit(c) for c in payload.commits),
+        head_commit=_commit(payload.head_commit) if payload.head_commit else None,
+    )
+
+
+# datetime's range: year 1..9999. A forge clock outside 1970..9999 is not a push time.
+_MAX_EPOCH = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())
+
+
+def _pushed_at(value: int | str | None) -> datetime | None:
+    """`repository.pushed_at` is an integer epoch in push events, an ISO string elsewhere."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        if not 0 <= value <= _MAX_EPOCH:
+            raise MalformedPayload(f"{value} is not a plausible Unix time", "repository.pushed_at")
+        return datetime.fromtimestamp(value, UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedPayload(f"{value!r} is not a timestamp", "repository.pushed_at") from None
+    if moment.tzinfo is None:
+        raise MalformedPayload("timestamp lacks a time zone", "repository.pushed_at")
+    return moment.astimezone(UTC)
+
+
+def _identity(person: _Person) -> Identity:
+    return Identity(person.name, person.email, person.username)
+
+
+def _commit(c: _Commit) -> Commit:
+    return Commit(
+        sha=c.id,
+        tree_sha=c.tree_id,
+        message=c.message,
+        author=_identity(c.author),
+        committer=_identity(c.committer),
+        timestamp=c.timestamp,
+        distinct=c.distinct,
+        files=ChangedFiles(tuple(c.added), tuple(c.modified), tuple(c.removed)),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False)[:3]:
+        location = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{location}: {error['msg']}" if location else error["msg"])
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")

@@ -1,0 +1,281 @@
+"""The HTTP edge: read the request, call the core, map the result. Nothing else."""
+
+
+
+import asyncio
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from labledger import __version__
+from labledger.config import Settings
+from labledger.core.errors import (
+    BodyTooLarge,
+    DeliveryConflict,
+    InvalidRequest,
+    LedgerError,
+    MalformedPayload,
+    NotFound,
+    NotJson,
+    SignatureRejected,
+    StoreUnavailable,
+)
+from labledger.core.service import check_session_spec
+from labledger.http import schemas
+from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.storage.sql_store import SqlStore
+from labledger.webhooks import receive_github
+
+log = structlog.get_logger("labledger.http")
+
+# The one exception-to-status map of the HTTP edge.
+STATUS = {
+    MalformedPayload: (400, "malformed"),
+    SignatureRejected: (401, "signature"),
+    NotFound: (404, "not_found"),
+    DeliveryConflict: (409, "conflict"),
+    BodyTooLarge: (413, "too_large"),
+    NotJson: (415, "not_json"),
+    InvalidRequest: (422, "invalid"),
+    StoreUnavailable: (503, "unavailable"),
+}
+RETRY_AFTER_SECONDS = "5"
+ERRORS = {
+    code: {"model": schemas.ErrorOut, "description": name}
+    for code, name in ((400, "malformed"), (401, "unauthenticated"), (404, "not found"), (503, "database unavailable"))
+}
+
+
+def create_app(settings: Settings, store: SqlStore) -> FastAPI:
+    metrics = Metrics()
+    app = FastAPI(
+        title="labledger",
+        version=__version__,
+        description="The Lab Attempt Ledger: every pushed commit recorded once, append-only.",
+    )
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
+    app.include_router(_webhook_router(settings, store, metrics))
+    app.include_router(_ops_router(store, metrics))
+    app.include_router(_api_router(settings, store))
+    return app
+
+
+def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
+    status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    if status == 401 and request.url.path.startswith("/api/"):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """Read at most `limit` bytes; refuse more without holding them, and give up on slow senders."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise MalformedPayload(f"request body not received within {timeout:g} s") from None
+    return b"".join(chunks)
+
+
+def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["webhooks"])
+    secret = settings.github_secret_bytes()
+
+    @router.post(
+        "/webhooks/github",
+        response_model=schemas.WebhookResult,
+        status_code=202,
+        responses={
+            200: {"model": schemas.WebhookResult, "description": "duplicate, ping or ignored event"},
+            **{
+                code: {"model": schemas.ErrorOut, "description": text}
+                for code, text in (
+                    (400, "malformed payload or headers"),
+                    (401, "missing or wrong X-Hub-Signature-256"),
+                    (409, "delivery id reused with another body by the same hook"),
+                    (413, "body over LABLEDGER_MAX_BODY_BYTES"),
+                    (415, "content type is not application/json"),
+                    (503, "database unavailable; redeliver later"),
+                )
+            },
+        },
+    )
+    async def github_webhook(request: Request) -> JSONResponse:
+        """Record a GitHub push (202), acknowledge ping/duplicates/other events (200)."""
+        received_at = datetime.now(UTC)
+        delivery_id = request.headers.get("x-github-delivery", "")
+        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
+            try:
+                body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                answer = await run_in_threadpool(
+                    receive_github, store, secret, headers, body, received_at, settings.max_body_bytes
+                )
+            except LedgerError as exc:
+                _count_refusal(metrics, exc)
+                raise
+            metrics.deliveries.labels("github", answer.outcome).inc()
+            if answer.outcome == "recorded":
+                metrics.attempts.inc(len(answer.body.get("attempt_ids", [])))  # type: ignore[arg-type]
+            log.info(
+                "webhook.answered",
+                outcome=answer.outcome,
+                status=answer.status,
+                attempts=len(answer.body.get("attempt_ids", [])),  # type: ignore[arg-type]
+            )
+            return JSONResponse(answer.body, status_code=answer.status)
+
+    return router
+
+
+def _count_refusal(metrics: Metrics, exc: LedgerError) -> None:
+    status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
+    metrics.deliveries.labels("github", code).inc()
+    if isinstance(exc, SignatureRejected):
+        metrics.signature_failures.labels("github").inc()
+    level = log.error if status >= 500 else log.warning
+    level("webhook.refused", status=status, reason=code, detail=str(exc)[:300])
+
+
+def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", response_model=schemas.Health, responses={503: {"model": schemas.Health}})
+    def healthz() -> JSONResponse:
+        """Liveness and database reachability."""
+        try:
+            store.ping()
+        except StoreUnavailable:
+            return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @router.get("/metrics", response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _token_checker(settings: Settings) -> object:
+    digests = [hashlib.sha256(t.get_secret_value().encode()).digest() for t in settings.api_tokens]
+    bearer = HTTPBearer(auto_error=False)
+
+    def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise SignatureRejected("missing bearer token (Authorization: Bearer <token>)")
+        given = hashlib.sha256(credentials.credentials.encode()).digest()
+        # Compare against every token, in constant time each, so timing tells nothing.
+        matched = [hmac.compare_digest(given, d) for d in digests]
+        if not any(matched):
+            raise SignatureRejected("unknown bearer token")
+        return f"api-token:{given.hex()[:12]}"
+
+    return require_token
+
+
+Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _cursor(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise MalformedPayload(f"invalid cursor {value[:40]!r}")
+    return int(value)
+
+
+def _api_router(settings: Settings, store: SqlStore) -> APIRouter:
+    require_token = _token_checker(settings)
+    router = APIRouter(
+        prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require_token)], responses=ERRORS
+    )
+    Actor = Annotated[str, Depends(require_token)]
+
+    @router.post("/sessions", response_model=schemas.SessionOut, status_code=201)
+    def create_session(body: schemas.SessionIn, actor: Actor) -> schemas.SessionOut:
+        """Open a lab session for one subject, lab and repository."""
+        spec = body.to_spec()
+        check_session_spec(spec)
+        return schemas.SessionOut.of(store.create_session(spec, actor, datetime.now(UTC)))
+
+    @router.get("/sessions", response_model=schemas.SessionPage)
+    def list_sessions(
+        lab_id: str | None = None, cursor: Cursor = None, limit: Limit = 100
+    ) -> schemas.SessionPage:
+        """Sessions in creation order, optionally of one lab."""
+        found = store.list_sessions(lab_id=lab_id, after=_cursor(cursor), limit=limit)
+        items = [schemas.SessionOut.of(s) for s in found]
+        return schemas.SessionPage(items=items, next_cursor=_next(found, limit))
+
+    @router.get("/sessions/{session_id}", response_model=schemas.SessionOut)
+    def get_session(session_id: int) -> schemas.SessionOut:
+        return schemas.SessionOut.of(store.get_session(session_id))
+
+    @router.get("/sessions/{session_id}/attempts", response_model=schemas.AttemptPage)
+    def session_attempts(
+        session_id: int, cursor: Cursor = None, limit: Limit = 100
+    ) -> schemas.AttemptPage:
+        """A session's attempts in ledger order, each with `late` against the current due_at."""
+        session = store.get_session(session_id)
+        found = store.session_attempts(session_id, after=_cursor(cursor), limit=limit)
+        items = [schemas.AttemptOut.of(a, session) for a in found]
+        return schemas.AttemptPage(items=items, next_cursor=_next(found, limit))
+
+    @router.get("/attempts", response_model=schemas.AttemptList)
+    def attempts_by_commit(
+        commit_sha: Annotated[str, Query(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")],
+    ) -> schemas.AttemptList:
+        """Every attempt of one commit, in any session."""
+        found = store.attempts_by_commit(commit_sha)
+        sessions = {i: store.get_session(i) for i in {a.session_id for a in found}}
+        return schemas.AttemptList(items=[schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found])
+
+    @router.get("/attempts/{attempt_id}", response_model=schemas.AttemptDetail)
+    def get_attempt(attempt_id: int) -> schemas.AttemptDetail:
+        """One attempt with the push and delivery that recorded it."""
+        record = store.get_attempt(attempt_id)
+        return schemas.AttemptDetail.of(record, store.get_session(record.attempt.session_id))
+
+    @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
+    def get_delivery(delivery_id: str) -> schemas.DeliveryDetail:
+        """What one delivery produced: its push and the attempts it first recorded."""
+        report = store.delivery_report("github", delivery_id)
+        sessions = {i: store.get_session(i) for i in {a.session_id for a in report.attempts}}
+        return schemas.DeliveryDetail.of(report, sessions)
+
+    @router.get("/feed", response_model=schemas.AttemptPage)
+    def feed(after: Cursor = None, limit: Limit = 100) -> schemas.AttemptPage:
+        """New attempts in ledger order, for downstream consumers that keep a cursor."""
+        found = store.feed(after=_cursor(after), limit=limit)
+        sessions = {i: store.get_session(i) for i in {a.session_id for a in found}}
+        items = [schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found]
+        return schemas.AttemptPage(items=items, next_cursor=str(found[-1].id) if found else after)
+
+    return router
+
+
+def _next(found: list[object], limit: int) -> str | None:
+    return str(found[-1].id) if len(found) == limit else None  # type: ignore[attr-defined]

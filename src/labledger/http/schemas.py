@@ -1,0 +1,251 @@
+"""The JSON shapes of the API (they make the OpenAPI schema) and their builders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from labledger.core.model import (
+    AttemptRecord,
+    DeliveryReport,
+    Identity,
+    LabAttempt,
+    LabSession,
+    PushRecord,
+    SessionSpec,
+    StoredDelivery,
+)
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lab_id: str = Field(min_length=1, max_length=200)
+    subject_id: str = Field(min_length=1, max_length=200)
+    forge: str = Field(default="github", pattern="^github$")
+    repository_id: int = Field(gt=0, lt=2**63, description="The forge's numeric repository id")
+    repository_full_name: str | None = Field(default=None, max_length=300)
+    branch_glob: str = Field(default="*", min_length=1, max_length=300)
+    opens_at: AwareDatetime
+    due_at: AwareDatetime | None = None
+    closes_at: AwareDatetime | None = None
+
+    def to_spec(self) -> SessionSpec:
+        return SessionSpec(**self.model_dump())
+
+
+class SessionOut(SessionIn):
+    id: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, s: LabSession) -> SessionOut:
+        spec = s.spec
+        return cls(
+            id=s.id,
+            created_at=s.created_at,
+            lab_id=spec.lab_id,
+            subject_id=spec.subject_id,
+            forge=spec.forge,
+            repository_id=spec.repository_id,
+            repository_full_name=spec.repository_full_name,
+            branch_glob=spec.branch_glob,
+            opens_at=spec.opens_at,
+            due_at=spec.due_at,
+            closes_at=spec.closes_at,
+        )
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+    next_cursor: str | None
+
+
+class PersonOut(BaseModel):
+    name: str | None
+    email: str | None
+    username: str | None = None
+
+    @classmethod
+    def of(cls, p: Identity) -> PersonOut:
+        return cls(name=p.name, email=p.email, username=p.username)
+
+
+class AccountOut(BaseModel):
+    login: str
+    id: int
+
+
+class ChangedFilesOut(BaseModel):
+    added: list[str]
+    modified: list[str]
+    removed: list[str]
+
+
+class AttemptOut(BaseModel):
+    id: int = Field(description="Ledger position: attempts are numbered in the order recorded")
+    session_id: int
+    commit_sha: str
+    tree_sha: str | None
+    message: str
+    author: PersonOut = Field(description="Claimed by the commit; not verified")
+    committer: PersonOut = Field(description="Claimed by the commit; not verified")
+    claimed_timestamp: str | None = Field(description="The commit's own date; never trusted")
+    distinct: bool
+    branch: str
+    changed_files: ChangedFilesOut
+    sender: AccountOut = Field(description="The authenticated forge account that pushed")
+    pusher: PersonOut
+    pushed_at: datetime | None = Field(description="The forge's push time (trusted)")
+    received_at: datetime
+    trusted_time: datetime = Field(description="pushed_at, or received_at when the forge gave none")
+    late: bool = Field(description="trusted_time after the session's current due_at")
+    push_id: int
+    delivery_id: str
+
+    @classmethod
+    def of(cls, a: LabAttempt, session: LabSession) -> AttemptOut:
+        c = a.commit
+        return cls(
+            id=a.id,
+            session_id=a.session_id,
+            commit_sha=c.sha,
+            tree_sha=c.tree_sha,
+            message=c.message,
+            author=PersonOut.of(c.author),
+            committer=PersonOut.of(c.committer),
+            claimed_timestamp=c.timestamp,
+            distinct=c.distinct,
+            branch=a.branch,
+            changed_files=ChangedFilesOut(
+                added=list(c.files.added), modified=list(c.files.modified), removed=list(c.files.removed)
+            ),
+            sender=AccountOut(login=a.sender.login, id=a.sender.id),
+            pusher=PersonOut.of(a.pusher),
+            pushed_at=a.pushed_at,
+            received_at=a.received_at,
+            trusted_time=a.trusted_time,
+            late=session.is_late(a.trusted_time),
+            push_id=a.push_id,
+            delivery_id=a.delivery_id,
+        )
+
+
+class AttemptPage(BaseModel):
+    items: list[AttemptOut]
+    next_cursor: str | None
+
+
+class AttemptList(BaseModel):
+    items: list[AttemptOut]
+
+
+class PushOut(BaseModel):
+    id: int
+    delivery_id: str
+    forge: str
+    repository_id: int
+    repository_full_name: str
+    ref: str
+    before: str
+    after: str
+    created: bool
+    deleted: bool
+    forced: bool
+    rewrites_history: bool = Field(description="forced and neither created nor deleted")
+    pusher: PersonOut
+    sender: AccountOut
+    pushed_at: datetime | None
+    received_at: datetime
+    commit_shas: list[str] = Field(description="Every commit the push carried, in payload order")
+    commit_list_complete: bool = Field(description="False when the forge's list may be truncated")
+
+    @classmethod
+    def of(cls, p: PushRecord) -> PushOut:
+        return cls(
+            id=p.id,
+            delivery_id=p.delivery_id,
+            forge=p.forge,
+            repository_id=p.repository_id,
+            repository_full_name=p.repository_full_name,
+            ref=p.ref,
+            before=p.before,
+            after=p.after,
+            created=p.created,
+            deleted=p.deleted,
+            forced=p.forced,
+            rewrites_history=p.forced and not p.created and not p.deleted,
+            pusher=PersonOut.of(p.pusher),
+            sender=AccountOut(login=p.sender.login, id=p.sender.id),
+            pushed_at=p.pushed_at,
+            received_at=p.received_at,
+            commit_shas=list(p.commit_shas),
+            commit_list_complete=p.commit_list_complete,
+        )
+
+
+class DeliveryOut(BaseModel):
+    forge: str
+    delivery_id: str
+    hook_id: str | None
+    event: str
+    received_at: datetime
+    body_sha256: str = Field(description="sha256:<hex> of the raw body as received")
+
+    @classmethod
+    def of(cls, d: StoredDelivery) -> DeliveryOut:
+        return cls(
+            forge=d.forge,
+            delivery_id=d.delivery_id,
+            hook_id=d.hook_id,
+            event=d.event,
+            received_at=d.received_at,
+            body_sha256=f"sha256:{d.body_sha256.hex()}",
+        )
+
+
+class AttemptDetail(BaseModel):
+    attempt: AttemptOut
+    push: PushOut
+    delivery: DeliveryOut
+
+    @classmethod
+    def of(cls, r: AttemptRecord, session: LabSession) -> AttemptDetail:
+        return cls(
+            attempt=AttemptOut.of(r.attempt, session),
+            push=PushOut.of(r.push),
+            delivery=DeliveryOut.of(r.delivery),
+        )
+
+
+class DeliveryDetail(BaseModel):
+    delivery: DeliveryOut
+    push: PushOut | None
+    attempts: list[AttemptOut]
+
+    @classmethod
+    def of(cls, r: DeliveryReport, sessions: dict[int, LabSession]) -> DeliveryDetail:
+        return cls(
+            delivery=DeliveryOut.of(r.delivery),
+            push=PushOut.of(r.push) if r.push else None,
+            attempts=[AttemptOut.of(a, sessions[a.session_id]) for a in r.attempts],
+        )
+
+
+class WebhookResult(BaseModel):
+    outcome: str = Field(description="recorded | duplicate | ping | ignored")
+    delivery_id: str
+    push_id: int | None = None
+    attempt_ids: list[int] = []
+    event: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,1 @@
+"""SQL storage for the ledger (SQLite and PostgreSQL), its schema and migrations."""

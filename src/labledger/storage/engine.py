@@ -1,0 +1,56 @@
+"""Engines for the two supported databases, with the settings the ledger relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+WRITE_OPTION = "labledger_write"
+SQLITE_BUSY_TIMEOUT_S = 5.0
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and select the psycopg 3 driver for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **engine_args: Any) -> Engine:
+    url = normalize_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url, **engine_args)
+    if backend == "postgresql":
+        engine_args.setdefault("pool_pre_ping", True)
+        engine_args.setdefault("pool_size", 10)
+        engine_args.setdefault("max_overflow", 20)
+        return create_engine(url, **engine_args)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _sqlite_engine(url: str, **engine_args: Any) -> Engine:
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, **engine_args)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is lazy).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # A writer takes the write lock up front: a deferred transaction that later upgrades
+        # can fail with SQLITE_BUSY at once instead of waiting out the busy timeout.
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

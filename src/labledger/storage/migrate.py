@@ -1,0 +1,78 @@
+"""Schema migrations (Alembic) and the restricted PostgreSQL application role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.tables import APPEND_ONLY_TABLES
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    _run(engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    _run(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _run(engine: Engine, action: object) -> None:
+    config = alembic_config()
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE_OPTION: True})
+        config.attributes["connection"] = conn
+        action(config)  # type: ignore[operator]
+        conn.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()
+
+
+def create_app_role(engine: Engine, role: str, password: str | None) -> None:
+    """Create (or re-grant) a PostgreSQL login role that may only SELECT and INSERT.
+
+    The server runs as this role, so even a bug in labledger cannot UPDATE, DELETE or
+    TRUNCATE the ledger: the database refuses twice, by privilege and by trigger.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError("an application role exists only on PostgreSQL")
+    quoted = engine.dialect.identifier_preparer.quote(role)
+    with engine.begin() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+        if not exists:
+            conn.execute(text(f"CREATE ROLE {quoted} LOGIN"))
+        if password is not None:
+            conn.execute(text(f"ALTER ROLE {quoted} PASSWORD :p").bindparams(p=password))
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        db_quoted = engine.dialect.identifier_preparer.quote(database)
+        conn.execute(text(f"GRANT CONNECT ON DATABASE {db_quoted} TO {quoted}"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
+        tables = ", ".join(APPEND_ONLY_TABLES)
+        conn.execute(text(f"REVOKE ALL ON {tables}, alembic_version FROM {quoted}"))
+        conn.execute(text(f"GRANT SELECT, INSERT ON {tables} TO {quoted}"))
+        conn.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
+        conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))

@@ -1,0 +1,178 @@
+"""The ledger schema, as SQLAlchemy Core tables. Migrations must yield exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on both dialects."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; times must be aware")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+lab_sessions = Table(
+    "lab_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lab_id", Text, nullable=False),
+    Column("subject_id", Text, nullable=False),
+    Column("forge", String(16), nullable=False),
+    Column("repository_id", BigInteger, nullable=False),
+    Column("repository_full_name", Text),
+    Column("branch_glob", Text, nullable=False),
+    Column("opens_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("closes_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_lab_sessions_repository", "forge", "repository_id"),
+    Index("ix_lab_sessions_lab_id", "lab_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("forge", String(16), nullable=False),
+    Column("delivery_id", String(100), nullable=False),
+    Column("hook_id", String(40)),
+    Column("event", String(64), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("body_sha256", LargeBinary(32), nullable=False),
+    Column("body_size", Integer, nullable=False),
+    Column("body_zlib", LargeBinary, nullable=False),
+    UniqueConstraint("forge", "delivery_id"),
+)
+
+pushes = Table(
+    "pushes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_pk", BigInteger, ForeignKey("deliveries.id"), nullable=False, unique=True),
+    Column("forge", String(16), nullable=False),
+    Column("repository_id", BigInteger, nullable=False),
+    Column("repository_full_name", Text, nullable=False),
+    Column("ref", Text, nullable=False),
+    Column("before_sha", String(64), nullable=False),
+    Column("after_sha", String(64), nullable=False),
+    Column("created", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("forced", Boolean, nullable=False),
+    Column("pusher_name", Text),
+    Column("pusher_email", Text),
+    Column("sender_login", Text, nullable=False),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("pushed_at", UtcDateTime),
+    Column("commit_count", Integer, nullable=False),
+    Column("commit_list_complete", Boolean, nullable=False),
+    Index("ix_pushes_repository", "forge", "repository_id"),
+)
+
+push_commits = Table(
+    "push_commits",
+    metadata,
+    Column("push_id", BigInteger, ForeignKey("pushes.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("commit_sha", String(64), nullable=False),
+    Column("is_distinct", Boolean, nullable=False),
+    PrimaryKeyConstraint("push_id", "position"),
+    Index("ix_push_commits_commit_sha", "commit_sha"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("session_id", BigInteger, ForeignKey("lab_sessions.id"), nullable=False),
+    Column("commit_sha", String(64), nullable=False),
+    Column("tree_sha", String(64)),
+    Column("message", Text, nullable=False),
+    Column("author_name", Text),
+    Column("author_email", Text),
+    Column("author_username", Text),
+    Column("committer_name", Text),
+    Column("committer_email", Text),
+    Column("committer_username", Text),
+    Column("claimed_timestamp", Text),
+    Column("is_distinct", Boolean, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("changed_files", JSON, nullable=False),
+    Column("push_id", BigInteger, ForeignKey("pushes.id"), nullable=False),
+    Column("delivery_pk", BigInteger, ForeignKey("deliveries.id"), nullable=False),
+    Column("pushed_at", UtcDateTime),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("session_id", "commit_sha"),
+    Index("ix_attempts_session_id_id", "session_id", "id"),
+    Index("ix_attempts_commit_sha", "commit_sha"),
+    Index("ix_attempts_delivery_pk", "delivery_pk"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_audit_events_target", "target_type", "target_id"),
+)
+
+# Every table the database itself keeps append-only (contract invariant 3). Sessions are in
+# the list too: a deadline change is a new event, never an edit of the original record.
+APPEND_ONLY_TABLES = (
+    "lab_sessions",
+    "deliveries",
+    "pushes",
+    "push_commits",
+    "attempts",
+    "audit_events",
+)
