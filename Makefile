@@ -1,0 +1,26 @@
+# labledger developer tasks. `make run` and `make test` are the README's quick start.
+SHELL := /bin/bash
+UV ?= uv
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: setup run test lint format bench bench-smoke
+
+setup:
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen --all-groups
+
+run: setup
+	$(UV) run labledger migrate
+	$(UV) run labledger serve
+
+lint: setup
+	$(UV) run ruff check src tests bench
+	$(UV) run ruff format --check src tests bench
+	$(UV) run mypy
+
+format: setup
+	$(UV) run ruff format src tests bench
+	$(UV) run ruff check --fix src tests bench
+
+test: setup lint
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest

@@ -1,0 +1,153 @@
+"""Shared fixtures: a migrated ledger on SQLite and on PostgreSQL for every contract test.
+
+PostgreSQL tests need LABLEDGER_TEST_PG_URL (an admin URL; each test gets a throw-away
+database cloned from a migrated template). Without it they skip, except under CI=true,
+where a missing or unreachable PostgreSQL is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from labledger.storage import migrate
+from labledger.storage.engine import make_engine
+from labledger.storage.sql_store import SqlStore
+
+PG_ENV = "LABLEDGER_TEST_PG_URL"
+
+
+@dataclass
+class Ledger:
+    """A migrated, empty ledger database for one test."""
+
+    dialect: str
+    url: str
+    engine: Engine
+    store: SqlStore
+
+
+def _pg_admin_url() -> str | None:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{PG_ENV} is not set: PostgreSQL tests must run in CI", pytrace=False)
+        return None
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {url} is unreachable in CI: {exc}", pytrace=False)
+        return None
+    return url
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+class PgDatabases:
+    """Creates throw-away databases from one migrated template."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template = f"labledger_tmpl_{uuid.uuid4().hex[:10]}"
+        self._admin(f'CREATE DATABASE "{self.template}"')
+        engine = make_engine(_with_database(admin_url, self.template))
+        migrate.upgrade(engine)
+        engine.dispose()
+
+    def _admin(self, sql: str) -> None:
+        with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+    def create(self, migrated: bool = True) -> str:
+        name = f"labledger_t_{uuid.uuid4().hex[:12]}"
+        template = f' TEMPLATE "{self.template}"' if migrated else ""
+        self._admin(f'CREATE DATABASE "{name}"{template}')
+        return _with_database(self.admin_url, name)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases | None]:
+    url = _pg_admin_url()
+    if url is None:
+        yield None
+        return
+    databases = PgDatabases(url)
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tmpl") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _sqlite_ledger(template: Path, tmp_path: Path) -> Ledger:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(template.read_bytes())
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    return Ledger("sqlite", url, engine, SqlStore(engine))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    pg_databases: PgDatabases | None,
+) -> Iterator[Ledger]:
+    """A fresh, migrated ledger, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        made = _sqlite_ledger(sqlite_template, tmp_path)
+        yield made
+        made.engine.dispose()
+        return
+    if pg_databases is None:
+        pytest.skip(f"PostgreSQL not configured ({PG_ENV})")
+    url = pg_databases.create()
+    engine = make_engine(url)
+    yield Ledger("postgresql", url, engine, SqlStore(engine))
+    engine.dispose()
+    pg_databases.drop(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PgDatabases | None
+) -> Iterator[str]:
+    """The URL of an empty, unmigrated database on each dialect."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if pg_databases is None:
+        pytest.skip(f"PostgreSQL not configured ({PG_ENV})")
+    url = pg_databases.create(migrated=False)
+    yield url
+    pg_databases.drop(url)

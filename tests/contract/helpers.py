@@ -1,0 +1,43 @@
+"""Recording deliveries through the same path as the webhook route."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+
+from labledger.config import GITHUB_MAX_BODY_BYTES
+from labledger.storage.sql_store import SqlStore
+from labledger.webhooks import WebhookAnswer, receive_github
+from tests.support import SECRET, body_of, headers_for
+
+
+def deliver(
+    store: SqlStore,
+    payload: dict[str, Any] | bytes,
+    *,
+    received_at: datetime | None = None,
+    **header_options: Any,
+) -> WebhookAnswer:
+    body = payload if isinstance(payload, bytes) else body_of(payload)
+    return receive_github(
+        store,
+        SECRET.encode(),
+        headers_for(body, **header_options),
+        body,
+        received_at or datetime.now(UTC),
+        GITHUB_MAX_BODY_BYTES,
+    )
+
+
+def ledger_counts(store: SqlStore) -> dict[str, int]:
+    """Row counts of the ledger tables other than the audit log."""
+    counts = store.count_rows()
+    counts.pop("audit_events")
+    return counts
+
+
+def audit_actions(store: SqlStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text("SELECT action FROM audit_events ORDER BY id")).scalars())
