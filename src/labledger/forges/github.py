@@ -17,6 +17,7 @@ from labledger.core.model import Account, ChangedFiles, Commit, Delivery, Identi
 FORGE = "github"
 SIGNATURE_HEADER = "x-hub-signature-256"
 MAX_DELIVERY_ID_LENGTH = 100
+MAX_HOOK_ID_LENGTH = 40  # GitHub's hook ids are numbers; the column is VARCHAR(40).
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
@@ -55,10 +56,19 @@ def read_envelope(headers: Mapping[str, str]) -> Envelope:
     delivery_id = headers.get("x-github-delivery", "").strip()
     if not delivery_id:
         raise MalformedPayload("missing X-GitHub-Delivery header")
-    if len(delivery_id) > MAX_DELIVERY_ID_LENGTH or not delivery_id.isascii():
-        raise MalformedPayload("X-GitHub-Delivery must be at most 100 ASCII characters")
+    if not _is_header_token(delivery_id, MAX_DELIVERY_ID_LENGTH):
+        raise MalformedPayload("X-GitHub-Delivery must be at most 100 printable ASCII characters")
     hook_id = headers.get("x-github-hook-id", "").strip() or None
+    if hook_id is not None and not _is_header_token(hook_id, MAX_HOOK_ID_LENGTH):
+        raise MalformedPayload("X-GitHub-Hook-ID must be at most 40 printable ASCII characters")
     return Envelope(event=event, delivery_id=delivery_id, hook_id=hook_id)
+
+
+def _is_header_token(value: str, max_length: int) -> bool:
+    # Headers are not covered by the signature, and `labledger ingest` reads them from files:
+    # a NUL or an over-long id must be a 400 here, not a database error (PostgreSQL refuses
+    # NUL in text and enforces VARCHAR lengths; SQLite would silently store either).
+    return len(value) <= max_length and value.isascii() and value.isprintable()
 
 
 def make_delivery(envelope: Envelope, body: bytes, received_at: datetime) -> Delivery:
@@ -178,7 +188,10 @@ def _pushed_at(value: int | str | None) -> datetime | None:
         raise MalformedPayload(f"{value!r} is not a timestamp", "repository.pushed_at") from None
     if moment.tzinfo is None:
         raise MalformedPayload("timestamp lacks a time zone", "repository.pushed_at")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime's year 1 in UTC
+        raise MalformedPayload(f"{value!r} is out of range in UTC", "repository.pushed_at") from None
 
 
 def _identity(person: _Person) -> Identity:
