@@ -129,6 +129,10 @@ def ledger(
         yield made
         made.engine.dispose()
         return
+    yield from _pg_ledger(pg_databases)
+
+
+def _pg_ledger(pg_databases: PgDatabases | None) -> Iterator[Ledger]:
     if pg_databases is None:
         pytest.skip(f"PostgreSQL not configured ({PG_ENV})")
     url = pg_databases.create()
@@ -136,6 +140,20 @@ def ledger(
     yield Ledger("postgresql", url, engine, SqlStore(engine))
     engine.dispose()
     pg_databases.drop(url)
+
+
+@pytest.fixture
+def sqlite_ledger(sqlite_template: Path, tmp_path: Path) -> Iterator[Ledger]:
+    """A fresh, migrated ledger on SQLite only."""
+    made = _sqlite_ledger(sqlite_template, tmp_path)
+    yield made
+    made.engine.dispose()
+
+
+@pytest.fixture
+def pg_ledger(pg_databases: PgDatabases | None) -> Iterator[Ledger]:
+    """A fresh, migrated ledger on PostgreSQL only, for what only PostgreSQL has."""
+    yield from _pg_ledger(pg_databases)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -151,3 +169,16 @@ def empty_database(
     url = pg_databases.create(migrated=False)
     yield url
     pg_databases.drop(url)
+
+
+@pytest.fixture
+def app_role(pg_ledger: Ledger) -> Iterator[str]:
+    """A restricted login role made by `create_app_role` on a PostgreSQL ledger."""
+    ledger = pg_ledger
+    role = f"labledger_app_{uuid.uuid4().hex[:8]}"
+    migrate.create_app_role(ledger.engine, role, password=None)
+    yield make_url(ledger.url).set(username=role).render_as_string(hide_password=False)
+    ledger.engine.dispose()
+    with psycopg.connect(_libpq(ledger.url), autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{role}"')  # type: ignore[arg-type]
+        conn.execute(f'DROP ROLE "{role}"')  # type: ignore[arg-type]

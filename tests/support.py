@@ -82,7 +82,7 @@ def push_payload(
     created: bool = False,
     deleted: bool = False,
     forced: bool = False,
-    head_commit: dict[str, Any] | None | str = "last",
+    head_commit: dict[str, Any] | str | None = "last",
 ) -> dict[str, Any]:
     template = json.loads(fixture_bytes("octokit-webhooks-push-with-new-branch.payload.json"))
     payload = copy.deepcopy(template)

@@ -6,13 +6,14 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import BaseModel
+from sqlalchemy import Engine
 
 from labledger.config import ConfigError, Settings
 from labledger.core.errors import LedgerError
@@ -34,6 +35,7 @@ class Context:
     def __init__(self, config_file: Path | None) -> None:
         self.config_file = config_file
         self._settings: Settings | None = None
+        self._engine: Engine | None = None
         self._store: SqlStore | None = None
 
     @property
@@ -43,9 +45,15 @@ class Context:
         return self._settings
 
     @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+        return self._engine
+
+    @property
     def store(self) -> SqlStore:
         if self._store is None:
-            engine = make_engine(self.settings.database_url)
+            engine = self.engine
             if not migrations.is_up_to_date(engine):
                 raise ConfigError(
                     f"the database at {engine.url.render_as_string(hide_password=True)} is not "
@@ -54,11 +62,15 @@ class Context:
             self._store = SqlStore(engine)
         return self._store
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
 
 pass_context = click.make_pass_decorator(Context)
 
 
-class AwareDateTime(click.ParamType):
+class AwareDateTime(click.ParamType[datetime]):
     name = "ISO-8601 time with offset"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
@@ -74,12 +86,18 @@ class AwareDateTime(click.ParamType):
 
 
 TIME = AwareDateTime()
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of text.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the API's JSON instead of text."
+)
 
 
-def _emit(model: BaseModel | list[BaseModel], as_json: bool, text: Iterable[str]) -> None:
+def _emit(model: BaseModel | Sequence[BaseModel], as_json: bool, text: Iterable[str]) -> None:
     if as_json:
-        data = [m.model_dump(mode="json") for m in model] if isinstance(model, list) else model.model_dump(mode="json")
+        data = (
+            [m.model_dump(mode="json") for m in model]
+            if isinstance(model, Sequence)
+            else model.model_dump(mode="json")
+        )
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         for line in text:
@@ -98,6 +116,7 @@ def _emit(model: BaseModel | list[BaseModel], as_json: bool, text: Iterable[str]
 def cli(ctx: click.Context, config_file: Path | None) -> None:
     """labledger: the Lab Attempt Ledger."""
     ctx.obj = Context(config_file)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command()
@@ -114,7 +133,9 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     _ = obj.store  # refuses an unmigrated database before the server starts
     if obj.config_file is not None:
         os.environ["LABLEDGER_CONFIG"] = str(obj.config_file.resolve())
-    click.echo(f"labledger serving on http://{host}:{port} (database: {_describe_db(obj)})", err=True)
+    click.echo(
+        f"labledger serving on http://{host}:{port} (database: {_describe_db(obj)})", err=True
+    )
     uvicorn.run(
         "labledger.http.asgi:app_from_env",
         factory=True,
@@ -131,7 +152,9 @@ def _describe_db(obj: Context) -> str:
 
 
 @cli.command()
-@click.option("--app-role", help="PostgreSQL only: create a login role with SELECT and INSERT only.")
+@click.option(
+    "--app-role", help="PostgreSQL only: create a login role with SELECT and INSERT only."
+)
 @click.option(
     "--app-password-env",
     metavar="VAR",
@@ -140,7 +163,7 @@ def _describe_db(obj: Context) -> str:
 @pass_context
 def migrate(obj: Context, app_role: str | None, app_password_env: str | None) -> None:
     """Create or upgrade the schema (and optionally the restricted application role)."""
-    engine = make_engine(obj.settings.database_url)
+    engine = obj.engine
     before = migrations.current_revision(engine)
     migrations.upgrade(engine)
     after = migrations.current_revision(engine)
@@ -169,7 +192,7 @@ def sessions() -> None:
 @click.option("--closes-at", type=TIME)
 @json_option
 @pass_context
-def sessions_create(obj: Context, as_json: bool, **options: Any) -> None:
+def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     """Open a lab session."""
     body = schemas.SessionIn(
         lab_id=options["lab_id"],
@@ -227,7 +250,9 @@ def attempts() -> None:
 @click.option("--commit", "commit_sha", help="Attempts of one commit, in any session.")
 @json_option
 @pass_context
-def attempts_list(obj: Context, session_id: int | None, commit_sha: str | None, as_json: bool) -> None:
+def attempts_list(
+    obj: Context, session_id: int | None, commit_sha: str | None, as_json: bool
+) -> None:
     """List attempts of a session or of a commit."""
     if (session_id is None) == (commit_sha is None):
         raise click.UsageError("give exactly one of --session or --commit")
@@ -283,7 +308,9 @@ def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @pass_context
 def ingest(obj: Context, files: tuple[Path, ...]) -> None:
     """Record saved deliveries (headers, blank line, raw body) as the webhook would."""
@@ -329,10 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 PREFIX = "LABLEDGER_"
+# Names the test and benchmark suites use for themselves; never settings of the service.
+RESERVED_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}BENCH_")
 GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger payloads.
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
 
@@ -43,14 +45,26 @@ class Settings(BaseModel):
     def from_env(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
         """Environment variables win over the file; both use the LABLEDGER_* names."""
         values: dict[str, object] = {}
-        path = config_file or (Path(environ[f"{PREFIX}CONFIG"]) if environ.get(f"{PREFIX}CONFIG") else None)
+        path = config_file or (
+            Path(environ[f"{PREFIX}CONFIG"]) if environ.get(f"{PREFIX}CONFIG") else None
+        )
         if path is not None:
             values.update(_read_file(path))
-        values.update({k: v for k, v in environ.items() if k.startswith(PREFIX) and k != f"{PREFIX}CONFIG"})
+        values.update(
+            {
+                k: v
+                for k, v in environ.items()
+                if k.startswith(PREFIX)
+                and k != f"{PREFIX}CONFIG"
+                and not k.startswith(RESERVED_PREFIXES)
+            }
+        )
         fields = {f"{PREFIX}{name.upper()}": name for name in cls.model_fields}
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+            )
         try:
             return cls.model_validate({fields[k]: v for k, v in values.items()})
         except ValidationError as exc:

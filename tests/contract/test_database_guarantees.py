@@ -47,10 +47,9 @@ def test_update_and_delete_are_refused_by_the_database(ledger: Ledger, table: st
 
 
 @pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
-def test_truncate_and_replica_mode_are_refused_on_postgresql(ledger: Ledger, table: str) -> None:
+def test_truncate_and_replica_mode_are_refused_on_postgresql(pg_ledger: Ledger, table: str) -> None:
     """TRUNCATE is refused, and the triggers fire even with session_replication_role = replica."""
-    if ledger.dialect != "postgresql":
-        pytest.skip("TRUNCATE and replication roles exist only on PostgreSQL")
+    ledger = pg_ledger
     _fill(ledger)
     assert "append-only" in _refused(ledger, f"TRUNCATE {table} CASCADE")
     assert "append-only" in _refused(ledger, f"DELETE FROM {table}", replica=True)
@@ -64,7 +63,10 @@ def _copy_row_sql(table: str) -> str:
 
 @pytest.mark.parametrize(
     ("table", "constraint"),
-    [("attempts", "uq_attempts_session_id_commit_sha"), ("deliveries", "uq_deliveries_forge_delivery_id")],
+    [
+        ("attempts", "uq_attempts_session_id_commit_sha"),
+        ("deliveries", "uq_deliveries_forge_delivery_id"),
+    ],
 )
 def test_uniqueness_is_a_database_constraint(ledger: Ledger, table: str, constraint: str) -> None:
     """A raw duplicate insert, bypassing labledger, is rejected by the unique key itself."""
@@ -110,7 +112,7 @@ def _race(count: int, action: object) -> list[object]:
         barrier.wait()
         try:
             results[i] = action()  # type: ignore[operator]
-        except Exception as exc:  # noqa: BLE001 - the test inspects every outcome
+        except Exception as exc:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]

@@ -27,7 +27,7 @@ def _expected_triggers(dialect: str) -> dict[str, str]:
 
 
 def test_upgrade_head_yields_the_models_schema(empty_database: str) -> None:
-    """After `upgrade head` autogenerate finds no difference and every append-only trigger exists."""
+    """After `upgrade head`, autogenerate finds no difference and every trigger exists."""
     engine = make_engine(empty_database)
     migrate.upgrade(engine)
     with engine.connect() as conn:

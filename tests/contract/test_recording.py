@@ -44,7 +44,7 @@ def test_push_records_one_attempt_per_commit_with_every_field(ledger: Ledger) ->
 
 
 def test_redelivery_answers_as_the_first_and_writes_no_ledger_rows(ledger: Ledger) -> None:
-    """A redelivered event returns the same attempt ids, adds only an audit note, keeps first times."""
+    """A redelivery returns the same attempt ids, adds only an audit note, keeps first times."""
     _session(ledger)
     payload = push_payload([commit(), commit()])
     first = deliver(ledger.store, payload, delivery_id="d-redeliver", received_at=NOW)
@@ -85,13 +85,11 @@ def test_same_delivery_id_same_hook_other_body_is_a_conflict(ledger: Ledger) -> 
 
 
 def test_same_commit_pushed_again_never_makes_a_second_attempt(ledger: Ledger) -> None:
-    """Another branch, distinct=false or a new delivery of a known commit adds a push, not an attempt."""
+    """Another branch, distinct=false or a new delivery of a known commit: a push, no attempt."""
     session_id = _session(ledger)
     c = commit()
     deliver(ledger.store, push_payload([c]))
-    again = deliver(
-        ledger.store, push_payload([dict(c, distinct=False)], ref="refs/heads/feature")
-    )
+    again = deliver(ledger.store, push_payload([dict(c, distinct=False)], ref="refs/heads/feature"))
     assert again.outcome == "recorded" and again.body["attempt_ids"] == []
     assert len(ledger.store.session_attempts(session_id)) == 1
     # the re-appearance is still evidence: the second push lists the commit it carried
@@ -112,7 +110,9 @@ def test_force_push_keeps_the_commits_it_removes(ledger: Ledger) -> None:
     assert push.forced and push.before == old2["id"]
 
 
-def test_force_push_back_to_a_known_commit_is_recorded_without_a_new_attempt(ledger: Ledger) -> None:
+def test_force_push_back_to_a_known_commit_is_recorded_without_a_new_attempt(
+    ledger: Ledger,
+) -> None:
     """Resetting a branch to an older commit reports commits: [] and only a head; no new attempt."""
     session_id = _session(ledger)
     old = commit()
@@ -136,7 +136,10 @@ def test_force_push_back_to_a_known_commit_is_recorded_without_a_new_attempt(led
     ],
 )
 def test_evidence_without_attempt(
-    ledger: Ledger, case: str, session_overrides: dict[str, object], payload_overrides: dict[str, object]
+    ledger: Ledger,
+    case: str,
+    session_overrides: dict[str, object],
+    payload_overrides: dict[str, object],
 ) -> None:
     """Pushes that match no open session's branch are kept as delivery and push, with no attempt."""
     _session(ledger, **session_overrides)
@@ -205,5 +208,8 @@ def test_recorded_fixture_payloads(ledger: Ledger) -> None:
         produced[name] = deliver(ledger.store, fixture_bytes(name), received_at=NOW).body
     assert len(produced["octokit-webhooks-push-with-new-branch.payload.json"]["attempt_ids"]) == 1  # type: ignore[arg-type]
     # the no-username fixture carries the same commit SHA: no second attempt
-    assert produced["octokit-webhooks-push-with-no-username-committer.payload.json"]["attempt_ids"] == []
+    assert (
+        produced["octokit-webhooks-push-with-no-username-committer.payload.json"]["attempt_ids"]
+        == []
+    )
     assert ledger_counts(ledger.store)["pushes"] == 7

@@ -37,7 +37,9 @@ def client(ledger: Ledger) -> Iterator[TestClient]:
 
 
 def _post(client: TestClient, body: bytes, **header_options: object) -> object:
-    return client.post("/webhooks/github", content=body, headers=headers_for(body, **header_options))  # type: ignore[arg-type]
+    return client.post(
+        "/webhooks/github", content=body, headers=headers_for(body, **header_options)
+    )  # type: ignore[arg-type]
 
 
 def test_push_is_recorded_and_read_back(client: TestClient) -> None:
@@ -45,7 +47,9 @@ def test_push_is_recorded_and_read_back(client: TestClient) -> None:
     session = client.post("/api/v1/sessions", json=SESSION, headers=AUTH).json()
     c = commit()
     body = body_of(push_payload([c], pushed_at=1_764_000_000))
-    answer = client.post("/webhooks/github", content=body, headers=headers_for(body, delivery_id="h-1"))
+    answer = client.post(
+        "/webhooks/github", content=body, headers=headers_for(body, delivery_id="h-1")
+    )
     assert answer.status_code == 202, answer.text
     (attempt_id,) = answer.json()["attempt_ids"]
 
@@ -82,7 +86,9 @@ def test_session_attempts_paginate_by_cursor(client: TestClient) -> None:
     cursor = None
     for _ in range(10):
         params = {"limit": "4", **({"cursor": cursor} if cursor else {})}
-        page = client.get(f"/api/v1/sessions/{session['id']}/attempts", params=params, headers=AUTH).json()
+        page = client.get(
+            f"/api/v1/sessions/{session['id']}/attempts", params=params, headers=AUTH
+        ).json()
         seen.extend(a["id"] for a in page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
@@ -112,9 +118,19 @@ def test_conflicting_body_answers_409(client: TestClient) -> None:
     ("case", "mutate", "status", "error"),
     [
         ("no signature", lambda h, b: h.pop("x-hub-signature-256"), 401, "signature"),
-        ("wrong secret", lambda h, b: h.update({"x-hub-signature-256": sign(b, "nope")}), 401, "signature"),
+        (
+            "wrong secret",
+            lambda h, b: h.update({"x-hub-signature-256": sign(b, "nope")}),
+            401,
+            "signature",
+        ),
         ("sha1 only", lambda h, b: h.update({"x-hub-signature-256": "sha1=abc"}), 401, "signature"),
-        ("form encoded", lambda h, b: h.update({"content-type": "application/x-www-form-urlencoded"}), 415, "not_json"),
+        (
+            "form encoded",
+            lambda h, b: h.update({"content-type": "application/x-www-form-urlencoded"}),
+            415,
+            "not_json",
+        ),
         ("no delivery id", lambda h, b: h.pop("x-github-delivery"), 400, "malformed"),
         ("no event", lambda h, b: h.pop("x-github-event"), 400, "malformed"),
     ],
@@ -158,7 +174,9 @@ def test_oversized_body_is_refused_with_413(ledger: Ledger) -> None:
     assert ledger.store.count_rows()["deliveries"] == 0
 
 
-def test_ping_and_unknown_events_are_acknowledged_and_not_stored(client: TestClient, ledger: Ledger) -> None:
+def test_ping_and_unknown_events_are_acknowledged_and_not_stored(
+    client: TestClient, ledger: Ledger
+) -> None:
     """ping answers 200, other events answer 200 ignored; neither writes ledger rows."""
     before = ledger.store.count_rows()
     ping = _post(client, b'{"zen": "Keep it logically awesome.", "hook_id": 1}', event="ping")
@@ -195,9 +213,13 @@ def test_api_errors_are_precise(client: TestClient) -> None:
     naive = dict(SESSION, opens_at="2025-01-01T00:00:00")
     assert client.post("/api/v1/sessions", json=naive, headers=AUTH).status_code == 422
     session = client.post("/api/v1/sessions", json=SESSION, headers=AUTH).json()
-    bad = client.get(f"/api/v1/sessions/{session['id']}/attempts", params={"cursor": "x"}, headers=AUTH)
+    bad = client.get(
+        f"/api/v1/sessions/{session['id']}/attempts", params={"cursor": "x"}, headers=AUTH
+    )
     assert bad.status_code == 400
-    assert client.get("/api/v1/attempts", params={"commit_sha": "zz"}, headers=AUTH).status_code == 422
+    assert (
+        client.get("/api/v1/attempts", params={"commit_sha": "zz"}, headers=AUTH).status_code == 422
+    )
 
 
 def test_health_metrics_and_openapi(client: TestClient) -> None:
@@ -205,13 +227,22 @@ def test_health_metrics_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     _post(client, body_of(push_payload([commit()])))
     bad = body_of(push_payload([commit()]))
-    client.post("/webhooks/github", content=bad, headers=dict(headers_for(bad), **{"x-hub-signature-256": "sha256=00"}))
+    client.post(
+        "/webhooks/github",
+        content=bad,
+        headers=dict(headers_for(bad), **{"x-hub-signature-256": "sha256=00"}),
+    )
     text = client.get("/metrics").text
     assert 'labledger_deliveries_total{forge="github",outcome="recorded"} 1.0' in text
     assert 'labledger_signature_failures_total{forge="github"} 1.0' in text
-    assert 'labledger_request_duration_seconds_count{method="POST",route="/webhooks/github",status="202"} 1.0' in text
+    assert (
+        'labledger_request_duration_seconds_count{method="POST",'
+        'route="/webhooks/github",status="202"} 1.0' in text
+    )
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/webhooks/github", "/api/v1/sessions/{session_id}/attempts", "/api/v1/feed"} <= set(paths)
+    assert {"/webhooks/github", "/api/v1/sessions/{session_id}/attempts", "/api/v1/feed"} <= set(
+        paths
+    )
 
 
 def test_conflict_is_audited(client: TestClient, ledger: Ledger) -> None:

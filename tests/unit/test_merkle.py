@@ -163,7 +163,7 @@ def _many_leaf_hashes(n: int) -> list[bytes]:
 
 def test_hash_known_answers() -> None:
     """Leaf and node hashes carry the 0x00 and 0x01 prefixes and match the RFC 6962 vectors."""
-    assert EMPTY_ROOT == h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    assert h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == EMPTY_ROOT
     assert leaf_hash(b"") == h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
     assert leaf_hash(b"L123456") == h(
         "395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56"
@@ -231,12 +231,23 @@ def _lying_inclusion_cases(
     ]
     for i in range(len(proof)):
         for mask in (0x08, 0x01, 0x80):
-            cases.append((f"bit {mask:#x} of proof[{i}]", index, size, leaf, _flip(proof, i, mask), good_root))
+            cases.append(
+                (
+                    f"bit {mask:#x} of proof[{i}]",
+                    index,
+                    size,
+                    leaf,
+                    _flip(proof, i, mask),
+                    good_root,
+                )
+            )
     if proof:
         cases.append(("removed last hash", index, size, leaf, proof[:-1], good_root))
         cases.append(("removed first hash", index, size, leaf, proof[1:], good_root))
     if len(proof) > 1:
-        cases.append(("inserted hash", index, size, leaf, [proof[0], SOME_HASH, *proof[1:]], good_root))
+        cases.append(
+            ("inserted hash", index, size, leaf, [proof[0], SOME_HASH, *proof[1:]], good_root)
+        )
     return cases
 
 

@@ -63,7 +63,9 @@ class Checkpoint:
     def body(self) -> str:
         """The note text: the bytes that the signature covers."""
         root = base64.b64encode(self.root).decode()
-        return "".join(f"{line}\n" for line in (self.origin, str(self.size), root, *self.extensions))
+        return "".join(
+            f"{line}\n" for line in (self.origin, str(self.size), root, *self.extensions)
+        )
 
 
 def _is_line(text: str) -> bool:

@@ -64,7 +64,10 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
 def _parent_level(level: list[bytes]) -> list[bytes]:
     # Pairing left to right and lifting an unpaired last node unchanged builds
     # exactly the §2.1.1 tree, whose left subtrees are the largest powers of two.
-    parents = [sha256(_NODE_PREFIX + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+    parents = [
+        sha256(_NODE_PREFIX + a + b).digest()
+        for a, b in zip(level[0::2], level[1::2], strict=False)
+    ]
     if len(level) % 2:
         parents.append(level[-1])
     return parents

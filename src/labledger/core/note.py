@@ -116,7 +116,9 @@ class VerifierKey:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: cryptography's key objects compare by identity, so field-wise
+# equality would only mislead; compare `.verifier` instead.
+@dataclass(frozen=True, slots=True, eq=False)
 class SignerKey:
     """A named Ed25519 private key. Its `encode()` is a secret."""
 

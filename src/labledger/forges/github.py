@@ -191,7 +191,9 @@ def _pushed_at(value: int | str | None) -> datetime | None:
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime's year 1 in UTC
-        raise MalformedPayload(f"{value!r} is out of range in UTC", "repository.pushed_at") from None
+        raise MalformedPayload(
+            f"{value!r} is out of range in UTC", "repository.pushed_at"
+        ) from None
 
 
 def _identity(person: _Person) -> Identity:

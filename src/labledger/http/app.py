@@ -1,12 +1,11 @@
 """The HTTP edge: read the request, call the core, map the result. Nothing else."""
 
-
-
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -48,9 +47,14 @@ STATUS = {
     StoreUnavailable: (503, "unavailable"),
 }
 RETRY_AFTER_SECONDS = "5"
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorOut, "description": name}
-    for code, name in ((400, "malformed"), (401, "unauthenticated"), (404, "not found"), (503, "database unavailable"))
+    for code, name in (
+        (400, "malformed"),
+        (401, "unauthenticated"),
+        (404, "not found"),
+        (503, "database unavailable"),
+    )
 }
 
 
@@ -105,7 +109,10 @@ def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> AP
         response_model=schemas.WebhookResult,
         status_code=202,
         responses={
-            200: {"model": schemas.WebhookResult, "description": "duplicate, ping or ignored event"},
+            200: {
+                "model": schemas.WebhookResult,
+                "description": "duplicate, ping or ignored event",
+            },
             **{
                 code: {"model": schemas.ErrorOut, "description": text}
                 for code, text in (
@@ -125,10 +132,18 @@ def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> AP
         delivery_id = request.headers.get("x-github-delivery", "")
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id[:100]):
             try:
-                body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
+                body = await _read_body(
+                    request, settings.max_body_bytes, settings.body_timeout_seconds
+                )
                 headers = {k.lower(): v for k, v in request.headers.items()}
                 answer = await run_in_threadpool(
-                    receive_github, store, secret, headers, body, received_at, settings.max_body_bytes
+                    receive_github,
+                    store,
+                    secret,
+                    headers,
+                    body,
+                    received_at,
+                    settings.max_body_bytes,
                 )
             except LedgerError as exc:
                 _count_refusal(metrics, exc)
@@ -159,7 +174,9 @@ def _count_refusal(metrics: Metrics, exc: LedgerError) -> None:
 def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", response_model=schemas.Health, responses={503: {"model": schemas.Health}})
+    @router.get(
+        "/healthz", response_model=schemas.Health, responses={503: {"model": schemas.Health}}
+    )
     def healthz() -> JSONResponse:
         """Liveness and database reachability."""
         try:
@@ -176,7 +193,7 @@ def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
     return router
 
 
-def _token_checker(settings: Settings) -> object:
+def _token_checker(settings: Settings) -> Callable[..., str]:
     digests = [hashlib.sha256(t.get_secret_value().encode()).digest() for t in settings.api_tokens]
     bearer = HTTPBearer(auto_error=False)
 
@@ -251,7 +268,9 @@ def _api_router(settings: Settings, store: SqlStore) -> APIRouter:
         """Every attempt of one commit, in any session."""
         found = store.attempts_by_commit(commit_sha)
         sessions = {i: store.get_session(i) for i in {a.session_id for a in found}}
-        return schemas.AttemptList(items=[schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found])
+        return schemas.AttemptList(
+            items=[schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found]
+        )
 
     @router.get("/attempts/{attempt_id}", response_model=schemas.AttemptDetail)
     def get_attempt(attempt_id: int) -> schemas.AttemptDetail:
@@ -277,5 +296,10 @@ def _api_router(settings: Settings, store: SqlStore) -> APIRouter:
     return router
 
 
-def _next(found: list[object], limit: int) -> str | None:
-    return str(found[-1].id) if len(found) == limit else None  # type: ignore[attr-defined]
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+def _next(found: Sequence[_Identified], limit: int) -> str | None:
+    return str(found[-1].id) if len(found) == limit else None

@@ -1,4 +1,6 @@
-"""ASGI entry point for `labledger serve` (and any ASGI server): `labledger.http.asgi:app_from_env`."""
+"""ASGI entry point for `labledger serve` and any ASGI server.
+
+Use `labledger.http.asgi:app_from_env` as a factory (uvicorn `--factory`)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,9 @@ class AttemptOut(BaseModel):
             distinct=c.distinct,
             branch=a.branch,
             changed_files=ChangedFilesOut(
-                added=list(c.files.added), modified=list(c.files.modified), removed=list(c.files.removed)
+                added=list(c.files.added),
+                modified=list(c.files.modified),
+                removed=list(c.files.removed),
             ),
             sender=AccountOut(login=a.sender.login, id=a.sender.id),
             pusher=PersonOut.of(a.pusher),

@@ -57,9 +57,14 @@ def _pg_triggers(table: str) -> list[str]:
 
 def _sqlite_triggers(table: str) -> list[str]:
     update, delete = trigger_names("sqlite", table)
+    refusal = (
+        "SELECT RAISE(ABORT, 'labledger: {op} on {table} is refused: the ledger is append-only')"
+    )
     return [
         f"CREATE TRIGGER {update} BEFORE UPDATE ON {table} BEGIN "
-        f"SELECT RAISE(ABORT, 'labledger: UPDATE on {table} is refused: the ledger is append-only'); END",
+        + refusal.format(op="UPDATE", table=table)
+        + "; END",
         f"CREATE TRIGGER {delete} BEFORE DELETE ON {table} BEGIN "
-        f"SELECT RAISE(ABORT, 'labledger: DELETE on {table} is refused: the ledger is append-only'); END",
+        + refusal.format(op="DELETE", table=table)
+        + "; END",
     ]

@@ -62,7 +62,9 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
         raise ValueError("an application role exists only on PostgreSQL")
     quoted = engine.dialect.identifier_preparer.quote(role)
     with engine.begin() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+        ).first()
         if not exists:
             conn.execute(text(f"CREATE ROLE {quoted} LOGIN"))
         if password is not None:

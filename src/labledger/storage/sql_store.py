@@ -112,7 +112,12 @@ class SqlWriter:
             self._conn.execute(
                 push_commits.insert(),
                 [
-                    {"push_id": push_id, "position": i, "commit_sha": c.sha, "is_distinct": c.distinct}
+                    {
+                        "push_id": push_id,
+                        "position": i,
+                        "commit_sha": c.sha,
+                        "is_distinct": c.distinct,
+                    }
                     for i, c in enumerate(carried)
                 ],
             )
@@ -271,7 +276,9 @@ class SqlStore:
 
     # -- attempts -----------------------------------------------------------------------
 
-    def session_attempts(self, session_id: int, *, after: int = 0, limit: int = 100) -> list[LabAttempt]:
+    def session_attempts(
+        self, session_id: int, *, after: int = 0, limit: int = 100
+    ) -> list[LabAttempt]:
         query = _attempt_query().where(attempts.c.session_id == session_id, attempts.c.id > after)
         return self._attempts(query.order_by(attempts.c.id).limit(limit))
 
@@ -421,7 +428,9 @@ def attempt_from_row(row: Row[Any]) -> LabAttempt:
         committer=Identity(row.committer_name, row.committer_email, row.committer_username),
         timestamp=row.claimed_timestamp,
         distinct=row.is_distinct,
-        files=ChangedFiles(tuple(files["added"]), tuple(files["modified"]), tuple(files["removed"])),
+        files=ChangedFiles(
+            tuple(files["added"]), tuple(files["modified"]), tuple(files["removed"])
+        ),
     )
     return LabAttempt(
         id=row.id,
@@ -435,4 +444,3 @@ def attempt_from_row(row: Row[Any]) -> LabAttempt:
         push_id=row.push_id,
         delivery_id=row.delivery_id,
     )
-

@@ -1,0 +1,62 @@
+"""The restricted PostgreSQL application role: SELECT and INSERT only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+
+from labledger.storage.engine import make_engine
+from labledger.storage.sql_store import SqlStore
+from labledger.storage.tables import APPEND_ONLY_TABLES, metadata
+from tests.conftest import Ledger
+from tests.contract.helpers import deliver
+from tests.support import commit, push_payload, session_spec
+
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def test_the_app_role_can_record_and_read(pg_ledger: Ledger, app_role: str) -> None:
+    """Everything the server does works as the restricted role."""
+    engine = make_engine(app_role)
+    store = SqlStore(engine)
+    session = store.create_session(session_spec(), "test", NOW)
+    answer = deliver(store, push_payload([commit(), commit()]))
+    assert answer.outcome == "recorded"
+    assert len(store.session_attempts(session.id)) == 2
+    assert deliver(store, push_payload([commit()]), delivery_id="x").outcome == "recorded"
+    assert (
+        deliver(store, push_payload([commit()]), delivery_id="x", hook_id="other").outcome
+        == "duplicate"
+    )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
+def test_the_app_role_cannot_change_or_drop_ledger_tables(
+    pg_ledger: Ledger, app_role: str, table: str
+) -> None:
+    """As the app role, UPDATE, DELETE, TRUNCATE, ALTER and DROP fail for lack of privilege."""
+    ledger = pg_ledger
+    ledger.store.create_session(session_spec(), "test", NOW)
+    deliver(ledger.store, push_payload([commit()]))
+    column = next(iter(metadata.tables[table].columns)).name
+    engine = make_engine(app_role)
+    for sql in (
+        f"UPDATE {table} SET {column} = {column}",
+        f"DELETE FROM {table}",
+        f"TRUNCATE {table} CASCADE",
+        f"ALTER TABLE {table} DISABLE TRIGGER ALL",
+        f"DROP TABLE {table} CASCADE",
+    ):
+        with engine.connect() as conn:
+            with pytest.raises(sa_exc.ProgrammingError) as caught:
+                conn.execute(text(sql))
+            conn.rollback()
+        assert "permission denied" in str(caught.value.orig) or "must be owner" in str(
+            caught.value.orig
+        ), sql
+    engine.dispose()
+    assert ledger.store.count_rows()[table] > 0

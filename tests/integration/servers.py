@@ -1,0 +1,82 @@
+"""Start real `labledger serve` processes for tests, and always stop them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from tests.support import SECRET, TOKEN
+
+LABLEDGER = str(Path(sys.executable).with_name("labledger"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABLEDGER_")}
+    env.update(
+        LABLEDGER_DATABASE_URL=database_url,
+        LABLEDGER_GITHUB_WEBHOOK_SECRET=SECRET,
+        LABLEDGER_API_TOKENS=TOKEN,
+        LABLEDGER_LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running_servers(database_url: str, count: int, log_dir: Path) -> Iterator[list[str]]:
+    """`count` server processes on one database; yields their base URLs."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for i in range(count):
+            port = free_port()
+            with (log_dir / f"server-{i}.log").open("wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [LABLEDGER, "serve", "--port", str(port), "--no-access-log"],
+                        env=server_env(database_url),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, proc in zip(urls, procs, strict=True):
+            _wait_healthy(url, proc)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server {url} exited with {proc.returncode}")
+        try:
+            if httpx2.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server {url} not healthy within {timeout} s")
