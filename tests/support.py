@@ -12,13 +12,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from labledger.core.model import SessionSpec
+from labledger.core.note import SignerKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "test-webhook-secret"
 TOKEN = "test-api-token"
 REPO_ID = 186853002
 _counter = itertools.count(1)
+# A fixed test key, so signed checkpoints in failing tests can be reproduced.
+SIGNER = SignerKey("labledger.test/ledger", Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -32,9 +32,10 @@ def deliver(
 
 
 def ledger_counts(store: SqlStore) -> dict[str, int]:
-    """Row counts of the ledger tables other than the audit log."""
+    """Row counts of the ledger's record tables (not the audit log or the Merkle log)."""
     counts = store.count_rows()
-    counts.pop("audit_events")
+    for bookkeeping in ("audit_events", "log_queue", "log_entries", "merkle_nodes", "checkpoints"):
+        counts.pop(bookkeeping)
     return counts
 
 

@@ -9,11 +9,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from labledger.storage.engine import make_engine
+from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore
 from labledger.storage.tables import APPEND_ONLY_TABLES, metadata
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
-from tests.support import commit, push_payload, session_spec
+from tests.support import SIGNER, commit, push_payload, session_spec
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -42,6 +43,7 @@ def test_the_app_role_cannot_change_or_drop_ledger_tables(
     ledger = pg_ledger
     ledger.store.create_session(session_spec(), "test", NOW)
     deliver(ledger.store, push_payload([commit()]))
+    SqlLog(ledger.engine).integrate(SIGNER, NOW)
     column = next(iter(metadata.tables[table].columns)).name
     engine = make_engine(app_role)
     for sql in (

@@ -52,3 +52,18 @@ def test_downgrade_and_upgrade_round_trip(empty_database: str) -> None:
     assert set(inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version"}
     assert _triggers(engine) == _expected_triggers(engine.dialect.name)
     engine.dispose()
+
+
+def test_downgrading_one_revision_keeps_the_older_triggers(empty_database: str) -> None:
+    """Stepping back from the Merkle log revision leaves 0001's tables append-only."""
+    engine = make_engine(empty_database)
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "0001")
+    first = ("lab_sessions", "deliveries", "pushes", "push_commits", "attempts", "audit_events")
+    dialect = engine.dialect.name
+    assert _triggers(engine) == {
+        n: "A" for t in first for n in append_only.trigger_names(dialect, t)
+    }
+    migrate.upgrade(engine)
+    assert _triggers(engine) == _expected_triggers(dialect)
+    engine.dispose()

@@ -74,7 +74,10 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
         conn.execute(text(f"GRANT CONNECT ON DATABASE {db_quoted} TO {quoted}"))
         conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {quoted}"))
         tables = ", ".join(APPEND_ONLY_TABLES)
-        conn.execute(text(f"REVOKE ALL ON {tables}, alembic_version FROM {quoted}"))
+        conn.execute(text(f"REVOKE ALL ON {tables}, log_queue, alembic_version FROM {quoted}"))
         conn.execute(text(f"GRANT SELECT, INSERT ON {tables} TO {quoted}"))
+        # The queue of entries awaiting the Merkle log is work, not ledger: the integrator
+        # (running as this role inside `serve`) deletes what it has integrated.
+        conn.execute(text(f"GRANT SELECT, INSERT, DELETE ON log_queue TO {quoted}"))
         conn.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))

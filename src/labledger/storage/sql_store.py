@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from labledger.storage.tables import (
     audit_events,
     deliveries,
     lab_sessions,
+    log_queue,
+    metadata,
     push_commits,
     pushes,
 )
@@ -61,6 +64,16 @@ class SqlWriter:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._dialect = conn.dialect.name
+        self._logged: list[dict[str, object]] = []
+
+    def _log(self, entry_type: str, entry_id: int) -> None:
+        self._logged.append({"entry_type": entry_type, "entry_id": entry_id})
+
+    def flush_log_queue(self) -> None:
+        """Queue every entry written in this transaction for the Merkle log, in the same commit."""
+        if self._logged:
+            self._conn.execute(log_queue.insert(), self._logged)
+            self._logged = []
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
@@ -81,7 +94,10 @@ class SqlWriter:
             .on_conflict_do_nothing(index_elements=["forge", "delivery_id"])
             .returning(deliveries.c.id)
         )
-        return self._conn.execute(stmt).scalar_one_or_none()
+        delivery_pk: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        if delivery_pk is not None:
+            self._log("delivery", delivery_pk)
+        return delivery_pk
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
         push_id: int = self._conn.execute(
@@ -104,9 +120,11 @@ class SqlWriter:
                 pushed_at=push.pushed_at,
                 commit_count=len(push.commits),
                 commit_list_complete=push.commit_list_complete,
+                personal_salt=os.urandom(16),
             )
             .returning(pushes.c.id)
         ).scalar_one()
+        self._log("push", push_id)
         carried = push.carried_commits()
         if carried:
             self._conn.execute(
@@ -158,11 +176,15 @@ class SqlWriter:
                 delivery_pk=attempt.delivery_pk,
                 pushed_at=attempt.pushed_at,
                 received_at=attempt.received_at,
+                personal_salt=os.urandom(16),
             )
             .on_conflict_do_nothing(index_elements=["session_id", "commit_sha"])
             .returning(attempts.c.id)
         )
-        return self._conn.execute(stmt).scalar_one_or_none()
+        attempt_id: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        if attempt_id is not None:
+            self._log("attempt", attempt_id)
+        return attempt_id
 
     def append_audit(self, event: AuditEvent) -> int:
         audit_id: int = self._conn.execute(
@@ -177,6 +199,7 @@ class SqlWriter:
             )
             .returning(audit_events.c.id)
         ).scalar_one()
+        self._log("audit", audit_id)
         return audit_id
 
     def insert_session(self, spec: SessionSpec, created_at: datetime) -> LabSession:
@@ -196,6 +219,7 @@ class SqlWriter:
             )
             .returning(*lab_sessions.c)
         ).one()
+        self._log("session", row.id)
         return session_from_row(row)
 
 
@@ -210,7 +234,9 @@ class SqlStore:
         with translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
-                yield SqlWriter(conn)
+                writer = SqlWriter(conn)
+                yield writer
+                writer.flush_log_queue()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -336,11 +362,10 @@ class SqlStore:
 
     def count_rows(self) -> dict[str, int]:
         """Row counts per table, for tests, health and the CLI."""
-        tables = (lab_sessions, deliveries, pushes, push_commits, attempts, audit_events)
         with self._reading() as conn:
             return {
                 t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in tables
+                for t in metadata.sorted_tables
             }
 
 

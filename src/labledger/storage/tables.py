@@ -112,6 +112,7 @@ pushes = Table(
     Column("pushed_at", UtcDateTime),
     Column("commit_count", Integer, nullable=False),
     Column("commit_list_complete", Boolean, nullable=False),
+    Column("personal_salt", LargeBinary(16)),
     Index("ix_pushes_repository", "forge", "repository_id"),
 )
 
@@ -148,6 +149,7 @@ attempts = Table(
     Column("delivery_pk", BigInteger, ForeignKey("deliveries.id"), nullable=False),
     Column("pushed_at", UtcDateTime),
     Column("received_at", UtcDateTime, nullable=False),
+    Column("personal_salt", LargeBinary(16)),
     UniqueConstraint("session_id", "commit_sha"),
     Index("ix_attempts_session_id_id", "session_id", "id"),
     Index("ix_attempts_commit_sha", "commit_sha"),
@@ -167,6 +169,48 @@ audit_events = Table(
     Index("ix_audit_events_target", "target_type", "target_id"),
 )
 
+# -- the Merkle log (contract invariant 7) ------------------------------------------------
+
+# Entries committed but not yet in the tree. A work queue, not ledger data: the integrator
+# deletes what it has integrated, and `verify` proves nothing was dropped on the way.
+log_queue = Table(
+    "log_queue",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("entry_type", String(16), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+)
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_type", String(16), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("integrated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("entry_type", "entry_id"),
+)
+
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("level", Integer, nullable=False),
+    Column("node_index", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("level", "node_index"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
 # Every table the database itself keeps append-only (contract invariant 3). Sessions are in
 # the list too: a deadline change is a new event, never an edit of the original record.
 APPEND_ONLY_TABLES = (
@@ -176,4 +220,7 @@ APPEND_ONLY_TABLES = (
     "push_commits",
     "attempts",
     "audit_events",
+    "log_entries",
+    "merkle_nodes",
+    "checkpoints",
 )

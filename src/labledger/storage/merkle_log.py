@@ -1,0 +1,322 @@
+"""The Merkle log in SQL: integrating queued entries, signed checkpoints, proofs.
+
+Ingest only queues `(entry_type, entry_id)` in its own transaction; integration runs in
+batches, elsewhere (a background task of `serve`, or `labledger integrate`), under a lock that
+several server processes can share: `pg_try_advisory_xact_lock` on PostgreSQL, the write lock
+of `BEGIN IMMEDIATE` on SQLite. An entry is covered by a checkpoint within one integration
+interval after its transaction commits (plus the batch's own time).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, func, select
+
+from labledger.core.checkpoint import sign_checkpoint
+from labledger.core.leaves import entry_leaf_hash
+from labledger.core.log import append_leaves
+from labledger.core.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    node_hash,
+    prove_consistency,
+    prove_inclusion,
+)
+from labledger.core.note import SignerKey
+from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.sql_store import translate_db_errors
+from labledger.storage.tables import (
+    attempts,
+    audit_events,
+    checkpoints,
+    deliveries,
+    lab_sessions,
+    log_entries,
+    log_queue,
+    merkle_nodes,
+    push_commits,
+    pushes,
+)
+
+# Any constant works; it names "the integrator" among PostgreSQL advisory locks.
+INTEGRATOR_LOCK = 0x4C41424C  # "LABL"
+ENTRY_TABLES: dict[str, Table] = {
+    "session": lab_sessions,
+    "delivery": deliveries,
+    "push": pushes,
+    "attempt": attempts,
+    "audit": audit_events,
+}
+TIME_COLUMN = {
+    "session": "created_at",
+    "delivery": "received_at",
+    "attempt": "received_at",
+    "audit": "occurred_at",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    frontier: CompactRange
+    note: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    leaf_index: int
+    entry_type: str
+    entry_id: int
+    leaf_hash: bytes
+
+
+def _columns(table: Table) -> list[Any]:
+    # Raw bodies are checked separately; never load them just to hash a leaf.
+    return [c for c in table.columns if c.name != "body_zlib"]
+
+
+def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The rows of one kind, as mappings ready for `leaf_bytes` (pushes with their commits)."""
+    table = ENTRY_TABLES[kind]
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = conn.execute(select(*_columns(table)).where(table.c.id.in_(chunk)))
+        found.update({r.id: dict(r._mapping) for r in rows})
+    if kind == "push" and found:
+        for row in found.values():
+            row["commits"] = []
+        for start in range(0, len(ids), 500):
+            carried = conn.execute(
+                select(push_commits)
+                .where(push_commits.c.push_id.in_(ids[start : start + 500]))
+                .order_by(push_commits.c.push_id, push_commits.c.position)
+            )
+            for c in carried:
+                if c.push_id in found:
+                    found[c.push_id]["commits"].append([c.commit_sha, c.is_distinct])
+    return found
+
+
+def all_entry_rows(conn: Connection, kind: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every row of one kind in id order, in batches (for `verify` over millions of rows)."""
+    table = ENTRY_TABLES[kind]
+    after = -1
+    while True:
+        ids = list(
+            conn.execute(
+                select(table.c.id).where(table.c.id > after).order_by(table.c.id).limit(batch)
+            ).scalars()
+        )
+        if not ids:
+            return
+        rows = entry_rows(conn, kind, ids)
+        for i in ids:
+            yield rows[i]
+        after = ids[-1]
+
+
+def checkpoint_from_row(row: Any) -> StoredCheckpoint:
+    raw = bytes(row.frontier)
+    hashes = [raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)]
+    return StoredCheckpoint(
+        row.tree_size,
+        bytes(row.root_hash),
+        CompactRange(row.tree_size, hashes),
+        row.note,
+        row.created_at,
+    )
+
+
+class SqlLog:
+    """The log's operations on one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with translate_db_errors(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def integrate(
+        self, signer: SignerKey, now: datetime, limit: int = 100_000
+    ) -> StoredCheckpoint | None:
+        """Move queued entries into the tree and sign a checkpoint; None when nothing was queued."""
+        with translate_db_errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                if not _take_integrator_lock(conn):
+                    return None
+                return _integrate(conn, signer, now, limit)
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+            ).one_or_none()
+        return checkpoint_from_row(row) if row else None
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        with self._reading() as conn:
+            rows = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size))
+            return [checkpoint_from_row(r) for r in rows]
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(checkpoints).where(checkpoints.c.tree_size == size)
+            ).one_or_none()
+        return checkpoint_from_row(row) if row else None
+
+    def entry(self, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
+        """The log entry of one ledger row and the row's canonical leaf bytes, once integrated."""
+        from labledger.core.leaves import leaf_bytes
+
+        with self._reading() as conn:
+            row = conn.execute(
+                select(log_entries).where(
+                    log_entries.c.entry_type == kind, log_entries.c.entry_id == entry_id
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            data = entry_rows(conn, kind, [entry_id])[entry_id]
+        entry = LogEntry(row.leaf_index, row.entry_type, row.entry_id, bytes(row.leaf_hash))
+        return entry, leaf_bytes(kind, data)
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        with self._reading() as conn:
+            return prove_inclusion(_SubtreeReader(conn), index, tree_size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        with self._reading() as conn:
+            return prove_consistency(_SubtreeReader(conn), old_size, new_size)
+
+    def queued(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(log_queue)).scalar_one())
+
+
+def _take_integrator_lock(conn: Connection) -> bool:
+    if conn.dialect.name != "postgresql":
+        return True  # BEGIN IMMEDIATE already holds SQLite's single write lock
+    return bool(conn.execute(select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))).scalar_one())
+
+
+def _integrate(
+    conn: Connection, signer: SignerKey, now: datetime, limit: int
+) -> StoredCheckpoint | None:
+    queued = conn.execute(select(log_queue).order_by(log_queue.c.id).limit(limit)).all()
+    if not queued:
+        return None
+    latest = conn.execute(
+        select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+    ).one_or_none()
+    frontier = checkpoint_from_row(latest).frontier if latest else CompactRange()
+    hashes = _leaf_hashes(conn, [(q.entry_type, q.entry_id) for q in queued])
+    start = frontier.size
+    frontier, nodes = append_leaves(frontier, hashes)
+    conn.execute(
+        log_entries.insert(),
+        [
+            {
+                "leaf_index": start + i,
+                "entry_type": q.entry_type,
+                "entry_id": q.entry_id,
+                "leaf_hash": h,
+                "integrated_at": now,
+            }
+            for i, (q, h) in enumerate(zip(queued, hashes, strict=True))
+        ],
+    )
+    if nodes:
+        conn.execute(
+            merkle_nodes.insert(),
+            [{"level": n.level, "node_index": n.index, "hash": n.hash} for n in nodes],
+        )
+    queue_ids = [q.id for q in queued]
+    for i in range(0, len(queue_ids), 1000):
+        conn.execute(delete(log_queue).where(log_queue.c.id.in_(queue_ids[i : i + 1000])))
+    return _sign(conn, signer, frontier, now)
+
+
+def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
+    by_kind: dict[str, list[int]] = {}
+    for kind, entry_id in keys:
+        by_kind.setdefault(kind, []).append(entry_id)
+    rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    missing = [(k, i) for k, i in keys if i not in rows[k]]
+    if missing:
+        raise RuntimeError(f"queued entries without rows: {missing[:5]}")
+    return [entry_leaf_hash(kind, rows[kind][entry_id]) for kind, entry_id in keys]
+
+
+def checkpoint_extensions(now: datetime) -> list[str]:
+    # Signed time of the checkpoint: entries later in the log cannot claim to be older.
+    return [f"timestamp {int(now.timestamp())}"]
+
+
+def _sign(
+    conn: Connection, signer: SignerKey, frontier: CompactRange, now: datetime
+) -> StoredCheckpoint:
+    root = frontier.root()
+    note = sign_checkpoint(
+        signer.name,
+        frontier.size,
+        root,
+        signer.private_key,
+        signer.name,
+        checkpoint_extensions(now),
+    )
+    conn.execute(
+        checkpoints.insert().values(
+            tree_size=frontier.size,
+            root_hash=root,
+            frontier=b"".join(frontier.hashes),
+            note=note,
+            created_at=now,
+        )
+    )
+    return StoredCheckpoint(frontier.size, root, frontier, note, now)
+
+
+class _SubtreeReader:
+    """MTH(D[start:end]) from stored leaf hashes and completed nodes, O(log n) reads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __call__(self, start: int, end: int) -> bytes:
+        width = end - start
+        if width == 1:
+            return bytes(
+                self._conn.execute(
+                    select(log_entries.c.leaf_hash).where(log_entries.c.leaf_index == start)
+                ).scalar_one()
+            )
+        if width & (width - 1) == 0 and start % width == 0:
+            level = width.bit_length() - 1
+            return bytes(
+                self._conn.execute(
+                    select(merkle_nodes.c.hash).where(
+                        merkle_nodes.c.level == level, merkle_nodes.c.node_index == start // width
+                    )
+                ).scalar_one()
+            )
+        k = 1 << ((width - 1).bit_length() - 1)
+        return node_hash(self(start, start + k), self(start + k, end))
+
+
+def body_matches(row: Mapping[str, Any], body_zlib: bytes) -> bool:
+    import hashlib
+
+    return hashlib.sha256(zlib.decompress(body_zlib)).digest() == bytes(row["body_sha256"])
