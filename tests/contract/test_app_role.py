@@ -32,6 +32,8 @@ def test_the_app_role_can_record_and_read(pg_ledger: Ledger, app_role: str) -> N
         deliver(store, push_payload([commit()]), delivery_id="x", hook_id="other").outcome
         == "duplicate"
     )
+    checkpoint = SqlLog(engine).integrate(SIGNER, NOW)  # the integrator runs inside `serve`
+    assert checkpoint is not None and checkpoint.tree_size == store.count_rows()["log_entries"]
     engine.dispose()
 
 
