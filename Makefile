@@ -11,6 +11,7 @@ setup:
 
 run: setup
 	$(UV) run labledger migrate
+	$(UV) run labledger keys init --exist-ok
 	$(UV) run labledger serve
 
 lint: setup

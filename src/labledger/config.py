@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from labledger.core.note import MalformedKey, SignerKey
+
 PREFIX = "LABLEDGER_"
 # Names the test and benchmark suites use for themselves; never settings of the service.
 RESERVED_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}BENCH_")
@@ -27,6 +29,8 @@ class Settings(BaseModel):
     api_tokens: tuple[SecretStr, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    signing_key_file: Path = Path("labledger-signing.key")
+    integrate_interval_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("api_tokens", mode="before")
@@ -86,6 +90,22 @@ class Settings(BaseModel):
             )
         if missing:
             raise ConfigError("cannot serve; set " + " and ".join(missing))
+        self.signer()
+
+    def signer(self) -> SignerKey:
+        """The checkpoint signing key; its absence is an error, never a silent unsigned log."""
+        path = self.signing_key_file
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"signing key {path} not found (LABLEDGER_SIGNING_KEY_FILE); "
+                "create it with `labledger keys init`"
+            ) from None
+        try:
+            return SignerKey.parse(text)
+        except MalformedKey as exc:
+            raise ConfigError(f"signing key {path} is not a labledger signing key: {exc}") from None
 
     def github_secret_bytes(self) -> bytes:
         if self.github_webhook_secret is None:

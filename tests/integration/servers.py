@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.support import SECRET, TOKEN
+from tests.support import SECRET, SIGNER, TOKEN
 
 LABLEDGER = str(Path(sys.executable).with_name("labledger"))
 
@@ -24,13 +24,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(database_url: str, **extra: str) -> dict[str, str]:
+def write_signing_key(directory: Path) -> Path:
+    path = directory / "signing.key"
+    if not path.exists():
+        path.write_text(SIGNER.encode() + "\n", encoding="utf-8")
+    return path
+
+
+def server_env(database_url: str, key_file: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABLEDGER_")}
     env.update(
         LABLEDGER_DATABASE_URL=database_url,
         LABLEDGER_GITHUB_WEBHOOK_SECRET=SECRET,
         LABLEDGER_API_TOKENS=TOKEN,
         LABLEDGER_LOG_LEVEL="WARNING",
+        LABLEDGER_SIGNING_KEY_FILE=str(key_file),
+        LABLEDGER_INTEGRATE_INTERVAL_SECONDS="0.2",
     )
     env.update(extra)
     return env
@@ -48,7 +57,7 @@ def running_servers(database_url: str, count: int, log_dir: Path) -> Iterator[li
                 procs.append(
                     subprocess.Popen(
                         [LABLEDGER, "serve", "--port", str(port), "--no-access-log"],
-                        env=server_env(database_url),
+                        env=server_env(database_url, write_signing_key(log_dir)),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )

@@ -11,7 +11,7 @@ from labledger.config import Settings
 from labledger.http.app import create_app
 from tests.conftest import Ledger
 from tests.contract.helpers import audit_actions, ledger_counts
-from tests.support import SECRET, TOKEN, body_of, commit, headers_for, push_payload, sign
+from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload, sign
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SESSION = {
@@ -32,7 +32,7 @@ def _settings(**overrides: object) -> Settings:
 
 @pytest.fixture
 def client(ledger: Ledger) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(), ledger.store)) as made:
+    with TestClient(create_app(_settings(), ledger.store, SIGNER)) as made:
         yield made
 
 
@@ -160,7 +160,7 @@ def test_malformed_payload_says_what_is_wrong(client: TestClient, ledger: Ledger
 
 def test_oversized_body_is_refused_with_413(ledger: Ledger) -> None:
     """A body over LABLEDGER_MAX_BODY_BYTES is refused before it is checked or stored."""
-    with TestClient(create_app(_settings(max_body_bytes=1000), ledger.store)) as small:
+    with TestClient(create_app(_settings(max_body_bytes=1000), ledger.store, SIGNER)) as small:
         body = body_of(push_payload([commit() for _ in range(10)]))
         assert len(body) > 1000
         answer = small.post("/webhooks/github", content=body, headers=headers_for(body))
@@ -188,7 +188,7 @@ def test_ping_and_unknown_events_are_acknowledged_and_not_stored(
 
 def test_every_api_route_requires_a_valid_token(ledger: Ledger) -> None:
     """Every /api/v1 route, enumerated from the app, refuses a missing or unknown token."""
-    app = create_app(_settings(), ledger.store)
+    app = create_app(_settings(), ledger.store, SIGNER)
     client = TestClient(app)
     # The OpenAPI schema lists every route the app serves, so a new route cannot be forgotten.
     routes = {p: ops for p, ops in app.openapi()["paths"].items() if p.startswith("/api/")}

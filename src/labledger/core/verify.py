@@ -130,14 +130,14 @@ class LedgerVerifier:
                 actual=row_hash.hex(),
                 **where,
             )
-        if entry_time is not None and self._last_time is not None:
-            if entry_time < self._last_time - self._slack:
-                self._problem(
-                    "backdated",
-                    f"{table} {entry_id} claims {entry_time.isoformat()}, before a checkpoint "
-                    f"signed at {self._last_time.isoformat()} that does not contain it",
-                    **where,
-                )
+        last = self._last_time
+        if entry_time is not None and last is not None and entry_time < last - self._slack:
+            self._problem(
+                "backdated",
+                f"{table} {entry_id} claims {entry_time.isoformat()}, before a checkpoint "
+                f"signed at {last.isoformat()} that does not contain it",
+                **where,
+            )
         leaf = row_hash if row_hash is not None else logged_hash
         self._frontier.append(leaf if leaf is not None else b"\0" * 32)
         self._report.entries += 1

@@ -27,9 +27,13 @@ from labledger.core.errors import (
     SignatureRejected,
     StoreUnavailable,
 )
+from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
 from labledger.http import schemas
+from labledger.http.integrator import integrator_lifespan
+from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.sql_store import SqlStore
 from labledger.webhooks import receive_github
 
@@ -45,6 +49,7 @@ STATUS = {
     NotJson: (415, "not_json"),
     InvalidRequest: (422, "invalid"),
     StoreUnavailable: (503, "unavailable"),
+    NotYetLogged: (409, "not_yet_logged"),
 }
 RETRY_AFTER_SECONDS = "5"
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -58,24 +63,44 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings, store: SqlStore) -> FastAPI:
+def create_app(
+    settings: Settings,
+    store: SqlStore,
+    signer: SignerKey | None = None,
+    *,
+    integrate_in_background: bool = False,
+) -> FastAPI:
+    """The whole HTTP service. `serve` integrates the Merkle log in the background; tests
+    integrate explicitly so that what they check does not depend on timing."""
     metrics = Metrics()
+    signer = signer or settings.signer()
+    log = SqlLog(store.engine)
+    lifespan = (
+        integrator_lifespan(log, signer, settings.integrate_interval_seconds)
+        if integrate_in_background
+        else None
+    )
     app = FastAPI(
         title="labledger",
         version=__version__,
         description="The Lab Attempt Ledger: every pushed commit recorded once, append-only.",
+        lifespan=lifespan,
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
+    require_token = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(_ops_router(store, metrics))
-    app.include_router(_api_router(settings, store))
+    app.include_router(public_key_router(signer.verifier))
+    app.include_router(_api_router(store, require_token))
+    app.include_router(log_router(store, log, signer.verifier, require_token))
     return app
 
 
 def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
     status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    retry = isinstance(exc, StoreUnavailable | NotYetLogged)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if retry else None
     if status == 401 and request.url.path.startswith("/api/"):
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
@@ -224,8 +249,7 @@ def _cursor(value: str | None) -> int:
     return int(value)
 
 
-def _api_router(settings: Settings, store: SqlStore) -> APIRouter:
-    require_token = _token_checker(settings)
+def _api_router(store: SqlStore, require_token: Callable[..., str]) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require_token)], responses=ERRORS
     )

@@ -251,3 +251,30 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: str
     database: str
+
+
+class CheckpointOut(BaseModel):
+    tree_size: int
+    root_hash: str = Field(description="sha256:<hex> of the Merkle tree root (RFC 9162)")
+    created_at: datetime
+    note: str = Field(description="The C2SP signed note (tlog-checkpoint) as text")
+    public_key: str = Field(description="The verifier key the note is signed with")
+
+
+class ConsistencyOut(BaseModel):
+    old_size: int
+    new_size: int
+    old_root: str
+    new_root: str
+    proof: list[str] = Field(description="RFC 9162 consistency proof, base64 hashes")
+
+
+class ReceiptOut(BaseModel):
+    format: str
+    leaf_index: int
+    tree_size: int
+    entry: dict[str, object]
+    leaf: str = Field(description="base64 of the canonical leaf bytes")
+    leaf_hash: str
+    inclusion_proof: list[str] = Field(description="RFC 9162 inclusion proof, base64 hashes")
+    checkpoint: str

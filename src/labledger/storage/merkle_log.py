@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
+from labledger.core.errors import LedgerError
 from labledger.core.leaves import entry_leaf_hash
 from labledger.core.log import append_leaves
 from labledger.core.merkle import (
@@ -29,6 +30,7 @@ from labledger.core.merkle import (
     prove_inclusion,
 )
 from labledger.core.note import SignerKey
+from labledger.core.receipt import Receipt
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import (
@@ -43,6 +45,19 @@ from labledger.storage.tables import (
     push_commits,
     pushes,
 )
+
+
+class NotYetLogged(LedgerError):
+    """The entry exists but no checkpoint covers it yet (or it does not exist)."""
+
+    def __init__(self, kind: str, entry_id: int) -> None:
+        self.kind = kind
+        self.entry_id = entry_id
+        super().__init__(
+            f"{kind} {entry_id} is not covered by a signed checkpoint yet; "
+            "retry in a few seconds (or run `labledger integrate`)"
+        )
+
 
 # Any constant works; it names "the integrator" among PostgreSQL advisory locks.
 INTEGRATOR_LOCK = 0x4C41424C  # "LABL"
@@ -200,6 +215,16 @@ class SqlLog:
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._reading() as conn:
             return prove_consistency(_SubtreeReader(conn), old_size, new_size)
+
+    def receipt(self, kind: str, entry_id: int) -> Receipt:
+        """Leaf bytes, inclusion proof and newest checkpoint for one entry."""
+        found = self.entry(kind, entry_id)
+        latest = self.latest_checkpoint()
+        if found is None or latest is None or found[0].leaf_index >= latest.tree_size:
+            raise NotYetLogged(kind, entry_id)
+        entry, data = found
+        proof = self.inclusion_proof(entry.leaf_index, latest.tree_size)
+        return Receipt(entry.leaf_index, latest.tree_size, data, tuple(proof), latest.note)
 
     def queued(self) -> int:
         with self._reading() as conn:

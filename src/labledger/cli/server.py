@@ -1,0 +1,68 @@
+"""Running labledger: serve and migrate."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from labledger.cli.context import Context, pass_context
+from labledger.config import ConfigError
+from labledger.storage import migrate as migrations
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@pass_context
+def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) -> None:
+    """Run the HTTP server (webhooks and API)."""
+    import uvicorn
+
+    obj.settings.require_serving()
+    _ = obj.store  # refuses an unmigrated database before the server starts
+    if obj.config_file is not None:
+        os.environ["LABLEDGER_CONFIG"] = str(obj.config_file.resolve())
+    click.echo(
+        f"labledger serving on http://{host}:{port} (database: {_describe_db(obj)})", err=True
+    )
+    uvicorn.run(
+        "labledger.http.asgi:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level=obj.settings.log_level.lower(),
+    )
+
+
+def _describe_db(obj: Context) -> str:
+    return obj.store.engine.url.render_as_string(hide_password=True)
+
+
+@click.command()
+@click.option(
+    "--app-role", help="PostgreSQL only: create a login role with SELECT and INSERT only."
+)
+@click.option(
+    "--app-password-env",
+    metavar="VAR",
+    help="Name of an environment variable holding the app role's password.",
+)
+@pass_context
+def migrate(obj: Context, app_role: str | None, app_password_env: str | None) -> None:
+    """Create or upgrade the schema (and optionally the restricted application role)."""
+    engine = obj.engine
+    before = migrations.current_revision(engine)
+    migrations.upgrade(engine)
+    after = migrations.current_revision(engine)
+    click.echo(f"schema: {before or 'empty'} -> {after}")
+    if app_role:
+        password = os.environ.get(app_password_env) if app_password_env else None
+        if app_password_env and password is None:
+            raise ConfigError(f"environment variable {app_password_env} is not set")
+        migrations.create_app_role(engine, app_role, password)
+        click.echo(f"role {app_role}: SELECT and INSERT only on the ledger tables")

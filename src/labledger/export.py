@@ -1,0 +1,159 @@
+"""Exports that verify offline: the log's leaf bytes and signed checkpoints, in plain files.
+
+DIR/manifest.json     format, origin, tree size, root, sha256 of every other file
+DIR/entries.jsonl     one line per leaf, in leaf order: leaf_index, table, id, leaf (base64)
+DIR/checkpoints.jsonl one line per signed checkpoint: tree_size, note
+DIR/public-key.txt    the log's verifier key, for reference only: verify with a copy you trust
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from labledger.core.errors import LedgerError
+from labledger.core.leaves import leaf_bytes, parse_leaf
+from labledger.core.merkle import leaf_hash
+from labledger.core.note import VerifierKey
+from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
+from labledger.storage.merkle_log import ENTRY_TABLES, TIME_COLUMN, entry_rows
+from labledger.storage.tables import checkpoints, log_entries
+
+EXPORT_FORMAT = "labledger-export/v1"
+FILES = ("entries.jsonl", "checkpoints.jsonl")
+
+
+class ExportError(LedgerError):
+    pass
+
+
+def export_log(
+    engine: Engine,
+    directory: Path,
+    key: VerifierKey,
+    progress: Callable[[int], None] = lambda n: None,
+) -> dict[str, Any]:
+    """Write the log up to its newest checkpoint, leaf bytes recomputed from the rows."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with engine.connect() as conn, conn.begin():
+        notes = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
+        if not notes:
+            raise ExportError("nothing to export: no checkpoint has been signed yet")
+        size = notes[-1].tree_size
+        with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
+            for n in notes:
+                out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
+        with (directory / "entries.jsonl").open("w", encoding="utf-8") as out:
+            for start in range(0, size, 5000):
+                _export_chunk(conn, out, start, min(size, start + 5000))
+                progress(min(size, start + 5000) - start)
+    (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "origin": key.name,
+        "tree_size": size,
+        "root": "sha256:" + bytes(notes[-1].root_hash).hex(),
+        "exported_at": datetime.now(UTC).isoformat(),
+        "files": {name: _sha256_file(directory / name) for name in FILES},
+    }
+    (directory / "manifest.json").write_text(
+        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def _export_chunk(conn: Any, out: Any, start: int, end: int) -> None:
+    logged = conn.execute(
+        select(log_entries)
+        .where(log_entries.c.leaf_index >= start, log_entries.c.leaf_index < end)
+        .order_by(log_entries.c.leaf_index)
+    ).all()
+    by_kind: dict[str, list[int]] = {}
+    for e in logged:
+        by_kind.setdefault(e.entry_type, []).append(e.entry_id)
+    rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    for e in logged:
+        row = rows[e.entry_type].get(e.entry_id)
+        line = {
+            "leaf_index": e.leaf_index,
+            "table": ENTRY_TABLES[e.entry_type].name,
+            "id": e.entry_id,
+        }
+        # A row gone from the database is exported as missing, for the offline check to report.
+        line["leaf"] = base64.b64encode(leaf_bytes(e.entry_type, row)).decode() if row else None
+        out.write(json.dumps(line) + "\n")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_export(
+    directory: Path,
+    key: VerifierKey,
+    witnesses: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    progress: Callable[[int], None] = lambda n: None,
+) -> VerifyReport:
+    """Verify an export with nothing but its files and a trusted public key."""
+    report = VerifyReport()
+    manifest = _read_manifest(directory, report)
+    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
+    notes = [(f"checkpoint {json.loads(x)['tree_size']}", json.loads(x)["note"]) for x in lines]
+    verifier = LedgerVerifier(open_checkpoints([*notes, *witnesses], key, report), report)
+    with (directory / "entries.jsonl").open(encoding="utf-8") as entries:
+        for n, text in enumerate(entries, start=1):
+            _feed(verifier, json.loads(text))
+            if n % 5000 == 0:
+                progress(5000)
+    verifier.finish()
+    if manifest and manifest.get("tree_size") != report.tree_size:
+        report.problems.append(
+            Problem(
+                "manifest",
+                f"manifest says {manifest.get('tree_size')} entries, found {report.tree_size}",
+            )
+        )
+    return report
+
+
+def _feed(verifier: LedgerVerifier, line: dict[str, Any]) -> None:
+    data = base64.b64decode(line["leaf"]) if line.get("leaf") else None
+    moment = None
+    if data is not None:
+        kind, content = parse_leaf(data)
+        column = TIME_COLUMN.get(kind)
+        moment = datetime.fromisoformat(content[column]) if column and content.get(column) else None
+    row_hash = leaf_hash(data) if data is not None else None
+    verifier.add(line["leaf_index"], line["table"], line["id"], None, row_hash, moment)
+
+
+def _read_manifest(directory: Path, report: VerifyReport) -> dict[str, Any] | None:
+    path = directory / "manifest.json"
+    if not path.exists():
+        raise ExportError(f"{directory} has no manifest.json: not a labledger export")
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"unknown export format {manifest.get('format')!r}")
+    for name, expected in manifest.get("files", {}).items():
+        actual = _sha256_file(directory / name) if (directory / name).exists() else "missing"
+        if actual != expected:
+            report.problems.append(
+                Problem(
+                    "manifest",
+                    f"{name} does not match the manifest",
+                    expected=expected,
+                    actual=actual,
+                )
+            )
+    return manifest
