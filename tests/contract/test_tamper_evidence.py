@@ -147,7 +147,7 @@ def test_truncated_newest_entries_are_detected(grown: Ledger) -> None:
 
 
 def test_restoring_an_older_backup_is_caught_by_a_witness(grown: Ledger, tmp_path: Path) -> None:
-    """A whole database rolled back to a backup is self-consistent; a saved checkpoint exposes it."""
+    """A database rolled back to a backup agrees with itself; a saved checkpoint exposes it."""
     backup = _backup(grown, tmp_path)
     _grow(grown)
     witness = SqlLog(grown.engine).latest_checkpoint()
@@ -169,7 +169,8 @@ def test_a_forged_checkpoint_is_rejected(grown: Ledger) -> None:
         forged = sign_checkpoint(SIGNER.name, 1, b"\0" * 32, other.private_key, SIGNER.name)
         conn.execute(
             text(
-                "UPDATE checkpoints SET note = :n WHERE tree_size = (SELECT min(tree_size) FROM checkpoints)"
+                "UPDATE checkpoints SET note = :n "
+                "WHERE tree_size = (SELECT min(tree_size) FROM checkpoints)"
             ),
             {"n": forged},
         )

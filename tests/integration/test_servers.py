@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.integration.servers import running_servers
-from tests.support import body_of, commit, headers_for, push_payload, session_spec
+from tests.support import SIGNER, body_of, commit, headers_for, push_payload, session_spec
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,10 @@ def _check_one_record_set(ledger: Ledger, answers: list[httpx2.Response]) -> Non
     assert len({tuple(a.json()["attempt_ids"]) for a in answers}) == 1
     counts = ledger.store.count_rows()
     assert (counts["deliveries"], counts["pushes"], counts["attempts"]) == (1, 1, 3)
+    # The servers' background integrators logged everything, the last round at shutdown.
+    report = verify_database(ledger.engine, SIGNER.verifier)
+    assert report.ok and report.pending == 0, report.problems
+    assert counts["log_queue"] == 0 and report.entries == counts["log_entries"]
 
 
 def test_two_servers_as_the_app_role_record_one_event_once(
