@@ -233,3 +233,14 @@ def _restore(ledger: Ledger, backup: object) -> None:
         for table in metadata.sorted_tables:
             if rows[table.name]:
                 conn.execute(table.insert(), rows[table.name])
+
+
+def test_checkpoint_times_never_go_back(grown: Ledger) -> None:
+    """An integrator whose clock lags (it waited for the lock) signs no earlier than the last one."""
+    log = SqlLog(grown.engine)
+    latest = log.latest_checkpoint()
+    assert latest is not None
+    deliver(grown.store, push_payload([commit()]))
+    lagging = log.integrate(SIGNER, latest.created_at - timedelta(hours=1))
+    assert lagging is not None and lagging.created_at == latest.created_at
+    assert _verify(grown).ok

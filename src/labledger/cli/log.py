@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -68,7 +67,7 @@ def integrate(obj: Context, watch: float | None) -> None:
     """Add committed entries to the Merkle tree and sign a checkpoint."""
     signer = obj.settings.signer()
     while True:
-        checkpoint = obj.log.integrate(signer, datetime.now(UTC))
+        checkpoint = obj.log.integrate(signer)
         if checkpoint is not None:
             click.echo(
                 f"checkpoint: {checkpoint.tree_size} entries, "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -30,7 +29,7 @@ async def integrate_forever(merkle_log: SqlLog, signer: SignerKey, interval: flo
 
 async def integrate_once(merkle_log: SqlLog, signer: SignerKey) -> None:
     try:
-        checkpoint = await run_in_threadpool(merkle_log.integrate, signer, datetime.now(UTC))
+        checkpoint = await run_in_threadpool(merkle_log.integrate, signer)
     except StoreUnavailable as exc:
         log.warning("integrate.unavailable", detail=str(exc))
         return

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, func, select
@@ -163,9 +163,14 @@ class SqlLog:
             yield conn
 
     def integrate(
-        self, signer: SignerKey, now: datetime, limit: int = 100_000
+        self, signer: SignerKey, now: datetime | None = None, limit: int = 100_000
     ) -> StoredCheckpoint | None:
-        """Move queued entries into the tree and sign a checkpoint; None when nothing was queued."""
+        """Move queued entries into the tree and sign a checkpoint; None when nothing was queued.
+
+        The checkpoint's time is read once the lock is held (default: the clock) and is never
+        earlier than the previous checkpoint's, so signed times only move forward even when
+        several processes queue up for the lock.
+        """
         with translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
@@ -238,7 +243,7 @@ def _take_integrator_lock(conn: Connection) -> bool:
 
 
 def _integrate(
-    conn: Connection, signer: SignerKey, now: datetime, limit: int
+    conn: Connection, signer: SignerKey, now: datetime | None, limit: int
 ) -> StoredCheckpoint | None:
     queued = conn.execute(select(log_queue).order_by(log_queue.c.id).limit(limit)).all()
     if not queued:
@@ -247,6 +252,9 @@ def _integrate(
         select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
     ).one_or_none()
     frontier = checkpoint_from_row(latest).frontier if latest else CompactRange()
+    now = now or datetime.now(UTC)
+    if latest is not None:
+        now = max(now, latest.created_at)
     hashes = _leaf_hashes(conn, [(q.entry_type, q.entry_id) for q in queued])
     start = frontier.size
     frontier, nodes = append_leaves(frontier, hashes)
