@@ -87,7 +87,7 @@ _offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(tim
 valid_pushed_at = st.one_of(
     st.none(),
     st.integers(0, MAX_EPOCH),
-    st.datetimes(datetime(2, 1, 1), datetime(9998, 12, 31), timezones=_offsets).map(
+    st.datetimes(datetime(1970, 1, 2), datetime(9998, 12, 31), timezones=_offsets).map(
         datetime.isoformat
     ),
 )

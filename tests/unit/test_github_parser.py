@@ -626,7 +626,7 @@ def test_non_integer_non_string_pushed_at_is_refused(value: Any) -> None:
         ("2019-05-15T15:20:57Z", datetime(2019, 5, 15, 15, 20, 57, tzinfo=UTC)),
         ("2019-05-15T17:20:57+02:00", datetime(2019, 5, 15, 15, 20, 57, tzinfo=UTC)),
         ("2019-05-15T10:20:57.123456-05:00", datetime(2019, 5, 15, 15, 20, 57, 123456, UTC)),
-        ("0001-01-01T00:00:00+00:00", datetime(1, 1, 1, tzinfo=UTC)),
+        ("1970-01-01T00:00:00+00:00", datetime(1970, 1, 1, tzinfo=UTC)),
         ("9999-12-31T23:59:59Z", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)),
     ],
 )
@@ -650,6 +650,9 @@ def test_iso_string_pushed_at_is_converted_to_utc(value: str, expected: datetime
         # Valid ISO strings whose UTC form falls outside datetime's range (was OverflowError).
         ("0001-01-01T00:30:00+01:00", "out of range"),
         ("9999-12-31T23:30:00-01:00", "out of range"),
+        # One rule for both forms: before 1970 is refused as a negative epoch is.
+        ("0001-01-01T00:00:00+00:00", "plausible"),
+        ("1969-12-31T23:59:59Z", "plausible"),
     ],
 )
 def test_bad_iso_string_pushed_at_is_refused(value: str, problem: str) -> None:
@@ -772,3 +775,11 @@ def test_commit_with_ten_thousand_files_keeps_them_all_in_order() -> None:
     push = _parse(push_payload([commit("big", added=files, modified=files[:3])]))
     assert push.commits[0].files.added == tuple(files)
     assert push.commits[0].files.modified == tuple(files[:3])
+
+
+def test_an_empty_secret_refuses_every_request() -> None:
+    """With no secret, verification fails closed even for a body 'signed' with the empty key."""
+    body = b"{}"
+    signature = "sha256=" + hmac.new(b"", body, hashlib.sha256).hexdigest()
+    with pytest.raises(SignatureRejected, match="no webhook secret"):
+        verify_signature(b"", body, signature)

@@ -22,6 +22,8 @@ MAX_HOOK_ID_LENGTH = 40  # GitHub's hook ids are numbers; the column is VARCHAR(
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
     """Check `X-Hub-Signature-256: sha256=<hex>` over the raw body; fail closed."""
+    if not secret:
+        raise SignatureRejected("no webhook secret is configured; every request is refused")
     if not header:
         raise SignatureRejected("missing X-Hub-Signature-256 header")
     scheme, _, given_hex = header.partition("=")
@@ -171,6 +173,7 @@ def parse_github_push(body: bytes) -> Push:
 
 
 # datetime's range: year 1..9999. A forge clock outside 1970..9999 is not a push time.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())
 
 
@@ -178,22 +181,29 @@ def _pushed_at(value: int | str | None) -> datetime | None:
     """`repository.pushed_at` is an integer epoch in push events, an ISO string elsewhere."""
     if value is None:
         return None
+    shown = repr(value) if len(str(value)) <= 40 else f"{str(value)[:40]}..."
+    implausible = MalformedPayload(
+        f"{shown} is out of range: not a plausible push time (1970..9999 UTC)",
+        "repository.pushed_at",
+    )
     if isinstance(value, int):
         if not 0 <= value <= _MAX_EPOCH:
-            raise MalformedPayload(f"{value} is not a plausible Unix time", "repository.pushed_at")
+            raise implausible
         return datetime.fromtimestamp(value, UTC)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise MalformedPayload(f"{value!r} is not a timestamp", "repository.pushed_at") from None
+        raise MalformedPayload(f"{shown} is not a timestamp", "repository.pushed_at") from None
     if moment.tzinfo is None:
         raise MalformedPayload("timestamp lacks a time zone", "repository.pushed_at")
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime's year 1 in UTC
-        raise MalformedPayload(
-            f"{value!r} is out of range in UTC", "repository.pushed_at"
-        ) from None
+        raise implausible from None
+    # One rule for both forms: a forge clock before 1970 is as implausible as a negative epoch.
+    if moment < _EPOCH:
+        raise implausible
+    return moment
 
 
 def _identity(person: _Person) -> Identity:
