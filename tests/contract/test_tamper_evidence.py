@@ -236,7 +236,7 @@ def _restore(ledger: Ledger, backup: object) -> None:
 
 
 def test_checkpoint_times_never_go_back(grown: Ledger) -> None:
-    """An integrator whose clock lags (it waited for the lock) signs no earlier than the last one."""
+    """An integrator whose clock lags (it waited for the lock) signs no earlier than the last."""
     log = SqlLog(grown.engine)
     latest = log.latest_checkpoint()
     assert latest is not None
