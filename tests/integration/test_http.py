@@ -252,3 +252,18 @@ def test_conflict_is_audited(client: TestClient, ledger: Ledger) -> None:
     _post(client, body_of(push_payload([commit()])), delivery_id="h-a", hook_id="1")
     assert ledger_counts(ledger.store) == before
     assert audit_actions(ledger.store)[-1] == "delivery.conflict"
+
+
+def test_logs_bind_the_delivery_id_and_keep_personal_data_out(client: TestClient) -> None:
+    """Each webhook log line carries the delivery id; names and e-mails never appear at INFO."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    body = body_of(push_payload([commit()]))
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        client.post("/webhooks/github", content=body, headers=headers_for(body, delivery_id="log-1"))
+        bad = dict(headers_for(body, delivery_id="log-2"), **{"x-hub-signature-256": "sha256=00"})
+        client.post("/webhooks/github", content=body, headers=bad)
+    answered = [e for e in logs if e["event"] in ("webhook.answered", "webhook.refused")]
+    assert [e["delivery_id"] for e in answered] == ["log-1", "log-2"]
+    assert "ada@example.edu" not in repr(logs) and "Ada Student" not in repr(logs)

@@ -19,6 +19,7 @@ from labledger.core.receipt import Receipt
 from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
 from labledger.export import export_log, verify_export
+from labledger.storage.merkle_log import ENTRY_TABLES
 from labledger.storage.verification import verify_database
 
 PATH = click.Path(path_type=Path, dir_okay=False)
@@ -178,7 +179,8 @@ def verify(
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
     key = _key(obj if export_dir is None else None, public_key)
     saved = [(str(p), p.read_text(encoding="utf-8")) for p in witnesses]
-    with click.progressbar(length=0, label="verifying", file=sys.stderr, show_pos=True) as bar:
+    total = _work_to_verify(obj, export_dir)
+    with click.progressbar(length=total, label="verifying", file=sys.stderr, show_pos=True) as bar:
         if export_dir is not None:
             report = verify_export(export_dir, key, saved, progress=bar.update)
         else:
@@ -188,6 +190,16 @@ def verify(
     _print_report(report)
     if not report.ok:
         raise SystemExit(EXIT_TAMPERED)
+
+
+def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
+    """Rows to recompute plus leaves to check (database), or lines to read (export)."""
+    if export_dir is not None:
+        with (export_dir / "entries.jsonl").open("rb") as entries:
+            return sum(1 for _ in entries)
+    counts = obj.store.count_rows()
+    rows = sum(counts[t.name] for t in ENTRY_TABLES.values())
+    return rows + counts["log_entries"]
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -227,6 +239,8 @@ def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
 def export(obj: Context, directory: Path) -> None:
     """Write the log (leaf bytes and checkpoints) to DIRECTORY for offline verification."""
     key = obj.settings.signer().verifier
-    with click.progressbar(length=0, label="exporting", file=sys.stderr, show_pos=True) as bar:
+    latest = obj.log.latest_checkpoint()
+    total = latest.tree_size if latest else 0
+    with click.progressbar(length=total, label="exporting", file=sys.stderr, show_pos=True) as bar:
         manifest = export_log(obj.store.engine, directory, key, progress=bar.update)
     click.echo(f"exported {manifest['tree_size']} entries to {directory} (root {manifest['root']})")
