@@ -52,15 +52,20 @@ STATUS = {
     NotYetLogged: (409, "not_yet_logged"),
 }
 RETRY_AFTER_SECONDS = "5"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": schemas.ErrorOut, "description": name}
-    for code, name in (
-        (400, "malformed"),
-        (401, "unauthenticated"),
-        (404, "not found"),
-        (503, "database unavailable"),
-    )
-}
+
+
+def error_responses(*described: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers, all shaped as ErrorOut."""
+    return {code: {"model": schemas.ErrorOut, "description": text} for code, text in described}
+
+
+ERRORS = error_responses(
+    (400, "malformed"), (401, "unauthenticated"), (404, "not found"), (503, "database unavailable")
+)
+
+
+def status_of(exc: LedgerError) -> tuple[int, str]:
+    return next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
 
 
 def create_app(
@@ -98,7 +103,7 @@ def create_app(
 
 
 def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
-    status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
+    status, code = status_of(exc)
     retry = isinstance(exc, StoreUnavailable | NotYetLogged)
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if retry else None
     if status == 401 and request.url.path.startswith("/api/"):
@@ -138,17 +143,14 @@ def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> AP
                 "model": schemas.WebhookResult,
                 "description": "duplicate, ping or ignored event",
             },
-            **{
-                code: {"model": schemas.ErrorOut, "description": text}
-                for code, text in (
-                    (400, "malformed payload or headers"),
-                    (401, "missing or wrong X-Hub-Signature-256"),
-                    (409, "delivery id reused with another body by the same hook"),
-                    (413, "body over LABLEDGER_MAX_BODY_BYTES"),
-                    (415, "content type is not application/json"),
-                    (503, "database unavailable; redeliver later"),
-                )
-            },
+            **error_responses(
+                (400, "malformed payload or headers"),
+                (401, "missing or wrong X-Hub-Signature-256"),
+                (409, "delivery id reused with another body by the same hook"),
+                (413, "body over LABLEDGER_MAX_BODY_BYTES"),
+                (415, "content type is not application/json"),
+                (503, "database unavailable; redeliver later"),
+            ),
         },
     )
     async def github_webhook(request: Request) -> JSONResponse:
@@ -188,7 +190,7 @@ def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> AP
 
 
 def _count_refusal(metrics: Metrics, exc: LedgerError) -> None:
-    status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)), (500, "internal"))
+    status, code = status_of(exc)
     metrics.deliveries.labels("github", code).inc()
     if isinstance(exc, SignatureRejected):
         metrics.signature_failures.labels("github").inc()
