@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+CODE := src tests $(wildcard bench)
 
 .PHONY: setup run test lint format bench bench-smoke
 
@@ -15,13 +16,13 @@ run: setup
 	$(UV) run labledger serve
 
 lint: setup
-	$(UV) run ruff check src tests bench
-	$(UV) run ruff format --check src tests bench
+	$(UV) run ruff check $(CODE)
+	$(UV) run ruff format --check $(CODE)
 	$(UV) run mypy
 
 format: setup
-	$(UV) run ruff format src tests bench
-	$(UV) run ruff check --fix src tests bench
+	$(UV) run ruff format $(CODE)
+	$(UV) run ruff check --fix $(CODE)
 
 test: setup lint
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest

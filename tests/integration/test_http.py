@@ -261,7 +261,9 @@ def test_logs_bind_the_delivery_id_and_keep_personal_data_out(client: TestClient
 
     body = body_of(push_payload([commit()]))
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-        client.post("/webhooks/github", content=body, headers=headers_for(body, delivery_id="log-1"))
+        client.post(
+            "/webhooks/github", content=body, headers=headers_for(body, delivery_id="log-1")
+        )
         bad = dict(headers_for(body, delivery_id="log-2"), **{"x-hub-signature-256": "sha256=00"})
         client.post("/webhooks/github", content=body, headers=bad)
     answered = [e for e in logs if e["event"] in ("webhook.answered", "webhook.refused")]
