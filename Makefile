@@ -26,3 +26,9 @@ format: setup
 
 test: setup lint
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest
+
+bench: setup
+	$(UV) run python -m bench full
+
+bench-smoke: setup
+	$(UV) run python -m bench smoke

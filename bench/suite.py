@@ -1,0 +1,142 @@
+"""The whole suite: every target on every database, repeated; then the reads; then the report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import labledger
+from bench import results as result_file
+from bench import targets
+from bench.calibrate import generator_cost
+from bench.config import SATURATION_REPOS, BenchConfig
+from bench.databases import Databases
+from bench.plot import plot
+from bench.procstat import load_average, machine
+from bench.reads import read_benchmark
+from bench.report import render
+from bench.scenarios import burst, duplicate_storm, offered_rate, saturation
+from bench.servers import ROOT
+from bench.stats import combine
+from bench.targets import Target
+
+log = logging.getLogger("bench")
+SCRATCH = ROOT / "bench" / "results" / "tmp"  # on the real disk: SQLite's fsyncs must count
+
+
+def _write_scenarios(
+    make: Callable[[], AbstractContextManager[Target]], config: BenchConfig, nonce: str
+) -> dict[str, Any]:
+    with make() as target:
+        log.info("  %s: saturation at %s", target.name, config.levels)
+        figures: dict[str, Any] = {"saturation": saturation(target, config, nonce + "-sat")}
+        if target.server is not None:
+            log.info("  %s: %g deliveries/s offered", target.name, config.rate)
+            figures["rate"] = offered_rate(target, config, nonce + "-rate")
+        if target.name in ("labledger", "naive"):
+            log.info("  %s: deadline burst and duplicate storm", target.name)
+            figures["burst"] = burst(target, config, nonce + "-burst")
+            figures["duplicate_storm"] = duplicate_storm(target, config, nonce + "-storm")
+        if target.name == "http_bound":
+            log.info("  generator cost: raw client and httpx2")
+            figures["generator_calibration"] = generator_cost(target, config)
+        if target.server is not None:
+            figures["peak_rss_mb"] = target.peak_rss_mb()
+        return figures
+
+
+def _one_run(
+    config: BenchConfig, databases: Databases, dialects: list[str], logs: Path, index: int
+) -> dict[str, Any]:
+    nonce = f"run{index}-{uuid.uuid4().hex[:8]}"
+    log.info("run %d of %d: HTTP bound", index + 1, config.runs)
+    run = {
+        "http_bound": _write_scenarios(lambda: targets.http_bound(databases, logs), config, nonce)
+    }
+    repos = config.all_repos
+    for dialect in dialects:
+        log.info("run %d of %d: %s", index + 1, config.runs, dialect)
+        makers = {
+            "labledger": partial(targets.labledger, databases, dialect, repos, logs),
+            "naive": partial(targets.naive, databases, dialect, repos, logs),
+            "db_bound": partial(targets.db_bound, databases, dialect, list(SATURATION_REPOS)),
+        }
+        run[dialect] = {name: _write_scenarios(m, config, nonce) for name, m in makers.items()}
+    return run
+
+
+def provenance() -> dict[str, str]:
+    """Which labledger was measured: the repository's HEAD and the package actually imported."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    source = Path(labledger.__file__).resolve().parent
+    return {"git_head": head.stdout.strip() or "unknown", "labledger_source": str(source)}
+
+
+def measure_everything(
+    config: BenchConfig, dialects: list[str], pg_admin_url: str | None
+) -> dict[str, Any]:
+    """Run the suite; every server is stopped and every database dropped, even on failure."""
+    scratch = SCRATCH / uuid.uuid4().hex[:10]
+    scratch.mkdir(parents=True)
+    databases = Databases(scratch, pg_admin_url)
+    started = time.time()
+    info = {
+        **machine(),
+        **provenance(),
+        "postgresql": databases.server_version() if "postgresql" in dialects else None,
+    }
+    try:
+        runs = [_one_run(config, databases, dialects, scratch, i) for i in range(config.runs)]
+        reads = _reads(config, databases, dialects, scratch)
+    finally:
+        databases.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    info["load_average_at_end"] = load_average()
+    return {
+        "schema": result_file.SCHEMA,
+        "mode": config.mode,
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "machine": info,
+        "config": asdict(config),
+        "dialects": dialects,
+        "writes": combine(runs),
+        "reads": reads,
+        "pending": {"verify": result_file.PENDING, "receipts": result_file.PENDING},
+    }
+
+
+def _reads(
+    config: BenchConfig, databases: Databases, dialects: list[str], scratch: Path
+) -> dict[str, Any]:
+    found = {}
+    for dialect in dialects:
+        log.info("reads at %s attempts: %s", f"{config.read_attempts:,}", dialect)
+        found[dialect] = read_benchmark(config, databases, dialect, scratch)
+    return found
+
+
+def publish(results: dict[str, Any], out_dir: Path, markdown: Path) -> None:
+    """Write latest.json, the plot and the Markdown report; the JSON is checked first."""
+    result_file.validate(results)
+    result_file.write(results, out_dir / "latest.json")
+    png = out_dir / "throughput.png"
+    link = os.path.relpath(png, markdown.parent) if plot(results, png) else None
+    if link is None:
+        log.warning("no plot: matplotlib is missing (uv sync --all-groups installs it)")
+    markdown.write_text(render(results, link))
+    log.info("wrote %s, %s and %s", out_dir / "latest.json", png, markdown)

@@ -1,0 +1,268 @@
+"""The report's tables, one function per section, each returning Markdown lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.figures import (
+    DASH,
+    DIALECTS,
+    NAMES,
+    best_per_run,
+    describe,
+    markdown_table,
+    median,
+    ratio,
+    targets_of,
+)
+from bench.results import PENDING, READ_KINDS
+from bench.stats import spread
+
+HTTP_TARGETS = ("labledger", "naive", "http_bound")
+LAYERS = [(layer, q) for layer in ("http", "store", "sql") for q in (50, 99)]
+
+
+def _dialects(results: dict[str, Any]) -> list[str]:
+    return list(results["dialects"])
+
+
+def _met(value: float | None, goal: float, at_least: bool) -> str:
+    if value is None:
+        return DASH
+    return "yes" if (value >= goal if at_least else value <= goal) else "**no**"
+
+
+def _goal_values(results: dict[str, Any], dialect: str) -> list[tuple[str, float | None]]:
+    """(shown, median) for each goal, in the order of GOALS."""
+    ledger = results["writes"][dialect]["labledger"]
+    reads = results["reads"][dialect]
+    worst_read = max(median(reads["http"][k]["p99_ms"]) or 0.0 for k in READ_KINDS)
+    rss = max(median(ledger["peak_rss_mb"]) or 0.0, reads.get("peak_rss_mb") or 0.0)
+    versus_naive = ratio(results, dialect, "naive")
+    return [
+        (describe(versus_naive, 2), median(versus_naive)),
+        (describe(ledger["rate"]["p99_ms"], 1), median(ledger["rate"]["p99_ms"])),
+        (f"{worst_read:,.1f}", worst_read),
+        (f"{rss:,.0f}", rss),
+    ]
+
+
+def goals(results: dict[str, Any]) -> list[str]:
+    names = [
+        ("labledger ÷ naive stack, deliveries/s at saturation", 0.8, True),
+        ("p99 latency (ms) at an offered 200 deliveries/s", 50.0, False),
+        (f"worst read p99 (ms) at {results['config']['read_attempts']:,} attempts", 10.0, False),
+        ("peak server RSS (MB)", 200.0, False),
+    ]
+    values = {d: _goal_values(results, d) for d in _dialects(results)}
+    rows = []
+    for index, (name, goal, at_least) in enumerate(names):
+        row = [name, ("≥ " if at_least else "≤ ") + f"{goal:g}"]
+        for found in values.values():
+            shown, value = found[index]
+            row += [shown, _met(value, goal, at_least)]
+        rows.append(row)
+    rows.append(["`labledger verify` entries/s", "≥ 200,000", *[PENDING, DASH] * len(values)])
+    rows.append(["receipt generation (ms each)", DASH, *[PENDING, DASH] * len(values)])
+    header = ["goal (issue 4)", "target"]
+    for dialect in values:
+        header += [DIALECTS[dialect], "met"]
+    return ["## Against the targets", "", *markdown_table(header, rows)]
+
+
+def saturation(results: dict[str, Any]) -> list[str]:
+    levels = [str(level) for level in results["config"]["levels"]]
+    lines = ["## Throughput at saturation (deliveries/s)", ""]
+    for dialect in _dialects(results):
+        rows = []
+        for target, figures in targets_of(results, dialect).items():
+            sat = figures["saturation"]
+            cells = [describe(sat[level]["deliveries_per_s"]) for level in levels]
+            best = spread(best_per_run(sat))
+            attempts = spread(best_per_run(sat, "attempts_per_s"))
+            rows.append([NAMES[target], *cells, describe(best), describe(attempts)])
+        header = ["target", *(f"c={level}" for level in levels), "best", "attempts/s at best"]
+        lines += [f"### {DIALECTS[dialect]}", "", *markdown_table(header, rows)]
+    return lines
+
+
+def ratios(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [f"labledger ÷ {NAMES[b]}"]
+        + [describe(ratio(results, d, b), 2) for d in _dialects(results)]
+        for b in ("naive", "http_bound", "db_bound")
+    ]
+    header = ["best deliveries/s", *(DIALECTS[d] for d in _dialects(results))]
+    return ["## Ratios (run by run, then median)", "", *markdown_table(header, rows)]
+
+
+def _latency_cells(figures: dict[str, Any] | None) -> list[str]:
+    if figures is None:
+        return [DASH] * 3
+    return [describe(figures[f"p{q}_ms"], 1) for q in (50, 95, 99)]
+
+
+def latency(results: dict[str, Any]) -> list[str]:
+    level = str(results["config"]["saturation_level"])
+    rate = results["config"]["rate"]
+    lines = [
+        "## Latency (ms)",
+        "",
+        f"At an offered {rate:g} deliveries/s (open loop) and at saturation "
+        f"(closed loop, concurrency {level}). Where a server answers fewer than {rate:g}/s, "
+        "the open loop's latency is mostly the queue that builds up over the phase.",
+        "",
+    ]
+    for dialect in _dialects(results):
+        rows = []
+        for target, figures in targets_of(results, dialect).items():
+            offered = figures.get("rate")
+            achieved = describe(offered["deliveries_per_s"]) if offered else DASH
+            at_level = figures["saturation"][level]
+            cells = [*_latency_cells(offered), achieved, *_latency_cells(at_level)]
+            rows.append([NAMES[target], *cells])
+        header = ["target", "p50", "p95", "p99", "answered/s", "sat. p50", "sat. p95", "sat. p99"]
+        lines += [f"### {DIALECTS[dialect]}", "", *markdown_table(header, rows)]
+    return lines
+
+
+def _statuses(figures: dict[str, Any]) -> str:
+    """`202: 1975, 503: 25`; status 0 is a request that got no answer (reset or time-out)."""
+    found = figures["statuses"].items()
+    return ", ".join(f"{'no answer' if c == '0' else c}: {describe(n)}" for c, n in found)
+
+
+def _burst_row(name: str, b: dict[str, Any]) -> list[str]:
+    stored = f"{describe(b['attempts_stored'])} / {describe(b['attempts_expected'])}"
+    figures = [describe(b["drain_s"], 2), describe(b["deliveries_per_s"]), describe(b["p99_ms"])]
+    return [name, *figures, describe(b["errors"]), _statuses(b), stored]
+
+
+def _storm_row(name: str, s: dict[str, Any]) -> list[str]:
+    figures = [describe(s["record_sets"]), describe(s["status_5xx"]), describe(s["window_s"], 2)]
+    return [name, _statuses(s), *figures]
+
+
+BURST_HEADER = ["database: target", "drain (s)", "deliveries/s", "p99 (ms)", "errors",
+                "answers (status: count)", "attempts stored / expected"]  # fmt: skip
+STORM_HEADER = ["database: target", "answers (status: count)", "record sets", "5xx", "drain (s)"]
+
+
+def burst_and_storm(results: dict[str, Any]) -> list[str]:
+    bursts, storms = [], []
+    for dialect in _dialects(results):
+        for target in ("labledger", "naive"):
+            figures = results["writes"][dialect][target]
+            name = f"{DIALECTS[dialect]}: {NAMES[target]}"
+            bursts.append(_burst_row(name, figures["burst"]))
+            storms.append(_storm_row(name, figures["duplicate_storm"]))
+    c = results["config"]
+    return [
+        f"## Deadline burst: {c['burst_pushes']:,} pushes from {c['burst_sessions']} sessions "
+        f"at concurrency {c['burst_concurrency']}",
+        "",
+        *markdown_table(BURST_HEADER, bursts),
+        f"## Duplicate storm: {c['storm_copies']} identical deliveries at concurrency "
+        f"{c['storm_concurrency']}",
+        "",
+        "labledger must keep exactly one record set (checked through the API: the delivery's "
+        "attempts, and one attempt per commit) and answer every copy without a 5xx; the naive "
+        "stack has no idempotency, so each copy is stored again.",
+        "",
+        *markdown_table(STORM_HEADER, storms),
+    ]
+
+
+def reads(results: dict[str, Any]) -> list[str]:
+    c = results["config"]
+    lines = [
+        f"## Reads at {c['read_attempts']:,} attempts (ms, sequential)",
+        "",
+        f"{c['read_requests']} requests per kind and round, {c['read_rounds']} rounds. *HTTP* is "
+        "the full route; *store* is labledger's SqlStore called in-process; *SQL* runs the same "
+        "queries bare on one connection (the database bound).",
+        "",
+    ]
+    for dialect in _dialects(results):
+        r = results["reads"][dialect]
+        rows = [
+            [
+                kind.replace("_", " "),
+                *(describe(r[layer][kind][f"p{q}_ms"], 2) for layer, q in LAYERS),
+            ]
+            for kind in READ_KINDS
+        ]
+        header = ["read", "HTTP p50", "HTTP p99", "store p50", "store p99", "SQL p50", "SQL p99"]
+        lines += [
+            f"### {DIALECTS[dialect]} (bulk load {r['load_s']} s; answers verified: "
+            f"{r['verified']})",
+            "",
+            *markdown_table(header, rows),
+        ]
+    return lines
+
+
+def _cpu_row(name: str, f: dict[str, Any]) -> list[str]:
+    share = _share(
+        median(f["generator_cpu_ms_per_request"]), median(f["server_cpu_ms_per_request"])
+    )
+    keys = ("generator", "server", "database")
+    return [name, *(describe(f[f"{k}_cpu_ms_per_request"], 3) for k in keys), share]
+
+
+def cpu(results: dict[str, Any]) -> list[str]:
+    level = str(results["config"]["saturation_level"])
+    rows = [
+        _cpu_row(f"{DIALECTS[dialect]}: {NAMES[target]}", figures["saturation"][level])
+        for dialect in _dialects(results)
+        for target, figures in targets_of(results, dialect).items()
+    ]
+    header = ["database: target", "generator", "server", "PostgreSQL", "generator ÷ server"]
+    return [
+        f"## CPU per request (ms) at concurrency {level}",
+        "",
+        "The DB bound has no server: its *server* column is the writer (this process).",
+        "",
+        *markdown_table(header, rows),
+    ]
+
+
+def _share(part: float | None, whole: float | None) -> str:
+    return f"{part / whole:.1%}" if part and whole else DASH
+
+
+def generator(results: dict[str, Any]) -> list[str]:
+    found = results["writes"]["http_bound"]["generator_calibration"]
+    rows = []
+    for client, name in (("raw", "the bench's raw client"), ("httpx2", "httpx2.AsyncClient")):
+        f = found[client]
+        gen, srv = f["generator_cpu_ms_per_request"], f["server_cpu_ms_per_request"]
+        cells = [describe(f["deliveries_per_s"]), describe(gen, 3), describe(srv, 3)]
+        rows.append([name, *cells, _share(median(gen), median(srv))])
+    header = [
+        "client",
+        "deliveries/s",
+        "generator CPU (ms)",
+        "server CPU (ms)",
+        "generator ÷ server",
+    ]
+    return [
+        "## The generator's own CPU",
+        "",
+        f"Both clients against the HTTP bound (the cheapest server, where the generator's share "
+        f"is largest) at concurrency {describe(found['concurrency'])}, CPU per request. Against "
+        "labledger the share is smaller by the ratio of server CPU (see the table above).",
+        "",
+        *markdown_table(header, rows),
+    ]
+
+
+def memory(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for dialect in _dialects(results):
+        for target in HTTP_TARGETS:
+            rss = targets_of(results, dialect)[target].get("peak_rss_mb")
+            rows.append([f"{DIALECTS[dialect]}: {NAMES[target]} (write scenarios)", describe(rss)])
+        reads_rss = results["reads"][dialect].get("peak_rss_mb")
+        rows.append([f"{DIALECTS[dialect]}: labledger (reads)", describe(reads_rss)])
+    return ["## Peak server RSS (MB, VmHWM)", "", *markdown_table(["server", "MB"], rows)]
