@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,8 +20,52 @@ GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger paylo
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
 
 
+# Each scope includes the ones before it: admin ⊇ grader ⊇ read.
+SCOPES = ("read", "grader", "admin")
+
+
 class ConfigError(Exception):
     """A setting is missing or invalid; the message names it and says how to fix it."""
+
+
+class Subscriber(BaseModel):
+    """A notification receiver: events are signed with its Standard Webhooks `whsec_` secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/-]+$")
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        body = raw.removeprefix("whsec_")
+        try:
+            if raw == body or not base64.b64decode(body, validate=True):
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise ValueError("a subscriber secret is whsec_ followed by base64") from None
+        return value
+
+
+def parse_subscribers(text: str) -> list[dict[str, str]] | list[object]:
+    """A JSON list of {name, url, secret}, or comma-separated `name=url|secret` / `url|secret`."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        loaded = json.loads(text)
+        return loaded if isinstance(loaded, list) else [loaded]
+    found = []
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        target, _, secret = entry.partition("|")
+        name, eq, url = target.partition("=")
+        if not eq:
+            name, url = target, target
+        found.append({"name": name[:100], "url": url, "secret": secret})
+    return found
 
 
 class Settings(BaseModel):
@@ -32,6 +79,28 @@ class Settings(BaseModel):
     signing_key_file: Path = Path("labledger-signing.key")
     integrate_interval_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
+    subscribers: tuple[Subscriber, ...] = ()
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
+    dispatch_backoff_seconds: float = Field(default=2.0, gt=0)
+    dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("subscribers", mode="before")
+    @classmethod
+    def _parse_subscribers(cls, value: object) -> object:
+        return parse_subscribers(value) if isinstance(value, str) else value
+
+    def token_scopes(self) -> list[tuple[str, str]]:
+        """(scope, token) per LABLEDGER_API_TOKENS entry; a bare token has the admin scope."""
+        found = []
+        for entry in self.api_tokens:
+            raw = entry.get_secret_value()
+            scope, sep, token = raw.partition(":")
+            found.append((scope, token) if sep and scope in SCOPES and token else ("admin", raw))
+        return found
+
+    def subscriber_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.subscribers)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -42,3 +42,29 @@ def ledger_counts(store: SqlStore) -> dict[str, int]:
 def audit_actions(store: SqlStore) -> list[str]:
     with store.engine.connect() as conn:
         return list(conn.execute(text("SELECT action FROM audit_events ORDER BY id")).scalars())
+
+
+def fill_every_table(store: SqlStore, now: datetime) -> None:
+    """Rows in every table: sessions, a delivery, a deadline change, a result, the outbox and
+    its states, and (after one integration, left to the caller) the Merkle log."""
+    from labledger.core.model import NewVerification
+    from labledger.core.service import check_session_spec
+    from tests.support import commit, push_payload, session_spec
+
+    announcing = SqlStore(store.engine, ("platform",))
+    session = announcing.create_session(session_spec(), "test", now)
+    answer = deliver(announcing, push_payload([commit(), commit()]))
+    attempt_id = answer.body["attempt_ids"][0]  # type: ignore[index]
+    announcing.record_verification(
+        NewVerification(attempt_id, "ci", "run-1", "passed", 1000, 1000, {}, now, "test")
+    )
+    announcing.change_deadline(
+        session.id, {"due_at": None}, "test", "test", now, check_session_spec
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbox_states (outbox_id, state, attempt_no, recorded_at) "
+                "SELECT id, 'delivered', 1, created_at FROM outbox_events"
+            )
+        )

@@ -16,7 +16,7 @@ from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore, SqlWriter
 from labledger.storage.tables import APPEND_ONLY_TABLES, metadata
 from tests.conftest import Ledger
-from tests.contract.helpers import deliver, ledger_counts
+from tests.contract.helpers import deliver, fill_every_table, ledger_counts
 from tests.support import SIGNER, commit, push_payload, session_spec
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -24,8 +24,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 def _fill(ledger: Ledger) -> None:
     """Rows in every table, the Merkle log's included."""
-    ledger.store.create_session(session_spec(), "test", NOW)
-    deliver(ledger.store, push_payload([commit(), commit()]))
+    fill_every_table(ledger.store, NOW)
     assert SqlLog(ledger.engine).integrate(SIGNER, NOW) is not None
 
 

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.storage.merkle_log import SqlLog
 from tests.conftest import Ledger
 from tests.contract.helpers import audit_actions, ledger_counts
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload, sign
@@ -42,7 +43,7 @@ def _post(client: TestClient, body: bytes, **header_options: object) -> object:
     )  # type: ignore[arg-type]
 
 
-def test_push_is_recorded_and_read_back(client: TestClient) -> None:
+def test_push_is_recorded_and_read_back(client: TestClient, ledger: Ledger) -> None:
     """A signed push answers 202 and its attempts are readable through every read route."""
     session = client.post("/api/v1/sessions", json=SESSION, headers=AUTH).json()
     c = commit()
@@ -63,8 +64,10 @@ def test_push_is_recorded_and_read_back(client: TestClient) -> None:
     assert [a["id"] for a in by_sha["items"]] == [attempt_id]
     delivery = client.get("/api/v1/deliveries/h-1", headers=AUTH).json()
     assert [a["id"] for a in delivery["attempts"]] == [attempt_id]
+    # The feed serves entries once the Merkle log has integrated them (in `serve`: each second).
+    SqlLog(ledger.store.engine).integrate(SIGNER)
     feed = client.get("/api/v1/feed", params={"after": "0"}, headers=AUTH).json()
-    assert [a["id"] for a in feed["items"]] == [attempt_id]
+    assert [i["id"] for i in feed["items"] if i["type"] == "attempt"] == [attempt_id]
 
 
 def test_late_follows_the_current_due_date(client: TestClient) -> None:

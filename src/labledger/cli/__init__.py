@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import ledger, log, server
+from labledger.cli import dispatch, grading, ledger, log, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -41,6 +41,9 @@ for command in (
     log.verify,
     log.verify_receipt_command,
     log.export,
+    grading.verifications,
+    grading.report,
+    dispatch.dispatch,
 ):
     cli.add_command(command)
 

@@ -54,7 +54,7 @@ class Context:
                     f"the database at {engine.url.render_as_string(hide_password=True)} is not "
                     "migrated to this version of labledger; run `labledger migrate` first"
                 )
-            self._store = SqlStore(engine)
+            self._store = SqlStore(engine, self.settings.subscriber_names())
         return self._store
 
     @property

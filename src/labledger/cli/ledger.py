@@ -14,6 +14,7 @@ from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, emit, json_o
 from labledger.core.errors import LedgerError
 from labledger.core.service import check_session_spec
 from labledger.http import schemas
+from labledger.http.grading_schemas import AttemptDetailOut
 from labledger.saved import parse_saved_delivery
 from labledger.webhooks import receive_github
 
@@ -128,7 +129,11 @@ def _attempt_line(a: schemas.AttemptOut) -> str:
 def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
     """Show one attempt with its push and delivery."""
     record = obj.store.get_attempt(attempt_id)
-    detail = schemas.AttemptDetail.of(record, obj.store.get_session(record.attempt.session_id))
+    detail = AttemptDetailOut.with_results(
+        record,
+        obj.store.get_session(record.attempt.session_id),
+        obj.store.verifications([attempt_id]),
+    )
     a, p = detail.attempt, detail.push
     lines = [
         f"attempt {a.id} (session {a.session_id}) {'LATE' if a.late else 'on time'}",
@@ -145,8 +150,20 @@ def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
         + (" FORCED" if p.rewrites_history else ""),
         f"  delivery    {detail.delivery.delivery_id} {detail.delivery.body_sha256}",
         f"  message     {a.message.splitlines()[0] if a.message else ''}",
+        f"  status      {detail.verifications.status or 'not verified'}",
+        *(
+            f"    {v.verifier:<14} {v.status:<7} {_score(v.score, v.max_score)}  run {v.run_id}"
+            f"  at {v.reported_at.isoformat()} (result {v.id})"
+            for v in detail.verifications.current
+        ),
     ]
     emit(detail, as_json, lines)
+
+
+def _score(score: object, max_score: object) -> str:
+    if score is None:
+        return "-"
+    return f"{score}/{max_score}" if max_score is not None else str(score)
 
 
 @click.command()

@@ -56,6 +56,28 @@ class DeliveryAlreadyRecorded(LedgerError):
     """Raised by a store when UNIQUE(forge, delivery_id) rejects an insert."""
 
 
+class Forbidden(LedgerError):
+    """An authenticated caller without the scope a route needs (HTTP 403)."""
+
+    def __init__(self, needed: str, held: str) -> None:
+        self.needed = needed
+        self.held = held
+        super().__init__(f"this route needs the {needed} scope; the token has {held}")
+
+
+class VerificationConflict(LedgerError):
+    """The same (attempt, verifier, run id) was reported before with another result (HTTP 409)."""
+
+    def __init__(self, attempt_id: int, verifier: str, run_id: str) -> None:
+        self.attempt_id = attempt_id
+        self.verifier = verifier
+        self.run_id = run_id
+        super().__init__(
+            f"verifier {verifier!r} run {run_id!r} already reported another result "
+            f"for attempt {attempt_id}; results are never overwritten (use a new run id)"
+        )
+
+
 class NotFound(LedgerError):
     def __init__(self, kind: str, key: object) -> None:
         self.kind = kind

@@ -56,6 +56,17 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("id", "occurred_at", "actor", "action", "target_type", "target_id", "details"),
         (),
     ),
+    "verification": (
+        (
+            "id", "attempt_id", "verifier", "run_id", "status", "score_milli",
+            "max_score_milli", "details", "reported_at", "actor",
+        ),
+        (),
+    ),
+    "session_change": (
+        ("id", "session_id", "due_at", "closes_at", "reason", "actor", "changed_at"),
+        (),
+    ),
 }  # fmt: skip
 
 

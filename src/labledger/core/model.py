@@ -127,9 +127,14 @@ class SessionSpec:
 
 @dataclass(frozen=True, slots=True)
 class LabSession:
+    """A session with its *effective* dates in `spec` (the newest deadline change, if any)."""
+
     id: int
     spec: SessionSpec
     created_at: datetime
+    original_due_at: datetime | None = None
+    original_closes_at: datetime | None = None
+    deadline_changes: int = 0
 
     def matches_branch(self, branch: str) -> bool:
         # fnmatch semantics: `*` also matches `/`, so `feature/*` covers nested names.
@@ -251,3 +256,51 @@ class DeliveryReport:
     delivery: StoredDelivery
     push: PushRecord | None
     attempts: tuple[LabAttempt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineChange:
+    """An appended change of a session's due_at/closes_at; both are the new effective values."""
+
+    session_id: int
+    due_at: datetime | None
+    closes_at: datetime | None
+    reason: str
+    actor: str
+    changed_at: datetime
+
+
+VERIFICATION_STATUSES = ("passed", "failed", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class NewVerification:
+    """A verifier's report on one attempt; (attempt_id, verifier, run_id) is its idempotency key.
+
+    Scores are integer milli-points (7.5 points = 7500): leaves hold no floats.
+    """
+
+    attempt_id: int
+    verifier: str
+    run_id: str
+    status: str
+    score_milli: int | None
+    max_score_milli: int | None
+    details: dict[str, object]
+    reported_at: datetime
+    actor: str
+
+    def same_report(self, other: NewVerification) -> bool:
+        """Whether a repeat carries the same result (times and actor may differ)."""
+        return (self.status, self.score_milli, self.max_score_milli, self.details) == (
+            other.status,
+            other.score_milli,
+            other.max_score_milli,
+            other.details,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    id: int
+    report: NewVerification

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from labledger.core.errors import DeliveryAlreadyRecorded, DeliveryConflict, InvalidRequest
+from labledger.core.leaves import canonical_json
 from labledger.core.model import (
+    VERIFICATION_STATUSES,
     AuditEvent,
     Delivery,
     LabSession,
     NewAttempt,
+    NewVerification,
     Outcome,
     Push,
     RecordResult,
@@ -143,3 +146,25 @@ def check_session_spec(spec: SessionSpec) -> None:
         raise InvalidRequest("repository_id must be the forge's positive numeric repository id")
     if not spec.branch_glob:
         raise InvalidRequest("branch_glob must not be empty (use '*' for every branch)")
+
+
+MAX_DETAILS_BYTES = 16 * 1024
+
+
+def check_verification(report: NewVerification) -> None:
+    """Refuse results that cannot enter the ledger: unknown status, floats, oversized details."""
+    if report.status not in VERIFICATION_STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(VERIFICATION_STATUSES)}")
+    if report.score_milli is not None and report.score_milli < 0:
+        raise InvalidRequest("score must not be negative")
+    if report.max_score_milli is not None and report.max_score_milli <= 0:
+        raise InvalidRequest("max_score must be positive")
+    try:
+        size = len(canonical_json(report.details))
+    except TypeError:
+        # Leaves are canonical JSON without floats (docs/verification.md): say so plainly.
+        raise InvalidRequest(
+            "details must not contain fractional numbers; send them as strings"
+        ) from None
+    if size > MAX_DETAILS_BYTES:
+        raise InvalidRequest(f"details take {size} bytes; the limit is {MAX_DETAILS_BYTES}")

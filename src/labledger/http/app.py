@@ -15,10 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from labledger import __version__
-from labledger.config import Settings
+from labledger.config import SCOPES, Settings
 from labledger.core.errors import (
     BodyTooLarge,
     DeliveryConflict,
+    Forbidden,
     InvalidRequest,
     LedgerError,
     MalformedPayload,
@@ -26,14 +27,18 @@ from labledger.core.errors import (
     NotJson,
     SignatureRejected,
     StoreUnavailable,
+    VerificationConflict,
 )
 from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
-from labledger.http import schemas
+from labledger.dispatch import Dispatcher
+from labledger.http import grading_schemas, schemas
+from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
+from labledger.storage.outbox import SqlOutbox
 from labledger.storage.sql_store import SqlStore
 from labledger.webhooks import receive_github
 
@@ -43,8 +48,10 @@ log = structlog.get_logger("labledger.http")
 STATUS = {
     MalformedPayload: (400, "malformed"),
     SignatureRejected: (401, "signature"),
+    Forbidden: (403, "forbidden"),
     NotFound: (404, "not_found"),
     DeliveryConflict: (409, "conflict"),
+    VerificationConflict: (409, "conflict"),
     BodyTooLarge: (413, "too_large"),
     NotJson: (415, "not_json"),
     InvalidRequest: (422, "invalid"),
@@ -80,8 +87,19 @@ def create_app(
     metrics = Metrics()
     signer = signer or settings.signer()
     log = SqlLog(store.engine)
+    dispatcher = (
+        Dispatcher.from_settings(settings, SqlOutbox(store.engine))
+        if settings.subscribers
+        else None
+    )
     lifespan = (
-        integrator_lifespan(log, signer, settings.integrate_interval_seconds)
+        integrator_lifespan(
+            log,
+            signer,
+            settings.integrate_interval_seconds,
+            dispatcher,
+            settings.dispatch_interval_seconds,
+        )
         if integrate_in_background
         else None
     )
@@ -93,12 +111,13 @@ def create_app(
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
-    require_token = _token_checker(settings)
+    require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
-    app.include_router(_api_router(store, require_token))
-    app.include_router(log_router(store, log, signer.verifier, require_token))
+    app.include_router(_api_router(store, require))
+    app.include_router(grading_router(store, require))
+    app.include_router(log_router(store, log, signer.verifier, require("read")))
     return app
 
 
@@ -220,23 +239,34 @@ def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
     return router
 
 
-def _token_checker(settings: Settings) -> Callable[..., str]:
-    digests = [hashlib.sha256(t.get_secret_value().encode()).digest() for t in settings.api_tokens]
+def _token_checker(settings: Settings) -> Callable[[str], Callable[..., str]]:
+    """`require(scope)` makes a dependency that answers 401 without a known token and 403
+    when the token's scope is below `scope` (read < grader < admin); it returns the actor."""
+    scoped = [
+        (SCOPES.index(s), hashlib.sha256(t.encode()).digest()) for s, t in settings.token_scopes()
+    ]
     bearer = HTTPBearer(auto_error=False)
 
-    def require_token(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> str:
-        if credentials is None:
-            raise SignatureRejected("missing bearer token (Authorization: Bearer <token>)")
-        given = hashlib.sha256(credentials.credentials.encode()).digest()
-        # Compare against every token, in constant time each, so timing tells nothing.
-        matched = [hmac.compare_digest(given, d) for d in digests]
-        if not any(matched):
-            raise SignatureRejected("unknown bearer token")
-        return f"api-token:{given.hex()[:12]}"
+    def require(scope: str) -> Callable[..., str]:
+        needed = SCOPES.index(scope)
 
-    return require_token
+        def require_token(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> str:
+            if credentials is None:
+                raise SignatureRejected("missing bearer token (Authorization: Bearer <token>)")
+            given = hashlib.sha256(credentials.credentials.encode()).digest()
+            # Compare against every token, in constant time each, so timing tells nothing.
+            levels = [level for level, d in scoped if hmac.compare_digest(given, d)]
+            if not levels:
+                raise SignatureRejected("unknown bearer token")
+            if max(levels) < needed:
+                raise Forbidden(scope, SCOPES[max(levels)])
+            return f"api-token:{given.hex()[:12]}"
+
+        return require_token
+
+    return require
 
 
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
@@ -251,14 +281,14 @@ def _cursor(value: str | None) -> int:
     return int(value)
 
 
-def _api_router(store: SqlStore, require_token: Callable[..., str]) -> APIRouter:
+def _api_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -> APIRouter:
     router = APIRouter(
-        prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require_token)], responses=ERRORS
+        prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require("read"))], responses=ERRORS
     )
-    Actor = Annotated[str, Depends(require_token)]
+    Admin = Annotated[str, Depends(require("admin"))]
 
     @router.post("/sessions", response_model=schemas.SessionOut, status_code=201)
-    def create_session(body: schemas.SessionIn, actor: Actor) -> schemas.SessionOut:
+    def create_session(body: schemas.SessionIn, actor: Admin) -> schemas.SessionOut:
         """Open a lab session for one subject, lab and repository."""
         spec = body.to_spec()
         check_session_spec(spec)
@@ -298,11 +328,15 @@ def _api_router(store: SqlStore, require_token: Callable[..., str]) -> APIRouter
             items=[schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found]
         )
 
-    @router.get("/attempts/{attempt_id}", response_model=schemas.AttemptDetail)
-    def get_attempt(attempt_id: int) -> schemas.AttemptDetail:
-        """One attempt with the push and delivery that recorded it."""
+    @router.get("/attempts/{attempt_id}", response_model=grading_schemas.AttemptDetailOut)
+    def get_attempt(attempt_id: int) -> grading_schemas.AttemptDetailOut:
+        """One attempt with the push and delivery that recorded it, and its verifications."""
         record = store.get_attempt(attempt_id)
-        return schemas.AttemptDetail.of(record, store.get_session(record.attempt.session_id))
+        return grading_schemas.AttemptDetailOut.with_results(
+            record,
+            store.get_session(record.attempt.session_id),
+            store.verifications([attempt_id]),
+        )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
     def get_delivery(delivery_id: str) -> schemas.DeliveryDetail:
@@ -310,14 +344,6 @@ def _api_router(store: SqlStore, require_token: Callable[..., str]) -> APIRouter
         report = store.delivery_report("github", delivery_id)
         sessions = {i: store.get_session(i) for i in {a.session_id for a in report.attempts}}
         return schemas.DeliveryDetail.of(report, sessions)
-
-    @router.get("/feed", response_model=schemas.AttemptPage)
-    def feed(after: Cursor = None, limit: Limit = 100) -> schemas.AttemptPage:
-        """New attempts in ledger order, for downstream consumers that keep a cursor."""
-        found = store.feed(after=_cursor(after), limit=limit)
-        sessions = {i: store.get_session(i) for i in {a.session_id for a in found}}
-        items = [schemas.AttemptOut.of(a, sessions[a.session_id]) for a in found]
-        return schemas.AttemptPage(items=items, next_cursor=str(found[-1].id) if found else after)
 
     return router
 

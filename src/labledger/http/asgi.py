@@ -20,5 +20,5 @@ def app_from_env() -> FastAPI:
     settings = Settings.from_env(os.environ)
     settings.require_serving()
     configure_logging(settings.log_level)
-    store = SqlStore(make_engine(settings.database_url))
+    store = SqlStore(make_engine(settings.database_url), settings.subscriber_names())
     return create_app(settings, store, integrate_in_background=True)

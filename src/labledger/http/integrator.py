@@ -1,7 +1,7 @@
-"""The background integrator of `serve`: batches committed entries into the Merkle log.
+"""The background tasks of `serve`: the Merkle log integrator and the outbox dispatcher.
 
-Every server process runs one; the database lock in `SqlLog.integrate` lets only one of
-them work at a time, and the others skip that round.
+Every server process runs them; database locks (`SqlLog.integrate`, `SqlOutbox.exclusive`)
+let only one process work at a time, and the others skip that round.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labledger.core.errors import StoreUnavailable
 from labledger.core.note import SignerKey
+from labledger.dispatch import Dispatcher
 from labledger.storage.merkle_log import SqlLog
 
 log = structlog.get_logger("labledger.integrator")
@@ -41,18 +42,46 @@ async def integrate_once(merkle_log: SqlLog, signer: SignerKey) -> None:
         log.info("integrate.checkpoint", tree_size=checkpoint.tree_size)
 
 
+async def dispatch_forever(dispatcher: Dispatcher, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await run_in_threadpool(dispatcher.run_once)
+        except StoreUnavailable as exc:
+            log.warning("dispatch.unavailable", detail=str(exc))
+            continue
+        except Exception:
+            # Outcomes already recorded stay recorded; the rest is retried next round.
+            log.exception("dispatch.failed")
+            continue
+        if report.delivered or report.retried or report.dead:
+            log.info(
+                "dispatch.round",
+                delivered=report.delivered,
+                retried=report.retried,
+                dead=report.dead,
+            )
+
+
 def integrator_lifespan(
-    merkle_log: SqlLog, signer: SignerKey, interval: float
+    merkle_log: SqlLog,
+    signer: SignerKey,
+    interval: float,
+    dispatcher: Dispatcher | None = None,
+    dispatch_interval: float = 1.0,
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        task = asyncio.create_task(integrate_forever(merkle_log, signer, interval))
+        tasks = [asyncio.create_task(integrate_forever(merkle_log, signer, interval))]
+        if dispatcher is not None:
+            tasks.append(asyncio.create_task(dispatch_forever(dispatcher, dispatch_interval)))
         try:
             yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await integrate_once(merkle_log, signer)  # cover what arrived since the last round
 
     return lifespan

@@ -38,6 +38,11 @@ class SessionIn(BaseModel):
 class SessionOut(SessionIn):
     id: int
     created_at: datetime
+    original_due_at: datetime | None = Field(
+        default=None, description="due_at as created; due_at is the effective (extended) one"
+    )
+    original_closes_at: datetime | None = None
+    deadline_changes: int = Field(default=0, description="How many deadline changes apply")
 
     @classmethod
     def of(cls, s: LabSession) -> SessionOut:
@@ -45,6 +50,9 @@ class SessionOut(SessionIn):
         return cls(
             id=s.id,
             created_at=s.created_at,
+            original_due_at=s.original_due_at,
+            original_closes_at=s.original_closes_at,
+            deadline_changes=s.deadline_changes,
             lab_id=spec.lab_id,
             subject_id=spec.subject_id,
             forge=spec.forge,

@@ -44,6 +44,8 @@ from labledger.storage.tables import (
     merkle_nodes,
     push_commits,
     pushes,
+    session_changes,
+    verification_results,
 )
 
 
@@ -67,12 +69,16 @@ ENTRY_TABLES: dict[str, Table] = {
     "push": pushes,
     "attempt": attempts,
     "audit": audit_events,
+    "verification": verification_results,
+    "session_change": session_changes,
 }
 TIME_COLUMN = {
     "session": "created_at",
     "delivery": "received_at",
     "attempt": "received_at",
     "audit": "occurred_at",
+    "verification": "reported_at",
+    "session_change": "changed_at",
 }
 
 

@@ -211,6 +211,72 @@ checkpoints = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+# -- opinions, deadline changes and the outbound hand-off (issue 6) -----------------------
+
+# What a verifier (grader, CI) concluded about one attempt. Scores are integer milli-points:
+# canonical leaf JSON has no floats, and 7.5/10 must hash the same on every machine.
+verification_results = Table(
+    "verification_results",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("attempt_id", BigInteger, ForeignKey("attempts.id"), nullable=False),
+    Column("verifier", String(100), nullable=False),
+    Column("run_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("score_milli", BigInteger),
+    Column("max_score_milli", BigInteger),
+    Column("details", JSON, nullable=False),
+    Column("reported_at", UtcDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    UniqueConstraint("attempt_id", "verifier", "run_id"),
+    Index("ix_verification_results_attempt_id_verifier_id", "attempt_id", "verifier", "id"),
+)
+
+# A deadline change of a session: the effective due_at/closes_at are those of the newest row,
+# else the session's own; the original stays untouched (contract invariant 5).
+session_changes = Table(
+    "session_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("session_id", BigInteger, ForeignKey("lab_sessions.id"), nullable=False),
+    Column("due_at", UtcDateTime),
+    Column("closes_at", UtcDateTime),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Index("ix_session_changes_session_id_id", "session_id", "id"),
+)
+
+# The transactional outbox: one row per subscriber per event, written in the transaction of
+# the attempt or result it announces. `event_id` is the Standard Webhooks `webhook-id`.
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber", String(100), nullable=False),
+    Column("event_id", String(100), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("subscriber", "event_id"),
+)
+
+# The delivery history of each outbox row, append-only: its state is its newest row
+# (`retry` with next_attempt_at, `delivered`, `dead`, or `replay` asked by an operator).
+outbox_states = Table(
+    "outbox_states",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger, ForeignKey("outbox_events.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt_no", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_outbox_states_outbox_id_id", "outbox_id", "id"),
+)
+
 # Every table the database itself keeps append-only (contract invariant 3). Sessions are in
 # the list too: a deadline change is a new event, never an edit of the original record.
 APPEND_ONLY_TABLES = (
@@ -223,4 +289,8 @@ APPEND_ONLY_TABLES = (
     "log_entries",
     "merkle_nodes",
     "checkpoints",
+    "verification_results",
+    "session_changes",
+    "outbox_events",
+    "outbox_states",
 )

@@ -1,0 +1,70 @@
+"""Grading queries: which attempt counts, its current verification status, lateness.
+
+Pure: the store hands in a session (with its effective dates), its attempts in ledger order
+and the results reported for them; nothing here reads a clock or a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from labledger.core.model import LabAttempt, LabSession, VerificationResult
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    session: LabSession
+    attempts: int
+    late_attempts: int
+    counting: LabAttempt | None  # newest attempt with trusted time <= effective due_at
+    counting_results: tuple[VerificationResult, ...]  # its current result per verifier
+    newest: LabAttempt | None
+    newest_late: bool
+
+    @property
+    def counting_status(self) -> str | None:
+        return overall_status(self.counting_results)
+
+
+def current_results(results: Iterable[VerificationResult]) -> dict[int, list[VerificationResult]]:
+    """The newest result per (attempt, verifier), by ledger order; grouped by attempt."""
+    newest: dict[tuple[int, str], VerificationResult] = {}
+    for r in results:
+        key = (r.report.attempt_id, r.report.verifier)
+        if key not in newest or r.id > newest[key].id:
+            newest[key] = r
+    grouped: dict[int, list[VerificationResult]] = {}
+    for r in sorted(newest.values(), key=lambda r: (r.report.verifier, r.id)):
+        grouped.setdefault(r.report.attempt_id, []).append(r)
+    return grouped
+
+
+def overall_status(current: Sequence[VerificationResult]) -> str | None:
+    """failed if any verifier failed, else error if any errored, else passed; None if none."""
+    statuses = {r.report.status for r in current}
+    for status in ("failed", "error", "passed"):
+        if status in statuses:
+            return status
+    return None
+
+
+def summarize(
+    session: LabSession, attempts: Sequence[LabAttempt], results: Iterable[VerificationResult]
+) -> SessionSummary:
+    """Ties in trusted time are broken by ledger order (the higher attempt id is newer)."""
+    by_time = sorted(attempts, key=lambda a: (a.trusted_time, a.id))
+    due = session.spec.due_at
+    eligible = [a for a in by_time if due is None or a.trusted_time <= due]
+    counting = eligible[-1] if eligible else None
+    newest = by_time[-1] if by_time else None
+    current = current_results(results)
+    return SessionSummary(
+        session=session,
+        attempts=len(attempts),
+        late_attempts=sum(session.is_late(a.trusted_time) for a in attempts),
+        counting=counting,
+        counting_results=tuple(current.get(counting.id, ())) if counting else (),
+        newest=newest,
+        newest_late=newest is not None and session.is_late(newest.trusted_time),
+    )

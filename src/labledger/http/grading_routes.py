@@ -1,0 +1,166 @@
+"""Verification results, deadline changes, grading summaries and the change feed."""
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from labledger.core.errors import MalformedPayload, VerificationConflict
+from labledger.core.grading import summarize
+from labledger.core.model import LabSession
+from labledger.core.service import check_session_spec, check_verification
+from labledger.http import grading_schemas as gs
+from labledger.http import schemas
+from labledger.storage.sql_store import SqlStore
+
+FEED_KINDS = ("attempt", "push", "verification")
+MAX_WAIT_SECONDS = 30.0
+POLL_SECONDS = 0.2
+
+
+def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["grading"], dependencies=[Depends(require("read"))])
+    Grader = Annotated[str, Depends(require("grader"))]
+    Admin = Annotated[str, Depends(require("admin"))]
+
+    @router.post(
+        "/attempts/{attempt_id}/verifications",
+        response_model=gs.VerificationOut,
+        status_code=201,
+        responses={200: {"model": gs.VerificationOut, "description": "a repeat of the same run"}},
+    )
+    def report_verification(
+        attempt_id: int, body: gs.VerificationIn, actor: Grader
+    ) -> JSONResponse:
+        """Append a verifier's result (201); the same run again answers the first (200), a
+        different result under the same (verifier, run_id) is refused (409)."""
+        report = body.to_report(attempt_id, actor, datetime.now(UTC))
+        check_verification(report)
+        result, created = store.record_verification(report)
+        if not created and not result.report.same_report(report):
+            raise VerificationConflict(attempt_id, report.verifier, report.run_id)
+        out = gs.VerificationOut.of(result).model_dump(mode="json")
+        return JSONResponse(out, status_code=201 if created else 200)
+
+    @router.get("/attempts/{attempt_id}/verifications", response_model=gs.AttemptVerifications)
+    def attempt_verifications(attempt_id: int) -> gs.AttemptVerifications:
+        """The current result per verifier and the whole history, in ledger order."""
+        store.get_attempt_session_id(attempt_id)
+        return gs.AttemptVerifications.of(store.verifications([attempt_id]))
+
+    @router.post("/sessions/{session_id}/deadline-changes", response_model=schemas.SessionOut)
+    def change_deadline(
+        session_id: int, body: gs.DeadlineChangeIn, actor: Admin
+    ) -> schemas.SessionOut:
+        """Extend (or move) due_at/closes_at: appended and audited; the original stays."""
+        session = store.change_deadline(
+            session_id, body.changes(), body.reason, actor, datetime.now(UTC), check_session_spec
+        )
+        return schemas.SessionOut.of(session)
+
+    @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
+    def session_summary(session_id: int) -> gs.SessionSummaryOut:
+        """The attempt that counts, its current status, the newest attempt and lateness."""
+        return summary_of(store, store.get_session(session_id))
+
+    @router.get(
+        "/labs/{lab_id}/summary",
+        response_model=gs.LabSummaryOut,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    def lab_summary(
+        lab_id: str,
+        request: Request,
+        format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
+    ) -> Response:
+        """Every session of a lab; `?format=csv` or `Accept: text/csv` for a spreadsheet."""
+        summary = lab_summary_of(store, lab_id)
+        wants_csv = format == "csv" or (
+            format is None and "text/csv" in request.headers.get("accept", "")
+        )
+        if wants_csv:
+            return Response(lab_csv(summary), media_type="text/csv; charset=utf-8")
+        return JSONResponse(summary.model_dump(mode="json"))
+
+    @router.get("/feed", response_model=gs.FeedPage)
+    async def feed(
+        after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        wait: Annotated[float, Query(ge=0, description="long-poll up to this many seconds")] = 0,
+    ) -> gs.FeedPage:
+        """Attempts, pushes and verification results in Merkle-log order, once integrated.
+
+        A consumer that stores `next_cursor` sees every entry exactly once across restarts.
+        """
+        position = _position(after)
+        deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
+        while True:
+            found = await run_in_threadpool(store.log_entries_after, position, FEED_KINDS, limit)
+            if found or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        items = await run_in_threadpool(feed_items, store, found)
+        next_cursor = found[-1][0] + 1 if found else position
+        return gs.FeedPage(items=items, next_cursor=str(next_cursor))
+
+    return router
+
+
+def _position(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise MalformedPayload(f"invalid cursor {value[:40]!r}")
+    return int(value)
+
+
+def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.FeedItem]:
+    ids: dict[str, list[int]] = {k: [] for k in FEED_KINDS}
+    for _, kind, entry_id in found:
+        ids[kind].append(entry_id)
+    attempts = store.attempts_by_id(ids["attempt"])
+    sessions = {i: store.get_session(i) for i in {a.session_id for a in attempts.values()}}
+    results = store.verifications_by_id(ids["verification"])
+    items = []
+    for position, kind, entry_id in found:
+        item = gs.FeedItem(position=position, type=kind, id=entry_id)  # type: ignore[arg-type]
+        if kind == "attempt":
+            a = attempts[entry_id]
+            item.attempt = schemas.AttemptOut.of(a, sessions[a.session_id])
+        elif kind == "push":
+            item.push = schemas.PushOut.of(store.push_record(entry_id))
+        else:
+            item.verification = gs.VerificationOut.of(results[entry_id])
+        items.append(item)
+    return items
+
+
+def summary_of(store: SqlStore, session: LabSession) -> gs.SessionSummaryOut:
+    attempts = store.all_session_attempts(session.id)
+    results = store.verifications([a.id for a in attempts])
+    return gs.SessionSummaryOut.of(summarize(session, attempts, results))
+
+
+def lab_summary_of(store: SqlStore, lab_id: str) -> gs.LabSummaryOut:
+    sessions: list[LabSession] = []
+    while page := store.list_sessions(
+        lab_id=lab_id, after=sessions[-1].id if sessions else 0, limit=500
+    ):
+        sessions.extend(page)
+    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s) for s in sessions])
+
+
+def lab_csv(summary: gs.LabSummaryOut) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(gs.CSV_COLUMNS)
+    for s in summary.sessions:
+        writer.writerow(gs.csv_row(s))
+    return out.getvalue()

@@ -1,0 +1,300 @@
+"""Writing the ledger inside one open transaction (the core's LedgerWriter port)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from labledger.core.errors import NotFound
+from labledger.core.model import (
+    AuditEvent,
+    DeadlineChange,
+    Delivery,
+    LabSession,
+    NewAttempt,
+    NewVerification,
+    Push,
+    SessionSpec,
+)
+from labledger.storage.rows import (
+    session_from_row,
+    session_query,
+)
+from labledger.storage.tables import (
+    attempts,
+    audit_events,
+    deliveries,
+    lab_sessions,
+    log_queue,
+    outbox_events,
+    push_commits,
+    pushes,
+    session_changes,
+    verification_results,
+)
+
+
+class SqlWriter:
+    """A LedgerWriter bound to one open transaction."""
+
+    def __init__(self, conn: Connection, subscribers: Sequence[str] = ()) -> None:
+        self._conn = conn
+        self._dialect = conn.dialect.name
+        self._logged: list[dict[str, object]] = []
+        self._subscribers = tuple(subscribers)
+        self._outbox: list[dict[str, object]] = []
+
+    def _log(self, entry_type: str, entry_id: int) -> None:
+        self._logged.append({"entry_type": entry_type, "entry_id": entry_id})
+
+    def _announce(
+        self, event_type: str, event_id: str, at: datetime, data: dict[str, object]
+    ) -> None:
+        """One outbox row per subscriber, committed with the entry it announces (or not at all)."""
+        envelope = {"type": event_type, "timestamp": at.isoformat(), "data": data}
+        self._outbox.extend(
+            {
+                "subscriber": name,
+                "event_id": event_id,
+                "event_type": event_type,
+                "payload": envelope,
+                "created_at": at,
+            }
+            for name in self._subscribers
+        )
+
+    def flush_log_queue(self) -> None:
+        """Queue every entry written in this transaction for the Merkle log, in the same commit."""
+        if self._logged:
+            self._conn.execute(log_queue.insert(), self._logged)
+            self._logged = []
+        if self._outbox:
+            self._conn.execute(outbox_events.insert(), self._outbox)
+            self._outbox = []
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
+    def insert_delivery(self, delivery: Delivery) -> int | None:
+        stmt = (
+            self._insert(deliveries)
+            .values(
+                forge=delivery.forge,
+                delivery_id=delivery.delivery_id,
+                hook_id=delivery.hook_id,
+                event=delivery.event,
+                received_at=delivery.received_at,
+                body_sha256=delivery.body_sha256,
+                body_size=len(delivery.body),
+                body_zlib=zlib.compress(delivery.body, 6),
+            )
+            .on_conflict_do_nothing(index_elements=["forge", "delivery_id"])
+            .returning(deliveries.c.id)
+        )
+        delivery_pk: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        if delivery_pk is not None:
+            self._log("delivery", delivery_pk)
+        return delivery_pk
+
+    def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
+        push_id: int = self._conn.execute(
+            pushes.insert()
+            .values(
+                delivery_pk=delivery_pk,
+                forge=forge,
+                repository_id=push.repository_id,
+                repository_full_name=push.repository_full_name,
+                ref=push.ref,
+                before_sha=push.before,
+                after_sha=push.after,
+                created=push.created,
+                deleted=push.deleted,
+                forced=push.forced,
+                pusher_name=push.pusher.name,
+                pusher_email=push.pusher.email,
+                sender_login=push.sender.login,
+                sender_id=push.sender.id,
+                pushed_at=push.pushed_at,
+                commit_count=len(push.commits),
+                commit_list_complete=push.commit_list_complete,
+                personal_salt=os.urandom(16),
+            )
+            .returning(pushes.c.id)
+        ).scalar_one()
+        self._log("push", push_id)
+        carried = push.carried_commits()
+        if carried:
+            self._conn.execute(
+                push_commits.insert(),
+                [
+                    {
+                        "push_id": push_id,
+                        "position": i,
+                        "commit_sha": c.sha,
+                        "is_distinct": c.distinct,
+                    }
+                    for i, c in enumerate(carried)
+                ],
+            )
+        return push_id
+
+    def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]:
+        rows = self._conn.execute(
+            session_query()
+            .where(lab_sessions.c.forge == forge, lab_sessions.c.repository_id == repository_id)
+            .order_by(lab_sessions.c.id)
+        )
+        return [session_from_row(r) for r in rows]
+
+    def insert_attempt(self, attempt: NewAttempt) -> int | None:
+        c = attempt.commit
+        stmt = (
+            self._insert(attempts)
+            .values(
+                session_id=attempt.session_id,
+                commit_sha=c.sha,
+                tree_sha=c.tree_sha,
+                message=c.message,
+                author_name=c.author.name,
+                author_email=c.author.email,
+                author_username=c.author.username,
+                committer_name=c.committer.name,
+                committer_email=c.committer.email,
+                committer_username=c.committer.username,
+                claimed_timestamp=c.timestamp,
+                is_distinct=c.distinct,
+                branch=attempt.branch,
+                changed_files={
+                    "added": list(c.files.added),
+                    "modified": list(c.files.modified),
+                    "removed": list(c.files.removed),
+                },
+                push_id=attempt.push_id,
+                delivery_pk=attempt.delivery_pk,
+                pushed_at=attempt.pushed_at,
+                received_at=attempt.received_at,
+                personal_salt=os.urandom(16),
+            )
+            .on_conflict_do_nothing(index_elements=["session_id", "commit_sha"])
+            .returning(attempts.c.id)
+        )
+        attempt_id: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        if attempt_id is not None:
+            self._log("attempt", attempt_id)
+            self._announce(
+                "attempt.recorded",
+                f"evt_attempt_{attempt_id}",
+                attempt.received_at,
+                {
+                    "attempt_id": attempt_id,
+                    "session_id": attempt.session_id,
+                    "commit_sha": c.sha,
+                    "branch": attempt.branch,
+                    "pushed_at": attempt.pushed_at.isoformat() if attempt.pushed_at else None,
+                    "received_at": attempt.received_at.isoformat(),
+                },
+            )
+        return attempt_id
+
+    def insert_verification(self, v: NewVerification) -> int | None:
+        """None when UNIQUE(attempt_id, verifier, run_id) already holds a result."""
+        stmt = (
+            self._insert(verification_results)
+            .values(
+                attempt_id=v.attempt_id,
+                verifier=v.verifier,
+                run_id=v.run_id,
+                status=v.status,
+                score_milli=v.score_milli,
+                max_score_milli=v.max_score_milli,
+                details=v.details,
+                reported_at=v.reported_at,
+                actor=v.actor,
+            )
+            .on_conflict_do_nothing(index_elements=["attempt_id", "verifier", "run_id"])
+            .returning(verification_results.c.id)
+        )
+        result_id: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        if result_id is not None:
+            self._log("verification", result_id)
+            self._announce(
+                "verification.recorded",
+                f"evt_verification_{result_id}",
+                v.reported_at,
+                {
+                    "verification_id": result_id,
+                    "attempt_id": v.attempt_id,
+                    "verifier": v.verifier,
+                    "run_id": v.run_id,
+                    "status": v.status,
+                    "score_milli": v.score_milli,
+                    "max_score_milli": v.max_score_milli,
+                },
+            )
+        return result_id
+
+    def insert_deadline_change(self, change: DeadlineChange) -> int:
+        change_id: int = self._conn.execute(
+            session_changes.insert()
+            .values(
+                session_id=change.session_id,
+                due_at=change.due_at,
+                closes_at=change.closes_at,
+                reason=change.reason,
+                actor=change.actor,
+                changed_at=change.changed_at,
+            )
+            .returning(session_changes.c.id)
+        ).scalar_one()
+        self._log("session_change", change_id)
+        return change_id
+
+    def get_session(self, session_id: int) -> LabSession:
+        row = self._conn.execute(
+            session_query().where(lab_sessions.c.id == session_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound("session", session_id)
+        return session_from_row(row)
+
+    def append_audit(self, event: AuditEvent) -> int:
+        audit_id: int = self._conn.execute(
+            audit_events.insert()
+            .values(
+                occurred_at=event.occurred_at,
+                actor=event.actor,
+                action=event.action,
+                target_type=event.target_type,
+                target_id=event.target_id,
+                details=event.details,
+            )
+            .returning(audit_events.c.id)
+        ).scalar_one()
+        self._log("audit", audit_id)
+        return audit_id
+
+    def insert_session(self, spec: SessionSpec, created_at: datetime) -> LabSession:
+        row = self._conn.execute(
+            lab_sessions.insert()
+            .values(
+                lab_id=spec.lab_id,
+                subject_id=spec.subject_id,
+                forge=spec.forge,
+                repository_id=spec.repository_id,
+                repository_full_name=spec.repository_full_name,
+                branch_glob=spec.branch_glob,
+                opens_at=spec.opens_at,
+                due_at=spec.due_at,
+                closes_at=spec.closes_at,
+                created_at=created_at,
+            )
+            .returning(*lab_sessions.c)
+        ).one()
+        self._log("session", row.id)
+        return session_from_row(row)
