@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -72,10 +73,18 @@ class SqlStore:
         """`subscribers` name the notification subscribers each new entry is announced to."""
         self.engine = engine
         self.subscribers = tuple(subscribers)
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.RLock() if sqlite else nullcontext()
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[SqlWriter]:
-        with translate_db_errors(), self.engine.connect() as conn:
+        # SQLite has one write lock per file. Waiting for it on a lock in this process, rather
+        # than in SQLite's busy handler (which sleeps in growing steps and gives up after the
+        # busy timeout with a 503), keeps a burst of webhooks from failing; other processes
+        # (a second server, `labledger ingest`) still meet the busy timeout.
+        with self._write_lock, translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 writer = SqlWriter(conn, self.subscribers)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,30 @@ from labledger.storage.tables import (
     session_changes,
     verification_results,
 )
+
+
+def _upsert_skip(table: Any, keys: list[str]) -> Callable[[str], Any]:
+    def build(dialect: str) -> Any:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
+
+    return build
+
+
+# The hot path's statements are built once per dialect and executed with parameters: building
+# `insert().values(**literals)` per row made SQLAlchemy re-process every value and recompute its
+# cache key on each call (43 % of the server's Python time in the benchmarks).
+_BUILDERS: dict[str, Callable[[str], Any]] = {
+    "delivery": _upsert_skip(deliveries, ["forge", "delivery_id"]),
+    "attempt": _upsert_skip(attempts, ["session_id", "commit_sha"]),
+    "push": lambda dialect: pushes.insert().returning(pushes.c.id),
+    "audit": lambda dialect: audit_events.insert().returning(audit_events.c.id),
+}
+
+
+@functools.cache
+def statement(dialect: str, name: str) -> Any:
+    return _BUILDERS[name](dialect)
 
 
 class SqlWriter:
@@ -82,51 +107,44 @@ class SqlWriter:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
-        stmt = (
-            self._insert(deliveries)
-            .values(
-                forge=delivery.forge,
-                delivery_id=delivery.delivery_id,
-                hook_id=delivery.hook_id,
-                event=delivery.event,
-                received_at=delivery.received_at,
-                body_sha256=delivery.body_sha256,
-                body_size=len(delivery.body),
-                body_zlib=zlib.compress(delivery.body, 6),
-            )
-            .on_conflict_do_nothing(index_elements=["forge", "delivery_id"])
-            .returning(deliveries.c.id)
-        )
-        delivery_pk: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        row = {
+            "forge": delivery.forge,
+            "delivery_id": delivery.delivery_id,
+            "hook_id": delivery.hook_id,
+            "event": delivery.event,
+            "received_at": delivery.received_at,
+            "body_sha256": delivery.body_sha256,
+            "body_size": len(delivery.body),
+            "body_zlib": zlib.compress(delivery.body, 6),
+        }
+        stmt = statement(self._dialect, "delivery")
+        delivery_pk: int | None = self._conn.execute(stmt, row).scalar_one_or_none()
         if delivery_pk is not None:
             self._log("delivery", delivery_pk)
         return delivery_pk
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
-        push_id: int = self._conn.execute(
-            pushes.insert()
-            .values(
-                delivery_pk=delivery_pk,
-                forge=forge,
-                repository_id=push.repository_id,
-                repository_full_name=push.repository_full_name,
-                ref=push.ref,
-                before_sha=push.before,
-                after_sha=push.after,
-                created=push.created,
-                deleted=push.deleted,
-                forced=push.forced,
-                pusher_name=push.pusher.name,
-                pusher_email=push.pusher.email,
-                sender_login=push.sender.login,
-                sender_id=push.sender.id,
-                pushed_at=push.pushed_at,
-                commit_count=len(push.commits),
-                commit_list_complete=push.commit_list_complete,
-                personal_salt=os.urandom(16),
-            )
-            .returning(pushes.c.id)
-        ).scalar_one()
+        row = {
+            "delivery_pk": delivery_pk,
+            "forge": forge,
+            "repository_id": push.repository_id,
+            "repository_full_name": push.repository_full_name,
+            "ref": push.ref,
+            "before_sha": push.before,
+            "after_sha": push.after,
+            "created": push.created,
+            "deleted": push.deleted,
+            "forced": push.forced,
+            "pusher_name": push.pusher.name,
+            "pusher_email": push.pusher.email,
+            "sender_login": push.sender.login,
+            "sender_id": push.sender.id,
+            "pushed_at": push.pushed_at,
+            "commit_count": len(push.commits),
+            "commit_list_complete": push.commit_list_complete,
+            "personal_salt": os.urandom(16),
+        }
+        push_id: int = self._conn.execute(statement(self._dialect, "push"), row).scalar_one()
         self._log("push", push_id)
         carried = push.carried_commits()
         if carried:
@@ -154,37 +172,33 @@ class SqlWriter:
 
     def insert_attempt(self, attempt: NewAttempt) -> int | None:
         c = attempt.commit
-        stmt = (
-            self._insert(attempts)
-            .values(
-                session_id=attempt.session_id,
-                commit_sha=c.sha,
-                tree_sha=c.tree_sha,
-                message=c.message,
-                author_name=c.author.name,
-                author_email=c.author.email,
-                author_username=c.author.username,
-                committer_name=c.committer.name,
-                committer_email=c.committer.email,
-                committer_username=c.committer.username,
-                claimed_timestamp=c.timestamp,
-                is_distinct=c.distinct,
-                branch=attempt.branch,
-                changed_files={
-                    "added": list(c.files.added),
-                    "modified": list(c.files.modified),
-                    "removed": list(c.files.removed),
-                },
-                push_id=attempt.push_id,
-                delivery_pk=attempt.delivery_pk,
-                pushed_at=attempt.pushed_at,
-                received_at=attempt.received_at,
-                personal_salt=os.urandom(16),
-            )
-            .on_conflict_do_nothing(index_elements=["session_id", "commit_sha"])
-            .returning(attempts.c.id)
-        )
-        attempt_id: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        row = {
+            "session_id": attempt.session_id,
+            "commit_sha": c.sha,
+            "tree_sha": c.tree_sha,
+            "message": c.message,
+            "author_name": c.author.name,
+            "author_email": c.author.email,
+            "author_username": c.author.username,
+            "committer_name": c.committer.name,
+            "committer_email": c.committer.email,
+            "committer_username": c.committer.username,
+            "claimed_timestamp": c.timestamp,
+            "is_distinct": c.distinct,
+            "branch": attempt.branch,
+            "changed_files": {
+                "added": list(c.files.added),
+                "modified": list(c.files.modified),
+                "removed": list(c.files.removed),
+            },
+            "push_id": attempt.push_id,
+            "delivery_pk": attempt.delivery_pk,
+            "pushed_at": attempt.pushed_at,
+            "received_at": attempt.received_at,
+            "personal_salt": os.urandom(16),
+        }
+        stmt = statement(self._dialect, "attempt")
+        attempt_id: int | None = self._conn.execute(stmt, row).scalar_one_or_none()
         if attempt_id is not None:
             self._log("attempt", attempt_id)
             self._announce(
@@ -264,18 +278,15 @@ class SqlWriter:
         return session_from_row(row)
 
     def append_audit(self, event: AuditEvent) -> int:
-        audit_id: int = self._conn.execute(
-            audit_events.insert()
-            .values(
-                occurred_at=event.occurred_at,
-                actor=event.actor,
-                action=event.action,
-                target_type=event.target_type,
-                target_id=event.target_id,
-                details=event.details,
-            )
-            .returning(audit_events.c.id)
-        ).scalar_one()
+        row = {
+            "occurred_at": event.occurred_at,
+            "actor": event.actor,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "details": event.details,
+        }
+        audit_id: int = self._conn.execute(statement(self._dialect, "audit"), row).scalar_one()
         self._log("audit", audit_id)
         return audit_id
 
