@@ -215,6 +215,8 @@ def test_api_errors_are_precise(client: TestClient) -> None:
     assert client.post("/api/v1/sessions", json=backwards, headers=AUTH).status_code == 422
     naive = dict(SESSION, opens_at="2025-01-01T00:00:00")
     assert client.post("/api/v1/sessions", json=naive, headers=AUTH).status_code == 422
+    edge = dict(SESSION, opens_at="0001-01-01T00:00:00+01:00", due_at=None)
+    assert client.post("/api/v1/sessions", json=edge, headers=AUTH).status_code == 422
     session = client.post("/api/v1/sessions", json=SESSION, headers=AUTH).json()
     bad = client.get(
         f"/api/v1/sessions/{session['id']}/attempts", params={"cursor": "x"}, headers=AUTH

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from labledger.core.errors import DeliveryAlreadyRecorded, DeliveryConflict, InvalidRequest
 from labledger.core.leaves import canonical_json
@@ -136,6 +136,11 @@ def check_session_spec(spec: SessionSpec) -> None:
         moment = getattr(spec, name)
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest(f"{name} must carry a time zone offset")
+        try:
+            if moment is not None:
+                moment.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise InvalidRequest(f"{name} is outside the representable range in UTC") from None
     if spec.due_at is not None and spec.due_at < spec.opens_at:
         raise InvalidRequest("due_at is before opens_at")
     if spec.closes_at is not None and spec.closes_at < spec.opens_at:
