@@ -211,6 +211,9 @@ def test_api_errors_are_precise(client: TestClient) -> None:
     assert client.get("/api/v1/sessions/999", headers=AUTH).status_code == 404
     assert client.get("/api/v1/attempts/999", headers=AUTH).status_code == 404
     assert client.get("/api/v1/deliveries/nope", headers=AUTH).status_code == 404
+    huge = 2**64  # beyond the database's 64-bit ids: refused at the edge, not a driver error
+    for path in (f"/api/v1/sessions/{huge}", f"/api/v1/attempts/{huge}/proof"):
+        assert client.get(path, headers=AUTH).status_code == 422, path
     backwards = dict(SESSION, due_at="2024-01-01T00:00:00Z")
     assert client.post("/api/v1/sessions", json=backwards, headers=AUTH).status_code == 422
     naive = dict(SESSION, opens_at="2025-01-01T00:00:00")

@@ -304,12 +304,12 @@ def _api_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -
         return schemas.SessionPage(items=items, next_cursor=_next(found, limit))
 
     @router.get("/sessions/{session_id}", response_model=schemas.SessionOut)
-    def get_session(session_id: int) -> schemas.SessionOut:
+    def get_session(session_id: schemas.RowId) -> schemas.SessionOut:
         return schemas.SessionOut.of(store.get_session(session_id))
 
     @router.get("/sessions/{session_id}/attempts", response_model=schemas.AttemptPage)
     def session_attempts(
-        session_id: int, cursor: Cursor = None, limit: Limit = 100
+        session_id: schemas.RowId, cursor: Cursor = None, limit: Limit = 100
     ) -> schemas.AttemptPage:
         """A session's attempts in ledger order, each with `late` against the current due_at."""
         session = store.get_session(session_id)
@@ -329,7 +329,7 @@ def _api_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -
         )
 
     @router.get("/attempts/{attempt_id}", response_model=grading_schemas.AttemptDetailOut)
-    def get_attempt(attempt_id: int) -> grading_schemas.AttemptDetailOut:
+    def get_attempt(attempt_id: schemas.RowId) -> grading_schemas.AttemptDetailOut:
         """One attempt with the push and delivery that recorded it, and its verifications."""
         record = store.get_attempt(attempt_id)
         return grading_schemas.AttemptDetailOut.with_results(

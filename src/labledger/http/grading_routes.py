@@ -18,6 +18,7 @@ from labledger.core.model import LabSession
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
+from labledger.http.schemas import RowId
 from labledger.storage.sql_store import SqlStore
 
 FEED_KINDS = ("attempt", "push", "verification")
@@ -37,7 +38,7 @@ def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]
         responses={200: {"model": gs.VerificationOut, "description": "a repeat of the same run"}},
     )
     def report_verification(
-        attempt_id: int, body: gs.VerificationIn, actor: Grader
+        attempt_id: RowId, body: gs.VerificationIn, actor: Grader
     ) -> JSONResponse:
         """Append a verifier's result (201); the same run again answers the first (200), a
         different result under the same (verifier, run_id) is refused (409)."""
@@ -50,14 +51,14 @@ def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]
         return JSONResponse(out, status_code=201 if created else 200)
 
     @router.get("/attempts/{attempt_id}/verifications", response_model=gs.AttemptVerifications)
-    def attempt_verifications(attempt_id: int) -> gs.AttemptVerifications:
+    def attempt_verifications(attempt_id: RowId) -> gs.AttemptVerifications:
         """The current result per verifier and the whole history, in ledger order."""
         store.get_attempt_session_id(attempt_id)
         return gs.AttemptVerifications.of(store.verifications([attempt_id]))
 
     @router.post("/sessions/{session_id}/deadline-changes", response_model=schemas.SessionOut)
     def change_deadline(
-        session_id: int, body: gs.DeadlineChangeIn, actor: Admin
+        session_id: RowId, body: gs.DeadlineChangeIn, actor: Admin
     ) -> schemas.SessionOut:
         """Extend (or move) due_at/closes_at: appended and audited; the original stays."""
         session = store.change_deadline(
@@ -66,7 +67,7 @@ def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]
         return schemas.SessionOut.of(session)
 
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
-    def session_summary(session_id: int) -> gs.SessionSummaryOut:
+    def session_summary(session_id: RowId) -> gs.SessionSummaryOut:
         """The attempt that counts, its current status, the newest attempt and lateness."""
         return summary_of(store, store.get_session(session_id))
 

@@ -67,7 +67,7 @@ def log_router(
         )
 
     @router.get("/attempts/{attempt_id}/proof", response_model=schemas.ReceiptOut)
-    def attempt_proof(attempt_id: int) -> schemas.ReceiptOut:
+    def attempt_proof(attempt_id: schemas.RowId) -> schemas.ReceiptOut:
         """A receipt for one attempt: check it offline with `labledger verify-receipt`."""
         store.get_attempt(attempt_id)
         return schemas.ReceiptOut.model_validate(log.receipt("attempt", attempt_id).to_json())

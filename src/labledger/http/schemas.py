@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from labledger.core.model import (
@@ -16,6 +18,9 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
 )
+
+# Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a ledger id")]
 
 
 class SessionIn(BaseModel):
