@@ -3,6 +3,8 @@
     uv run python -m bench full     # 3 runs, SQLite and PostgreSQL, 1M-attempt reads (~15 min)
     uv run python -m bench smoke    # seconds: tiny sizes, checks the suite still runs end to end
     uv run python -m bench report   # re-render the plot and BENCHMARKS.md from latest.json
+    uv run python -m bench full --only tamper   # only tamper evidence (~10 min), merged into
+                                                # the existing latest.json and BENCHMARKS.md
 
 PostgreSQL: `--pg-url`, else LABLEDGER_TEST_PG_URL, else (full only) the local server at
 postgresql://postgres@127.0.0.1:5432/postgres. Smoke uses PostgreSQL only when one is given.
@@ -24,7 +26,7 @@ from bench.config import FULL, SMOKE, BenchConfig
 from bench.databases import pg_reachable
 from bench.results import validate
 from bench.servers import ROOT
-from bench.suite import measure_everything, publish
+from bench.suite import measure_everything, measure_tamper_only, publish
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 log = logging.getLogger("bench")
@@ -38,6 +40,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pg-url", help="PostgreSQL admin URL (databases are made and dropped)")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--runs", type=int, help="override the number of runs")
+    parser.add_argument(
+        "--verify-attempts", type=int, help="override the bulk load `verify` is timed over"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("tamper",),
+        help="run only these scenarios and merge them into the existing latest.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -76,13 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     config = FULL if args.suite == "full" else SMOKE
     if args.runs:
         config = replace(config, runs=args.runs)
+    if args.verify_attempts:
+        config = replace(config, verify_attempts=args.verify_attempts)
     scratch = "" if config.mode == "full" else "tmp/smoke"  # smoke output stays out of git
     out = args.out or (ROOT / "bench" / "results" / scratch)
     markdown = args.markdown or (
         ROOT / "BENCHMARKS.md" if config.mode == "full" else out / "BENCHMARKS.md"
     )
     dialects, pg_url = _dialects(args, config)
-    publish(measure_everything(config, dialects, pg_url), out, markdown)
+    if args.only == "tamper":
+        previous = json.loads((out / "latest.json").read_text())
+        publish(measure_tamper_only(config, dialects, pg_url, previous), out, markdown)
+    else:
+        publish(measure_everything(config, dialects, pg_url), out, markdown)
     validate(json.loads((out / "latest.json").read_text()))  # what readers get is well formed
     return 0
 

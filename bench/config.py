@@ -28,6 +28,12 @@ class BenchConfig:
     read_attempts: int
     read_requests: int  # per kind of read and round
     read_rounds: int
+    tamper_level: int = 8  # concurrent writers for tamper evidence on vs off (issue 3)
+    verify_attempts: int = 1_000_000  # bulk-loaded attempts whose entries `verify` checks
+    receipts: int = 200  # receipts generated, one random attempt each
+    coverage_samples: int = 120  # deliveries timed from their 202 to their receipt
+    coverage_rate: float = 4.0  # those deliveries per second (one proof poller each)
+    coverage_poll_s: float = 0.02
 
     @property
     def burst_repos(self) -> tuple[int, ...]:
@@ -78,4 +84,9 @@ SMOKE = BenchConfig(
     read_attempts=2_000,
     read_requests=10,
     read_rounds=1,
+    tamper_level=4,
+    verify_attempts=2_000,
+    receipts=10,
+    coverage_samples=4,
+    coverage_rate=8.0,
 )

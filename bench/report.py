@@ -57,7 +57,9 @@ def _method(results: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def _pending() -> list[str]:
+def _pending(results: dict[str, Any]) -> list[str]:
+    if "tamper" in results:
+        return []
     return [
         "## Not measured yet",
         "",
@@ -82,7 +84,8 @@ def render(results: dict[str, Any], plot_link: str | None) -> str:
     lines += tables.goals(results) + tables.saturation(results) + tables.ratios(results)
     lines += tables.latency(results) + tables.burst_and_storm(results) + tables.reads(results)
     lines += tables.cpu(results) + tables.generator(results) + tables.memory(results)
-    lines += _pending()
+    lines += tables.tamper(results)
+    lines += _pending(results)
     if ANALYSIS.exists():
         lines += [ANALYSIS.read_text().strip(), ""]
     return "\n".join(lines)

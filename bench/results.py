@@ -14,6 +14,8 @@ WRITE_TARGETS = ("labledger", "naive", "db_bound")
 HTTP_SCENARIOS = ("saturation", "rate")
 STORED_SCENARIOS = ("burst", "duplicate_storm")
 READ_KINDS = ("session_page", "commit_lookup", "delivery_lookup")
+TAMPER_CONFIG = ("runs", "warmup_s", "measure_s", "tamper_level", "verify_attempts", "receipts",
+                 "coverage_samples", "coverage_rate", "coverage_poll_s")  # fmt: skip
 
 
 class MalformedResults(ValueError):
@@ -57,6 +59,24 @@ def validate(results: dict[str, Any]) -> None:
         )
     for dialect in _need(results, "dialects"):
         _validate_dialect(results, dialect, levels)
+    if "tamper" in results:
+        validate_tamper(results["tamper"], _need(results, "dialects"))
+
+
+def validate_tamper(tamper: dict[str, Any], dialects: list[str]) -> None:
+    """The tamper-evidence figures: on vs off, verify, receipts, coverage delay."""
+    for dialect in dialects:
+        for mode in ("on", "off"):
+            _need_spread(tamper, "on_off", dialect, mode, "deliveries_per_s")
+        _need_spread(tamper, "on_off", dialect, "on_over_off")
+        for key in ("samples", "covered", "p50_ms", "p99_ms"):
+            _need(tamper, "coverage", dialect, key)
+        for key in ("verify", "verify_with_bodies"):
+            _need_spread(tamper, "verify", dialect, key, "entries_per_s")
+            _need(tamper, "verify", dialect, key, "intact")
+        for key in ("p50_ms", "p99_ms"):
+            _need(tamper, "verify", dialect, "receipts", key)
+        _need(tamper, "verify", dialect, "entries")
 
 
 def _validate_dialect(results: dict[str, Any], dialect: str, levels: list[str]) -> None:

@@ -69,10 +69,10 @@ def labledger_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def uvicorn_command(factory: str, port: int) -> list[str]:
+def uvicorn_command(factory: str, port: int, log_level: str = "warning") -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", factory, "--factory", "--host", HOST,
-        "--port", str(port), "--no-access-log", "--log-level", "warning",
+        "--port", str(port), "--no-access-log", "--log-level", log_level,
     ]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from bench.report import render
 from bench.scenarios import burst, duplicate_storm, offered_rate, saturation
 from bench.servers import ROOT
 from bench.stats import combine
+from bench.tamper import measure_tamper
 from bench.targets import Target
 
 log = logging.getLogger("bench")
@@ -102,6 +103,7 @@ def measure_everything(
     try:
         runs = [_one_run(config, databases, dialects, scratch, i) for i in range(config.runs)]
         reads = _reads(config, databases, dialects, scratch)
+        tamper = measure_tamper(config, databases, dialects, scratch)
     finally:
         databases.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -116,8 +118,46 @@ def measure_everything(
         "dialects": dialects,
         "writes": combine(runs),
         "reads": reads,
-        "pending": {"verify": result_file.PENDING, "receipts": result_file.PENDING},
+        "tamper": {**tamper, "measured_with_the_suite": True},
+        "pending": {},
     }
+
+
+def measure_tamper_only(
+    config: BenchConfig, dialects: list[str], pg_admin_url: str | None, previous: dict[str, Any]
+) -> dict[str, Any]:
+    """Only the tamper-evidence scenarios, merged into `previous` (an earlier full result).
+
+    Their ratios compare targets measured in this same run; the machine and source they ran
+    on are recorded beside them, since they may differ from the rest of the file's.
+    """
+    scratch = SCRATCH / uuid.uuid4().hex[:10]
+    scratch.mkdir(parents=True)
+    databases = Databases(scratch, pg_admin_url)
+    started = time.time()
+    info = {**machine(), **provenance()}
+    try:
+        tamper = measure_tamper(config, databases, dialects, scratch)
+    finally:
+        databases.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    info["load_average_at_end"] = load_average()
+    tamper.update(
+        measured_with_the_suite=False,
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.time() - started, 1),
+        machine=info,
+        config={k: v for k, v in asdict(config).items() if k in result_file.TAMPER_CONFIG},
+    )
+    merged = {**previous, "tamper": tamper, "pending": {}}
+    own = {
+        k: v
+        for k, v in tamper["config"].items()
+        if k not in previous["config"]
+        or k.startswith(("tamper_", "verify_", "receipts", "coverage_"))
+    }  # runs etc. stay the suite's
+    merged["config"] = {**previous["config"], **own}
+    return merged
 
 
 def _reads(

@@ -131,6 +131,24 @@ def labledger(databases: Databases, dialect: str, repos: list[int], logs: Path) 
 
 
 @contextmanager
+def labledger_unlogged(
+    databases: Databases, dialect: str, repos: list[int], logs: Path
+) -> Iterator[Target]:
+    """The same build with tamper evidence off (bench/unlogged.py), served by uvicorn with
+    the options `labledger serve` passes it: one worker, no access log, log level info."""
+    database = databases.create(dialect, "unlogged")
+    try:
+        migrate_ledger(database)
+        sessions = create_ledger_sessions(database, repos)
+        env = labledger_env(database.url, logs)
+        command = _uvicorn("bench.unlogged:create_unlogged_app", "info")
+        with running("labledger-unlogged", command, env, logs) as server:
+            yield Target("labledger_unlogged", server, database, databases, sessions)
+    finally:
+        databases.drop(database)
+
+
+@contextmanager
 def naive(databases: Databases, dialect: str, repos: list[int], logs: Path) -> Iterator[Target]:
     database = databases.create(dialect, "naive")
     try:
@@ -163,5 +181,5 @@ def db_bound(databases: Databases, dialect: str, repos: list[int]) -> Iterator[T
         databases.drop(database)
 
 
-def _uvicorn(factory: str) -> Callable[[int], list[str]]:
-    return lambda port: uvicorn_command(factory, port)
+def _uvicorn(factory: str, log_level: str = "warning") -> Callable[[int], list[str]]:
+    return lambda port: uvicorn_command(factory, port, log_level)

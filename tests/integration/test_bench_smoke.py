@@ -40,4 +40,28 @@ def test_bench_smoke_writes_a_well_formed_result_file(tmp_path: Path) -> None:
         assert "postgresql" in results["dialects"]
     if importlib.util.find_spec("matplotlib") is not None:  # the `bench` dependency group
         assert (out / "throughput.png").read_bytes().startswith(PNG_MAGIC)
-    assert (out / "BENCHMARKS.md").read_text().startswith("# labledger benchmarks")
+    report = (out / "BENCHMARKS.md").read_text()
+    assert report.startswith("# labledger benchmarks")
+    _assert_tamper_shape(results, report)
+
+
+def _assert_tamper_shape(results: dict[str, object], report: str) -> None:
+    """Tamper evidence on vs off, verify, receipts and coverage ran on every database."""
+    tamper = results["tamper"]
+    assert isinstance(tamper, dict)
+    for dialect in results["dialects"]:  # type: ignore[attr-defined]
+        on_off = tamper["on_off"][dialect]
+        for mode in ("on", "off"):
+            assert on_off[mode]["deliveries_per_s"]["median"] > 0
+            assert on_off[mode]["status_5xx"]["median"] == 0
+        assert on_off["on_over_off"]["median"] > 0
+        coverage = tamper["coverage"][dialect]
+        assert coverage["covered"] == coverage["samples"] > 0
+        verify = tamper["verify"][dialect]
+        assert verify["entries"] > verify["attempts"]  # sessions, deliveries, pushes, audit too
+        for key in ("verify", "verify_with_bodies"):
+            assert verify[key]["intact"] is True
+            assert verify[key]["entries"]["median"] == verify["entries"]
+        assert verify["receipts"]["count"] > 0
+    assert "## Tamper evidence (issue 3)" in report
+    assert "pending tamper-evidence issue" not in report
