@@ -5,14 +5,16 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labledger import __version__
 from labledger.config import SCOPES, Settings
@@ -61,14 +63,26 @@ STATUS = {
 RETRY_AFTER_SECONDS = "5"
 
 
-def error_responses(*described: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for error answers, all shaped as ErrorOut."""
-    return {code: {"model": schemas.ErrorOut, "description": text} for code, text in described}
+error_responses = schemas.error_responses
+ERRORS = schemas.API_ERRORS
 
 
-ERRORS = error_responses(
-    (400, "malformed"), (401, "unauthenticated"), (404, "not found"), (503, "database unavailable")
-)
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Parameter and body validation answer in the same ErrorOut shape as every other error."""
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()[:3]
+    ]
+    return JSONResponse({"error": "invalid", "detail": "; ".join(problems)}, status_code=422)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Framework errors (unknown path, unparseable body, ...) also answer as ErrorOut."""
+    return JSONResponse(
+        {"error": "http", "detail": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 def status_of(exc: LedgerError) -> tuple[int, str]:
@@ -111,6 +125,8 @@ def create_app(
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(_ops_router(store, metrics))

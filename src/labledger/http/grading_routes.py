@@ -27,7 +27,12 @@ POLL_SECONDS = 0.2
 
 
 def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["grading"], dependencies=[Depends(require("read"))])
+    router = APIRouter(
+        prefix="/api/v1",
+        tags=["grading"],
+        dependencies=[Depends(require("read"))],
+        responses=schemas.API_ERRORS,
+    )
     Grader = Annotated[str, Depends(require("grader"))]
     Admin = Annotated[str, Depends(require("admin"))]
 

@@ -291,3 +291,20 @@ class ReceiptOut(BaseModel):
     leaf_hash: str
     inclusion_proof: list[str] = Field(description="RFC 9162 inclusion proof, base64 hashes")
     checkpoint: str
+
+
+def error_responses(*described: tuple[int, str]) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for error answers, all shaped as ErrorOut."""
+    return {code: {"model": ErrorOut, "description": text} for code, text in described}
+
+
+# Every /api/v1 route may answer these; all are ErrorOut, validation errors (422) included.
+API_ERRORS = error_responses(
+    (400, "malformed request or cursor"),
+    (401, "missing or unknown bearer token"),
+    (403, "the token lacks the scope this route needs"),
+    (404, "not found"),
+    (409, "conflict, or not yet covered by a checkpoint (see Retry-After)"),
+    (422, "invalid parameters or body"),
+    (503, "database unavailable (see Retry-After)"),
+)
