@@ -4,7 +4,7 @@ UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
 
-.PHONY: setup run test lint format bench bench-smoke
+.PHONY: setup run test lint format bench bench-smoke reliability
 
 setup:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
@@ -32,3 +32,6 @@ bench: setup
 
 bench-smoke: setup
 	$(UV) run python -m bench smoke
+
+reliability: setup
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run python -m tests.reliability.report

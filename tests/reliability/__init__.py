@@ -1,0 +1,1 @@
+"""Reliability suite: real server processes under crashes, outages, contention and abuse."""

@@ -1,0 +1,185 @@
+"""Crash: `kill -9` the server at random moments during concurrent ingest, restart it,
+redeliver every delivery, and the ledger is exactly the expected one and verifies intact.
+
+Trials: LABLEDGER_TEST_CRASH_TRIALS (3 by default, 50 under LABLEDGER_TEST_RELIABILITY=long),
+each with LABLEDGER_TEST_CRASH_DELIVERIES distinct deliveries; LABLEDGER_TEST_SEED replays a run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Ledger
+from tests.reliability.conftest import Budget
+from tests.reliability.expected import (
+    ExpectedLedger,
+    all_or_nothing_differences,
+    ledger_counts,
+    ledger_differences,
+    settle_and_verify,
+)
+from tests.reliability.launch import ForkLauncher, ServerProcess, reliability_env
+from tests.reliability.results import record_result
+from tests.reliability.traffic import (
+    Answer,
+    PlannedDelivery,
+    plan_deliveries,
+    redeliver,
+    send_concurrently,
+)
+from tests.support import session_spec
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 4
+LOAD_TIMEOUT_S = 120.0
+MAX_EXTRA_DELAY_S = 0.03
+
+
+@dataclass
+class CrashRun:
+    """One crash test: the server, what must be in the ledger, and the figures so far."""
+
+    ledger: Ledger
+    launcher: ForkLauncher
+    env: dict[str, str]
+    log: Path
+    rng: random.Random
+    server: ServerProcess | None = None
+    expected: ExpectedLedger = field(default_factory=ExpectedLedger)
+    pool: list[dict[str, Any]] = field(default_factory=list)
+    figures: Counter[str] = field(default_factory=Counter)
+
+    def restart(self) -> None:
+        self.server = self.launcher.start(self.env, self.log)
+        self.figures["server starts"] += 1
+
+
+def _open_sessions(ledger: Ledger) -> dict[int, str]:
+    now = datetime.now(UTC)
+    made = {}
+    for glob in ("*", "feature/*"):
+        session = ledger.store.create_session(session_spec(branch_glob=glob), "test", now)
+        made[session.id] = glob
+    return made
+
+
+def _ingest_until_killed(run: CrashRun, planned: list[PlannedDelivery]) -> list[Answer]:
+    """Send `planned` from CLIENTS threads and kill -9 the server after a random number of
+    answers plus a random few milliseconds, i.e. anywhere inside a request or between them."""
+    server = run.server
+    assert server is not None
+    kill_after = run.rng.randrange(len(planned))
+    due = threading.Event()
+    answered = itertools.count(1)  # next() is atomic: the clients share it
+
+    def on_answer(_answer: Answer) -> None:
+        if next(answered) >= kill_after:
+            due.set()
+
+    result: list[list[Answer]] = []
+    load = threading.Thread(
+        target=lambda: result.append(
+            send_concurrently(server.url, planned, CLIENTS, on_answer=on_answer)
+        )
+    )
+    load.start()
+    if kill_after > 0:
+        due.wait(LOAD_TIMEOUT_S)
+    time.sleep(run.rng.uniform(0, MAX_EXTRA_DELAY_S))
+    server.kill9()
+    run.figures["kills"] += 1
+    load.join(LOAD_TIMEOUT_S)
+    assert not load.is_alive(), "clients still running after the kill"
+    return result[0]
+
+
+def _check_answers(run: CrashRun, before: list[Answer], after: dict[str, Answer]) -> None:
+    """Before the kill only 202 or no answer; a redelivery answers as the first receipt did."""
+    assert {a.status for a in before} <= {202, None}, [a for a in before if a.status != 202]
+    for a in before:
+        again = after[a.delivery_id]
+        if a.status == 202:
+            assert (again.status, again.attempt_ids, again.push_id) == (
+                200,
+                a.attempt_ids,
+                a.push_id,
+            ), (a, again)
+    for again in after.values():
+        assert again.status in (200, 202), again
+    acknowledged = {a.delivery_id for a in before if a.status == 202}
+    unacknowledged = [a for i, a in after.items() if i not in acknowledged]
+    run.figures["acknowledged before the kill"] += len(acknowledged)
+    run.figures["in flight at the kill (no answer)"] += sum(a.status is None for a in before)
+    run.figures["never sent before the kill"] += len(after) - len(before)
+    run.figures["committed but unacknowledged (redelivery answered duplicate)"] += sum(
+        a.status == 200 for a in unacknowledged
+    )
+    run.figures["recorded only by the redelivery"] += sum(a.status == 202 for a in after.values())
+
+
+def _trial(run: CrashRun, trial: int, deliveries: int) -> None:
+    planned = plan_deliveries(f"crash-{trial}", deliveries, run.rng, run.pool)
+    run.expected.add(planned)
+    before = _ingest_until_killed(run, planned)
+    acknowledged = {a.delivery_id for a in before if a.status == 202}
+    partial = all_or_nothing_differences(run.ledger.engine, run.expected, acknowledged)
+    assert not partial, f"trial {trial}, before redelivery: {partial[:10]}"
+    run.restart()
+    assert run.server is not None
+    after = redeliver(run.server.url, planned)
+    _check_answers(run, before, after)
+    differences = ledger_differences(run.ledger.engine, run.expected)
+    assert not differences, f"trial {trial}: {differences[:10]}"
+    report = settle_and_verify(run.ledger.engine)
+    run.figures["verify runs intact"] += 1
+    run.figures["entries verified (last run)"] = report.entries
+
+
+def test_kill_9_during_concurrent_ingest_loses_and_doubles_nothing(
+    ledger: Ledger, tmp_path: Path, budget: Budget, fork_launcher: ForkLauncher
+) -> None:
+    """Kill -9 at random moments, restart, redeliver everything: the ledger is exact and intact."""
+    seed = int(os.environ.get("LABLEDGER_TEST_SEED", random.randrange(2**32)))
+    run = CrashRun(
+        ledger,
+        fork_launcher,
+        reliability_env(ledger.url, tmp_path),
+        tmp_path / "server.log",
+        random.Random(seed),
+    )
+    run.expected.sessions = _open_sessions(ledger)
+    run.restart()
+    try:
+        for trial in range(budget.crash_trials):
+            try:
+                _trial(run, trial, budget.crash_deliveries)
+            except AssertionError as exc:
+                raise AssertionError(f"seed {seed}, trial {trial}: {exc}") from exc
+    finally:
+        if run.server is not None:
+            run.server.stop()
+    record_result(
+        "crash (kill -9 during concurrent ingest, restart, redeliver all)",
+        ledger.dialect,
+        trials=budget.crash_trials,
+        inputs=len(run.expected.deliveries),
+        held=[
+            "no delivery, push or attempt lost or doubled",
+            "redelivery answers as the first receipt (same attempt ids)",
+            "verify intact after every trial",
+        ],
+        figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},
+        test="test_crash.py",
+    )
