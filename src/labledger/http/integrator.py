@@ -22,6 +22,11 @@ from labledger.storage.merkle_log import SqlLog
 log = structlog.get_logger("labledger.integrator")
 
 
+# A round holds the integrator lock (on SQLite, the database's write lock) while it works: a
+# bounded batch keeps a large backlog from stalling webhooks; the next round takes the rest.
+BACKGROUND_BATCH = 10_000
+
+
 async def integrate_forever(merkle_log: SqlLog, signer: SignerKey, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -30,7 +35,7 @@ async def integrate_forever(merkle_log: SqlLog, signer: SignerKey, interval: flo
 
 async def integrate_once(merkle_log: SqlLog, signer: SignerKey) -> None:
     try:
-        checkpoint = await run_in_threadpool(merkle_log.integrate, signer)
+        checkpoint = await run_in_threadpool(merkle_log.integrate, signer, None, BACKGROUND_BATCH)
     except StoreUnavailable as exc:
         log.warning("integrate.unavailable", detail=str(exc))
         return
