@@ -9,8 +9,7 @@ interval after its transaction commits (plus the batch's own time).
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from sqlalchemy import Connection, Engine, Table, delete, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
-from labledger.core.leaves import entry_leaf_hash
+from labledger.core.leaves import entry_leaf_hash, leaf_bytes
 from labledger.core.log import append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
@@ -205,8 +204,6 @@ class SqlLog:
 
     def entry(self, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
         """The log entry of one ledger row and the row's canonical leaf bytes, once integrated."""
-        from labledger.core.leaves import leaf_bytes
-
         with self._reading() as conn:
             row = conn.execute(
                 select(log_entries).where(
@@ -353,9 +350,3 @@ class _SubtreeReader:
             )
         k = 1 << ((width - 1).bit_length() - 1)
         return node_hash(self(start, start + k), self(start + k, end))
-
-
-def body_matches(row: Mapping[str, Any], body_zlib: bytes) -> bool:
-    import hashlib
-
-    return hashlib.sha256(zlib.decompress(body_zlib)).digest() == bytes(row["body_sha256"])

@@ -55,6 +55,7 @@ def _upsert_skip(table: Any, keys: list[str]) -> Callable[[str], Any]:
 _BUILDERS: dict[str, Callable[[str], Any]] = {
     "delivery": _upsert_skip(deliveries, ["forge", "delivery_id"]),
     "attempt": _upsert_skip(attempts, ["session_id", "commit_sha"]),
+    "verification": _upsert_skip(verification_results, ["attempt_id", "verifier", "run_id"]),
     "push": lambda dialect: pushes.insert().returning(pushes.c.id),
     "audit": lambda dialect: audit_events.insert().returning(audit_events.c.id),
 }
@@ -102,9 +103,6 @@ class SqlWriter:
         if self._outbox:
             self._conn.execute(outbox_events.insert(), self._outbox)
             self._outbox = []
-
-    def _insert(self, table: Any) -> Any:
-        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
         row = {
@@ -218,23 +216,19 @@ class SqlWriter:
 
     def insert_verification(self, v: NewVerification) -> int | None:
         """None when UNIQUE(attempt_id, verifier, run_id) already holds a result."""
-        stmt = (
-            self._insert(verification_results)
-            .values(
-                attempt_id=v.attempt_id,
-                verifier=v.verifier,
-                run_id=v.run_id,
-                status=v.status,
-                score_milli=v.score_milli,
-                max_score_milli=v.max_score_milli,
-                details=v.details,
-                reported_at=v.reported_at,
-                actor=v.actor,
-            )
-            .on_conflict_do_nothing(index_elements=["attempt_id", "verifier", "run_id"])
-            .returning(verification_results.c.id)
-        )
-        result_id: int | None = self._conn.execute(stmt).scalar_one_or_none()
+        row = {
+            "attempt_id": v.attempt_id,
+            "verifier": v.verifier,
+            "run_id": v.run_id,
+            "status": v.status,
+            "score_milli": v.score_milli,
+            "max_score_milli": v.max_score_milli,
+            "details": v.details,
+            "reported_at": v.reported_at,
+            "actor": v.actor,
+        }
+        stmt = statement(self._dialect, "verification")
+        result_id: int | None = self._conn.execute(stmt, row).scalar_one_or_none()
         if result_id is not None:
             self._log("verification", result_id)
             self._announce(
