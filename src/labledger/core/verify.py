@@ -83,10 +83,12 @@ class LedgerVerifier:
         checkpoints: list[SignedCheckpoint],
         report: VerifyReport,
         backdate_slack: timedelta = DEFAULT_BACKDATE_SLACK,
+        start: CompactRange | None = None,
     ) -> None:
+        """`start`: the tree before the first entry fed (an archive's leaf range begins there)."""
         self._pending = list(checkpoints)
         self._report = report
-        self._frontier = CompactRange()
+        self._frontier = start if start is not None else CompactRange()
         self._slack = backdate_slack
         self._last_time: datetime | None = None
         self._check_times(checkpoints)
