@@ -9,7 +9,15 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from labledger.core.note import MalformedKey, SignerKey
 
@@ -18,6 +26,7 @@ PREFIX = "LABLEDGER_"
 RESERVED_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}BENCH_")
 GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger payloads.
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
+MAX_RETENTION_DAYS = 100 * 366
 
 
 # Each scope includes the ones before it: admin ⊇ grader ⊇ read.
@@ -84,6 +93,29 @@ class Settings(BaseModel):
     dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
     dispatch_backoff_seconds: float = Field(default=2.0, gt=0)
     dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retention windows in days, counted from a session's close (RETENTION.md).
+    retention_records_days: int = Field(default=5 * 365 + 1, ge=1, le=MAX_RETENTION_DAYS)
+    retention_raw_bodies_days: int = Field(default=90, ge=1, le=MAX_RETENTION_DAYS)
+    retention_audit_days: int = Field(default=7 * 365 + 2, ge=1, le=MAX_RETENTION_DAYS)
+    # The connection `purge` and `erase` use: the schema owner on PostgreSQL, never the
+    # server's SELECT/INSERT role. Defaults to LABLEDGER_DATABASE_URL.
+    maintenance_database_url: str | None = None
+
+    @model_validator(mode="after")
+    def _windows_nest(self) -> Settings:
+        if self.retention_raw_bodies_days > self.retention_records_days:
+            raise ValueError(
+                "LABLEDGER_RETENTION_RAW_BODIES_DAYS must not exceed "
+                "LABLEDGER_RETENTION_RECORDS_DAYS: a raw body cannot outlive the record "
+                "parsed from it"
+            )
+        if self.retention_audit_days < self.retention_records_days:
+            raise ValueError(
+                "LABLEDGER_RETENTION_AUDIT_DAYS must not be shorter than "
+                "LABLEDGER_RETENTION_RECORDS_DAYS: the audit trail must outlive the records "
+                "it explains"
+            )
+        return self
 
     @field_validator("subscribers", mode="before")
     @classmethod
@@ -142,6 +174,8 @@ class Settings(BaseModel):
             return cls.model_validate({fields[k]: v for k, v in values.items()})
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
+            if not first["loc"]:  # a rule across settings names them in its message
+                raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
             name = f"{PREFIX}{str(first['loc'][0]).upper()}"
             raise ConfigError(f"{name}: {first['msg']}") from None
 

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from labledger.config import GITHUB_MAX_BODY_BYTES
 from labledger.storage.sql_store import SqlStore
+from labledger.storage.tables import archives, tombstones
 from labledger.webhooks import WebhookAnswer, receive_github
 from tests.support import SECRET, body_of, headers_for
 
@@ -67,4 +68,18 @@ def fill_every_table(store: SqlStore, now: datetime) -> None:
                 "INSERT INTO outbox_states (outbox_id, state, attempt_no, recorded_at) "
                 "SELECT id, 'delivered', 1, created_at FROM outbox_events"
             )
+        )
+        # Retention's bookkeeping, as plain rows: an archive and a tombstone (issue 7).
+        conn.execute(
+            archives.insert().values(
+                first_leaf=0,
+                end_leaf=1,
+                checkpoint_note="note",
+                manifest_sha256=b"\0" * 32,
+                location="/archive",
+                created_at=now,
+            )
+        )
+        conn.execute(
+            tombstones.insert().values(entry_type="delivery", entry_id=1, what="body", event_id=1)
         )

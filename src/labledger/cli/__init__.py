@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import dispatch, grading, ledger, log, server
+from labledger.cli import dispatch, grading, ledger, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -44,6 +44,10 @@ for command in (
     grading.verifications,
     grading.report,
     dispatch.dispatch,
+    retention.retention,
+    retention.archive,
+    retention.purge_command,
+    retention.erase_command,
 ):
     cli.add_command(command)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from labledger.archive import is_archive, verify_archive
 from labledger.cli.context import EXIT_TAMPERED, Context, pass_context
 from labledger.config import ConfigError
 from labledger.core.errors import NotFound
@@ -153,7 +154,7 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
     "--export",
     "export_dir",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
-    help="Verify an export offline (no database).",
+    help="Verify an export or an archive offline (no database).",
 )
 @click.option(
     "--public-key",
@@ -181,7 +182,9 @@ def verify(
     saved = [(str(p), p.read_text(encoding="utf-8")) for p in witnesses]
     total = _work_to_verify(obj, export_dir)
     with click.progressbar(length=total, label="verifying", file=sys.stderr, show_pos=True) as bar:
-        if export_dir is not None:
+        if export_dir is not None and is_archive(export_dir):
+            report = verify_archive(export_dir, key, saved, progress=bar.update)
+        elif export_dir is not None:
             report = verify_export(export_dir, key, saved, progress=bar.update)
         else:
             report = verify_database(
@@ -194,6 +197,9 @@ def verify(
 
 def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
     """Rows to recompute plus leaves to check (database), or lines to read (export)."""
+    if export_dir is not None and is_archive(export_dir):
+        manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
+        return int(manifest.get("end_leaf", 0)) - int(manifest.get("first_leaf", 0))
     if export_dir is not None:
         with (export_dir / "entries.jsonl").open("rb") as entries:
             return sum(1 for _ in entries)

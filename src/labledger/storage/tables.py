@@ -277,6 +277,41 @@ outbox_states = Table(
     Index("ix_outbox_states_outbox_id_id", "outbox_id", "id"),
 )
 
+# -- retention: archives, and what purge and erasure left in place of data (issue 7) -------
+
+# One row per `labledger archive`: the leaf range [first_leaf, end_leaf) it holds and the
+# signed checkpoint of size end_leaf that covers it. Files live outside the database.
+archives = Table(
+    "archives",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("first_leaf", BigInteger, nullable=False),
+    Column("end_leaf", BigInteger, nullable=False),
+    Column("checkpoint_note", Text, nullable=False),
+    Column("manifest_sha256", LargeBinary(32), nullable=False),
+    Column("location", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# What a purge or an erasure took away, one row per entry and kind of removal:
+#   what = 'row'      the whole row was purged; its leaf hash stays in log_entries
+#   what = 'body'     the raw delivery body was dropped; body_sha256 stays on the row
+#   what = 'personal' personal fields were erased; personal_sha256 is the leaf's commitment
+# event_id is the audit event of the purge or erasure, whose details hold the SHA-256 of its
+# tombstones (core/retention.py), so `verify` notices a tombstone added behind its back.
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("entry_type", String(16), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("what", String(8), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("archive_id", BigInteger),
+    Column("personal_sha256", LargeBinary(32)),
+    PrimaryKeyConstraint("entry_type", "entry_id", "what"),
+    Index("ix_tombstones_event_id", "event_id"),
+)
+
 # Every table the database itself keeps append-only (contract invariant 3). Sessions are in
 # the list too: a deadline change is a new event, never an edit of the original record.
 APPEND_ONLY_TABLES = (
@@ -293,4 +328,6 @@ APPEND_ONLY_TABLES = (
     "session_changes",
     "outbox_events",
     "outbox_states",
+    "archives",
+    "tombstones",
 )

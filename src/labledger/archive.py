@@ -1,0 +1,315 @@
+"""Archives: a leaf range of the ledger, with its rows, that verifies offline (issue 7).
+
+An archive holds the leaves [first_leaf, end_leaf), where end_leaf is the size of a signed
+checkpoint and first_leaf is where the previous archive ended, so archives follow each other
+without gaps or overlaps. It stands on its own:
+
+DIR/manifest.json       format, origin, leaf range, counts per table, the compact range of
+                        the tree at first_leaf, the covering checkpoint, sha256 of each file
+DIR/entries.jsonl.gz    one line per leaf, in leaf order: leaf_index, table, id, the full
+                        stored row (personal fields included, unless erased) and, for a
+                        delivery, its raw body while it is still kept
+DIR/checkpoints.jsonl   the signed checkpoints of sizes first_leaf..end_leaf
+DIR/public-key.txt      the log's verifier key, for reference only
+
+`labledger verify --export DIR --public-key KEY` recomputes every leaf from its row, starts
+the tree from the compact range (whose root must match the signed checkpoint at first_leaf),
+and checks every checkpoint in the range.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from labledger.core.leaves import (
+    LEAF_FIELDS,
+    LEAF_VERSION,
+    canonical_json,
+    entry_leaf_hash,
+    personal_commitment,
+)
+from labledger.core.merkle import CompactRange, leaf_hash
+from labledger.core.note import VerifierKey
+from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
+from labledger.storage.merkle_log import ENTRY_TABLES, TIME_COLUMN, checkpoint_from_row, entry_rows
+from labledger.storage.retention import RetentionError, archived_end, record_archive
+from labledger.storage.sql_store import translate_db_errors
+from labledger.storage.tables import checkpoints, deliveries, log_entries, tombstones
+
+ARCHIVE_FORMAT = "labledger-archive/v1"
+FILES = ("entries.jsonl.gz", "checkpoints.jsonl")
+CHUNK = 2000
+Progress = Callable[[int], None]
+
+
+def is_archive(directory: Path) -> bool:
+    path = directory / "manifest.json"
+    if not path.exists():
+        return False
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("format") == ARCHIVE_FORMAT)
+    except (ValueError, AttributeError):
+        return False
+
+
+def write_archive(
+    engine: Engine,
+    directory: Path,
+    key: VerifierKey,
+    *,
+    before: datetime,
+    actor: str,
+    now: datetime,
+    progress: Progress = lambda n: None,
+) -> dict[str, Any]:
+    """Archive the leaves after the last archive, up to the newest checkpoint signed before
+    `before`; record it in the ledger (an `archive` audit event) and return its manifest."""
+    if directory.exists() and any(directory.iterdir()):
+        raise RetentionError(f"{directory} is not empty; an archive gets a folder of its own")
+    with translate_db_errors(), engine.connect() as conn, conn.begin():
+        first = archived_end(conn)
+        end_row = conn.execute(
+            select(checkpoints)
+            .where(checkpoints.c.created_at < before)
+            .order_by(checkpoints.c.tree_size.desc())
+            .limit(1)
+        ).one_or_none()
+        if end_row is None or end_row.tree_size <= first:
+            raise RetentionError(
+                f"nothing to archive before {before.isoformat()}: the archives already hold "
+                f"leaves [0, {first}) and no later checkpoint was signed before that time"
+            )
+        end = int(end_row.tree_size)
+        notes = conn.execute(
+            select(checkpoints)
+            .where(checkpoints.c.tree_size >= first, checkpoints.c.tree_size <= end)
+            .order_by(checkpoints.c.tree_size)
+        ).all()
+        start = next((n for n in notes if n.tree_size == first), None)
+        if first > 0 and start is None:
+            raise RetentionError(f"no signed checkpoint of size {first} to start the archive at")
+        frontier = checkpoint_from_row(start).frontier if start is not None else CompactRange()
+        directory.mkdir(parents=True, exist_ok=True)
+        with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
+            for n in notes:
+                out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
+        counts: dict[str, int] = {}
+        with gzip.open(directory / "entries.jsonl.gz", "wt", encoding="utf-8") as out:
+            for lo in range(first, end, CHUNK):
+                hi = min(end, lo + CHUNK)
+                for line in _archive_lines(conn, lo, hi):
+                    counts[line["table"]] = counts.get(line["table"], 0) + 1
+                    out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+                progress(hi - lo)
+    (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
+    manifest = {
+        "format": ARCHIVE_FORMAT,
+        "origin": key.name,
+        "first_leaf": first,
+        "end_leaf": end,
+        "start_frontier": [h.hex() for h in frontier.hashes],
+        "root": "sha256:" + bytes(end_row.root_hash).hex(),
+        "checkpoint": end_row.note,
+        "entries": counts,
+        "created_at": now.isoformat(),
+        "files": {name: _sha256_file(directory / name) for name in FILES},
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    (directory / "manifest.json").write_text(text, encoding="utf-8")
+    manifest["archive_id"] = record_archive(
+        engine,
+        first_leaf=first,
+        end_leaf=end,
+        checkpoint_note=end_row.note,
+        manifest_sha256=hashlib.sha256(text.encode("utf-8")).digest(),
+        location=str(directory.resolve()),
+        counts=counts,
+        actor=actor,
+        now=now,
+    )
+    return manifest
+
+
+def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any]]:
+    logged = conn.execute(
+        select(log_entries)
+        .where(log_entries.c.leaf_index >= lo, log_entries.c.leaf_index < hi)
+        .order_by(log_entries.c.leaf_index)
+    ).all()
+    by_kind: dict[str, list[int]] = {}
+    for e in logged:
+        by_kind.setdefault(e.entry_type, []).append(e.entry_id)
+    rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    erased = _erased_commitments(conn, by_kind)
+    bodies = _bodies(conn, by_kind.get("delivery", []))
+    expected = lo
+    for e in logged:
+        if e.leaf_index != expected:
+            raise RetentionError(f"leaf {expected} is missing from the log; run `labledger verify`")
+        expected += 1
+        row = rows[e.entry_type].get(e.entry_id)
+        if row is None:
+            raise RetentionError(
+                f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) is gone "
+                "from the database; run `labledger verify`"
+            )
+        commitment = erased.get((e.entry_type, e.entry_id))
+        if commitment is not None:
+            row = {**row, "personal_sha256": commitment}
+        if entry_leaf_hash(e.entry_type, row) != bytes(e.leaf_hash):
+            raise RetentionError(
+                f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) does not "
+                "match its logged leaf; run `labledger verify` before archiving"
+            )
+        line: dict[str, Any] = {
+            "leaf_index": e.leaf_index,
+            "table": ENTRY_TABLES[e.entry_type].name,
+            "kind": e.entry_type,
+            "id": e.entry_id,
+            "row": json.loads(canonical_json(row)),
+        }
+        if e.entry_type == "delivery":
+            line["body"] = bodies.get(e.entry_id)
+        yield line
+    if expected != hi:
+        raise RetentionError(f"leaf {expected} is missing from the log; run `labledger verify`")
+
+
+def _erased_commitments(
+    conn: Connection, by_kind: dict[str, list[int]]
+) -> dict[tuple[str, int], bytes]:
+    found: dict[tuple[str, int], bytes] = {}
+    for kind in ("attempt", "push"):
+        ids = by_kind.get(kind, [])
+        for start in range(0, len(ids), 500):
+            for r in conn.execute(
+                select(tombstones.c.entry_id, tombstones.c.personal_sha256).where(
+                    tombstones.c.entry_type == kind,
+                    tombstones.c.what == "personal",
+                    tombstones.c.entry_id.in_(ids[start : start + 500]),
+                )
+            ):
+                found[(kind, r.entry_id)] = bytes(r.personal_sha256)
+    return found
+
+
+def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:
+    found: dict[int, str | None] = {}
+    for start in range(0, len(ids), 200):
+        for r in conn.execute(
+            select(deliveries.c.id, deliveries.c.body_zlib).where(
+                deliveries.c.id.in_(ids[start : start + 200])
+            )
+        ):
+            raw = bytes(r.body_zlib)
+            found[r.id] = zlib.decompress(raw).decode("utf-8") if raw else None
+    return found
+
+
+def leaf_from_archived_row(kind: str, row: dict[str, Any]) -> bytes:
+    """The canonical leaf bytes of a row as an archive stores it (times and bytes as text)."""
+    fields, personal = LEAF_FIELDS[kind]
+    content: dict[str, Any] = {name: row[name] for name in fields}
+    if personal:
+        if row.get("personal_sha256"):
+            content["personal_sha256"] = bytes.fromhex(row["personal_sha256"])
+        else:
+            salt = bytes.fromhex(row.get("personal_salt") or "")
+            content["personal_sha256"] = personal_commitment(salt, {n: row[n] for n in personal})
+    return f"{LEAF_VERSION}\n{kind}\n".encode() + canonical_json(content)
+
+
+def verify_archive(
+    directory: Path,
+    key: VerifierKey,
+    witnesses: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    progress: Progress = lambda n: None,
+) -> VerifyReport:
+    """Verify an archive with nothing but its files and a trusted public key."""
+    report = VerifyReport()
+    manifest = _read_manifest(directory, report)
+    first, end = int(manifest["first_leaf"]), int(manifest["end_leaf"])
+    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
+    notes = [(f"checkpoint {json.loads(x)['tree_size']}", json.loads(x)["note"]) for x in lines]
+    signed = open_checkpoints([*notes, *witnesses], key, report)
+    if first > 0 and not any(s.checkpoint.size == first for s in signed):
+        report.problems.append(
+            Problem("archive_start", f"no signed checkpoint of size {first} to start from")
+        )
+    start = CompactRange(first, [bytes.fromhex(h) for h in manifest["start_frontier"]])
+    # The start checkpoint is compared with the compact range as soon as the verifier opens.
+    verifier = LedgerVerifier(
+        [s for s in signed if s.checkpoint.size >= first], report, start=start
+    )
+    with gzip.open(directory / "entries.jsonl.gz", "rt", encoding="utf-8") as entries:
+        for n, text in enumerate(entries, start=1):
+            _feed(verifier, report, json.loads(text))
+            if n % 5000 == 0:
+                progress(5000)
+    verifier.finish()
+    if report.tree_size != end:
+        report.problems.append(
+            Problem("manifest", f"manifest says leaves up to {end}, found {report.tree_size}")
+        )
+    return report
+
+
+def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) -> None:
+    kind, row, table = line["kind"], line["row"], line["table"]
+    column = TIME_COLUMN.get(kind)
+    moment = datetime.fromisoformat(row[column]) if column and row.get(column) else None
+    row_hash = leaf_hash(leaf_from_archived_row(kind, row))
+    verifier.add(line["leaf_index"], table, line["id"], None, row_hash, moment)
+    body = line.get("body")
+    if body is not None:
+        actual = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        if actual != row.get("body_sha256"):
+            report.problems.append(
+                Problem(
+                    "body_mismatch",
+                    f"raw body of {table} {line['id']} does not match its recorded sha256",
+                    leaf_index=line["leaf_index"],
+                    table=table,
+                    entry_id=line["id"],
+                    expected=row.get("body_sha256"),
+                    actual=actual,
+                )
+            )
+
+
+def _read_manifest(directory: Path, report: VerifyReport) -> dict[str, Any]:
+    path = directory / "manifest.json"
+    if not path.exists():
+        raise RetentionError(f"{directory} has no manifest.json: not a labledger archive")
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format") != ARCHIVE_FORMAT:
+        raise RetentionError(f"unknown archive format {manifest.get('format')!r}")
+    for name, expected in manifest.get("files", {}).items():
+        actual = _sha256_file(directory / name) if (directory / name).exists() else "missing"
+        if actual != expected:
+            report.problems.append(
+                Problem(
+                    "manifest",
+                    f"{name} does not match the manifest",
+                    expected=expected,
+                    actual=actual,
+                )
+            )
+    return manifest
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,65 @@
+"""The one path through the append-only rules: retention's purge and erasure (issue 7).
+
+PostgreSQL: the transaction declares itself maintenance (`SET LOCAL labledger.maintenance`),
+which the trigger function of revision 0004 honours; the server's role still cannot UPDATE or
+DELETE, because it holds only SELECT and INSERT. SQLite has no roles: the transaction drops
+the triggers of the tables it changes and creates them again before it commits, so no other
+connection ever sees them missing and a crash rolls both back.
+
+Erased bytes must not linger: SQLite runs with `secure_delete` (freed space is zeroed) and
+truncates its WAL afterwards; PostgreSQL rewrites the touched tables with `VACUUM FULL`,
+since a plain VACUUM leaves dead tuples' bytes on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, text
+
+from labledger.storage import append_only
+from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.sql_store import translate_db_errors
+
+
+@contextmanager
+def maintenance(engine: Engine, tables: Sequence[str]) -> Iterator[Connection]:
+    """One write transaction allowed to UPDATE and DELETE rows of `tables`."""
+    dialect = engine.dialect.name
+    with translate_db_errors(), engine.connect() as conn:
+        conn = conn.execution_options(**{WRITE_OPTION: True})
+        if dialect == "sqlite":
+            _pragma(conn, "PRAGMA secure_delete = ON")
+        with conn.begin():
+            if dialect == "postgresql":
+                conn.execute(text("SET LOCAL labledger.maintenance = 'on'"))
+                yield conn
+            else:
+                for statement in append_only.drop_statements(dialect, tuple(tables)):
+                    conn.exec_driver_sql(statement)
+                yield conn
+                for statement in append_only.create_statements(dialect, tuple(tables)):
+                    conn.exec_driver_sql(statement)
+        if dialect == "sqlite":
+            _pragma(conn, "PRAGMA secure_delete = OFF")
+
+
+def _pragma(conn: Connection, statement: str) -> None:
+    # Straight to the driver: through SQLAlchemy the statement would open a transaction.
+    conn.connection.driver_connection.execute(statement).close()  # type: ignore[union-attr]
+
+
+def compact(engine: Engine, tables: Sequence[str]) -> None:
+    """Leave no copy of removed or overwritten bytes in the database's own files."""
+    if not tables:
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for table in tables:
+                conn.exec_driver_sql(f"VACUUM FULL {table}")
+        return
+    with engine.connect() as conn:
+        # Old page images may still sit in the WAL; fold it in and cut it to zero bytes.
+        _pragma(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
