@@ -9,13 +9,13 @@ interval after its transaction commits (plus the batch's own time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
@@ -31,20 +31,13 @@ from labledger.core.merkle import (
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
 from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.leaf_rows import entry_rows
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import (
-    attempts,
-    audit_events,
     checkpoints,
-    deliveries,
-    lab_sessions,
     log_entries,
     log_queue,
     merkle_nodes,
-    push_commits,
-    pushes,
-    session_changes,
-    verification_results,
 )
 
 
@@ -62,15 +55,6 @@ class NotYetLogged(LedgerError):
 
 # Any constant works; it names "the integrator" among PostgreSQL advisory locks.
 INTEGRATOR_LOCK = 0x4C41424C  # "LABL"
-ENTRY_TABLES: dict[str, Table] = {
-    "session": lab_sessions,
-    "delivery": deliveries,
-    "push": pushes,
-    "attempt": attempts,
-    "audit": audit_events,
-    "verification": verification_results,
-    "session_change": session_changes,
-}
 TIME_COLUMN = {
     "session": "created_at",
     "delivery": "received_at",
@@ -96,52 +80,6 @@ class LogEntry:
     entry_type: str
     entry_id: int
     leaf_hash: bytes
-
-
-def _columns(table: Table) -> list[Any]:
-    # Raw bodies are checked separately; never load them just to hash a leaf.
-    return [c for c in table.columns if c.name != "body_zlib"]
-
-
-def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The rows of one kind, as mappings ready for `leaf_bytes` (pushes with their commits)."""
-    table = ENTRY_TABLES[kind]
-    found: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = conn.execute(select(*_columns(table)).where(table.c.id.in_(chunk)))
-        found.update({r.id: dict(r._mapping) for r in rows})
-    if kind == "push" and found:
-        for row in found.values():
-            row["commits"] = []
-        for start in range(0, len(ids), 500):
-            carried = conn.execute(
-                select(push_commits)
-                .where(push_commits.c.push_id.in_(ids[start : start + 500]))
-                .order_by(push_commits.c.push_id, push_commits.c.position)
-            )
-            for c in carried:
-                if c.push_id in found:
-                    found[c.push_id]["commits"].append([c.commit_sha, c.is_distinct])
-    return found
-
-
-def all_entry_rows(conn: Connection, kind: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every row of one kind in id order, in batches (for `verify` over millions of rows)."""
-    table = ENTRY_TABLES[kind]
-    after = -1
-    while True:
-        ids = list(
-            conn.execute(
-                select(table.c.id).where(table.c.id > after).order_by(table.c.id).limit(batch)
-            ).scalars()
-        )
-        if not ids:
-            return
-        rows = entry_rows(conn, kind, ids)
-        for i in ids:
-            yield rows[i]
-        after = ids[-1]
 
 
 def checkpoint_from_row(row: Any) -> StoredCheckpoint:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
-from labledger.core.leaves import entry_leaf_hash
+from labledger.core.leaves import leaf_encoder
+from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import (
     DEFAULT_BACKDATE_SLACK,
@@ -19,12 +20,15 @@ from labledger.core.verify import (
     VerifyReport,
     open_checkpoints,
 )
-from labledger.storage.merkle_log import ENTRY_TABLES, TIME_COLUMN, all_entry_rows
+from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, all_entry_rows
+from labledger.storage.merkle_log import TIME_COLUMN
 from labledger.storage.sql_store import translate_db_errors
-from labledger.storage.tables import checkpoints, deliveries, log_entries, log_queue
+from labledger.storage.tables import checkpoints, deliveries, log_queue
 
 Progress = Callable[[int], None]
 TABLE_OF = {kind: table.name for kind, table in ENTRY_TABLES.items()}
+Recomputed = dict[str, dict[int, tuple[bytes, datetime | None]]]
+_GONE: tuple[None, None] = (None, None)
 
 
 def verify_database(
@@ -45,33 +49,45 @@ def verify_database(
         if check_bodies:
             _check_bodies(conn, report)
         verifier = LedgerVerifier(signed, report, backdate_slack)
-        rows = conn.execution_options(yield_per=5000).execute(
-            select(log_entries).order_by(log_entries.c.leaf_index)
-        )
-        for n, e in enumerate(rows, start=1):
-            row_hash, moment = recomputed.pop((e.entry_type, e.entry_id), (None, None))
-            table = TABLE_OF.get(e.entry_type, e.entry_type)
-            verifier.add(e.leaf_index, table, e.entry_id, bytes(e.leaf_hash), row_hash, moment)
-            if n % 5000 == 0:
-                progress(5000)
+        for n, (index, kind, entry_id, logged) in enumerate(_log_entries(conn), start=1):
+            row_hash, moment = recomputed.get(kind, {}).pop(entry_id, _GONE)
+            table = TABLE_OF.get(kind, kind)
+            verifier.add(index, table, entry_id, bytes(logged), row_hash, moment)
+            if n % BATCH == 0:
+                progress(BATCH)
         queued = {(q.entry_type, q.entry_id) for q in conn.execute(select(log_queue))}
     verifier.finish()
     _report_unlogged(report, recomputed, queued)
     return report
 
 
-def _recompute(
-    conn: Any, progress: Progress
-) -> dict[tuple[str, int], tuple[bytes, datetime | None]]:
-    found: dict[tuple[str, int], tuple[bytes, datetime | None]] = {}
+def _recompute(conn: Any, progress: Progress) -> Recomputed:
+    """Every row's leaf hash and own time, by kind and id."""
+    found: Recomputed = {}
     for kind in ENTRY_TABLES:
         time_column = TIME_COLUMN.get(kind)
+        encode = leaf_encoder(kind)
+        found[kind] = hashes = {}
         for n, row in enumerate(all_entry_rows(conn, kind), start=1):
             moment = row[time_column] if time_column else None
-            found[(kind, row["id"])] = (entry_leaf_hash(kind, row), moment)
-            if n % 5000 == 0:
-                progress(5000)
+            hashes[row["id"]] = (leaf_hash(encode(row)), moment)
+            if n % BATCH == 0:
+                progress(BATCH)
     return found
+
+
+def _log_entries(conn: Any) -> Iterator[tuple[int, str, int, bytes]]:
+    """(leaf_index, entry_type, entry_id, leaf_hash) in leaf order, straight off the cursor."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries "
+            "ORDER BY leaf_index"
+        )
+        while batch := cursor.fetchmany(BATCH):
+            yield from batch
+    finally:
+        cursor.close()
 
 
 def _check_bodies(conn: Any, report: VerifyReport) -> None:
@@ -94,11 +110,10 @@ def _check_bodies(conn: Any, report: VerifyReport) -> None:
 
 
 def _report_unlogged(
-    report: VerifyReport,
-    leftover: dict[tuple[str, int], tuple[bytes, datetime | None]],
-    queued: set[tuple[str, int]],
+    report: VerifyReport, leftover: Recomputed, queued: set[tuple[str, int]]
 ) -> None:
-    for kind, entry_id in sorted(leftover):
+    unlogged = sorted((kind, entry_id) for kind, rows in leftover.items() for entry_id in rows)
+    for kind, entry_id in unlogged:
         if (kind, entry_id) in queued:
             report.pending += 1
             continue
