@@ -40,10 +40,12 @@ from labledger.core.leaves import (
 from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.storage.merkle_log import ENTRY_TABLES, TIME_COLUMN, checkpoint_from_row, entry_rows
+from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
+from labledger.storage.merkle_log import TIME_COLUMN, checkpoint_from_row
 from labledger.storage.retention import RetentionError, archived_end, record_archive
 from labledger.storage.sql_store import translate_db_errors
-from labledger.storage.tables import checkpoints, deliveries, log_entries, tombstones
+from labledger.storage.tables import checkpoints, deliveries, log_entries
+from labledger.storage.tombstones import erased_commitments
 
 ARCHIVE_FORMAT = "labledger-archive/v1"
 FILES = ("entries.jsonl.gz", "checkpoints.jsonl")
@@ -187,19 +189,11 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
 def _erased_commitments(
     conn: Connection, by_kind: dict[str, list[int]]
 ) -> dict[tuple[str, int], bytes]:
-    found: dict[tuple[str, int], bytes] = {}
-    for kind in ("attempt", "push"):
-        ids = by_kind.get(kind, [])
-        for start in range(0, len(ids), 500):
-            for r in conn.execute(
-                select(tombstones.c.entry_id, tombstones.c.personal_sha256).where(
-                    tombstones.c.entry_type == kind,
-                    tombstones.c.what == "personal",
-                    tombstones.c.entry_id.in_(ids[start : start + 500]),
-                )
-            ):
-                found[(kind, r.entry_id)] = bytes(r.personal_sha256)
-    return found
+    return {
+        (kind, entry_id): commitment
+        for kind in ("attempt", "push")
+        for entry_id, commitment in erased_commitments(conn, kind, by_kind.get(kind, [])).items()
+    }
 
 
 def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:
@@ -211,7 +205,8 @@ def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:
             )
         ):
             raw = bytes(r.body_zlib)
-            found[r.id] = zlib.decompress(raw).decode("utf-8") if raw else None
+            # Bodies were accepted as JSON, so they are UTF-8; a purged body is empty.
+            found[r.id] = zlib.decompress(raw).decode("utf-8", "replace") if raw else None
     return found
 
 
@@ -238,8 +233,9 @@ def verify_archive(
     report = VerifyReport()
     manifest = _read_manifest(directory, report)
     first, end = int(manifest["first_leaf"]), int(manifest["end_leaf"])
-    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
-    notes = [(f"checkpoint {json.loads(x)['tree_size']}", json.loads(x)["note"]) for x in lines]
+    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").split("\n")
+    loaded = [json.loads(x) for x in lines if x.strip()]
+    notes = [(f"checkpoint {x['tree_size']}", x["note"]) for x in loaded]
     signed = open_checkpoints([*notes, *witnesses], key, report)
     if first > 0 and not any(s.checkpoint.size == first for s in signed):
         report.problems.append(

@@ -20,7 +20,7 @@ from labledger.core.receipt import Receipt
 from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
 from labledger.export import export_log, verify_export
-from labledger.storage.merkle_log import ENTRY_TABLES
+from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.verification import verify_database
 
 PATH = click.Path(path_type=Path, dir_okay=False)

@@ -30,8 +30,8 @@ from labledger.core.retention import (
     tombstones_digest,
 )
 from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.leaf_rows import entry_rows
 from labledger.storage.maintenance import compact, maintenance
-from labledger.storage.merkle_log import entry_rows
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.sql_writer import SqlWriter
 from labledger.storage.tables import (
