@@ -1,7 +1,9 @@
 """Exports that verify offline: the log's leaf bytes and signed checkpoints, in plain files.
 
 DIR/manifest.json     format, origin, tree size, root, sha256 of every other file
-DIR/entries.jsonl     one line per leaf, in leaf order: leaf_index, table, id, leaf (base64)
+DIR/entries.jsonl     one line per leaf, in leaf order: leaf_index, table, id, leaf (base64);
+                      for an entry retention purged, leaf is null and purged_leaf_hash holds
+                      the logged leaf hash (the row itself is in an archive)
 DIR/checkpoints.jsonl one line per signed checkpoint: tree_size, note
 DIR/public-key.txt    the log's verifier key, for reference only: verify with a copy you trust
 """
@@ -25,7 +27,7 @@ from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
 from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
 from labledger.storage.merkle_log import TIME_COLUMN
-from labledger.storage.tables import checkpoints, log_entries
+from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"
 FILES = ("entries.jsonl", "checkpoints.jsonl")
@@ -52,8 +54,9 @@ def export_log(
             for n in notes:
                 out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
         with (directory / "entries.jsonl").open("w", encoding="utf-8") as out:
+            purged = _purged(conn)
             for start in range(0, size, 5000):
-                _export_chunk(conn, out, start, min(size, start + 5000))
+                _export_chunk(conn, out, start, min(size, start + 5000), purged)
                 progress(min(size, start + 5000) - start)
     (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
     manifest = {
@@ -70,7 +73,15 @@ def export_log(
     return manifest
 
 
-def _export_chunk(conn: Any, out: Any, start: int, end: int) -> None:
+def _purged(conn: Any) -> set[tuple[str, int]]:
+    """Entries retention purged (their leaf hash stays in the log; storage/tombstones.py)."""
+    rows = conn.execute(
+        select(tombstones.c.entry_type, tombstones.c.entry_id).where(tombstones.c.what == "row")
+    )
+    return {(r.entry_type, r.entry_id) for r in rows}
+
+
+def _export_chunk(conn: Any, out: Any, start: int, end: int, purged: set[tuple[str, int]]) -> None:
     logged = conn.execute(
         select(log_entries)
         .where(log_entries.c.leaf_index >= start, log_entries.c.leaf_index < end)
@@ -87,8 +98,11 @@ def _export_chunk(conn: Any, out: Any, start: int, end: int) -> None:
             "table": ENTRY_TABLES[e.entry_type].name,
             "id": e.entry_id,
         }
-        # A row gone from the database is exported as missing, for the offline check to report.
+        # A row gone from the database is exported as missing, for the offline check to report,
+        # unless retention purged it: then its logged leaf hash stands in (the row is archived).
         line["leaf"] = base64.b64encode(leaf_bytes(e.entry_type, row)).decode() if row else None
+        if row is None and (e.entry_type, e.entry_id) in purged:
+            line["purged_leaf_hash"] = bytes(e.leaf_hash).hex()
         out.write(json.dumps(line) + "\n")
 
 
@@ -136,6 +150,8 @@ def _feed(verifier: LedgerVerifier, line: dict[str, Any]) -> None:
         column = TIME_COLUMN.get(kind)
         moment = datetime.fromisoformat(content[column]) if column and content.get(column) else None
     row_hash = leaf_hash(data) if data is not None else None
+    if row_hash is None and line.get("purged_leaf_hash"):
+        row_hash = bytes.fromhex(line["purged_leaf_hash"])  # still bound by every signed root
     verifier.add(line["leaf_index"], line["table"], line["id"], None, row_hash, moment)
 
 

@@ -23,7 +23,7 @@ from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
 from labledger.core.retention import Windows
-from labledger.export import export_log
+from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
 from labledger.storage.engine import make_engine
 from labledger.storage.merkle_log import SqlLog
@@ -285,6 +285,10 @@ def test_purge_removes_only_what_is_archived_and_past_its_window(
     )
     fresh = log.receipt("attempt", aged.new_attempts[0])
     verify_receipt(fresh, KEY)
+    # A new export still verifies offline: purged entries stand as their leaf hashes.
+    export_log(ledger.engine, tmp_path / "export", KEY)
+    exported = verify_export(tmp_path / "export", KEY)
+    assert exported.ok and exported.tree_size == latest.tree_size, exported.problems[:3]
     # The archive holds what was purged, and still verifies on its own.
     assert verify_archive(tmp_path / "a1", KEY).ok
 
@@ -544,3 +548,16 @@ def test_erased_bytes_are_gone_from_postgresql_pages(pg_ledger: Ledger) -> None:
     erase(ledger.engine, subject_id="s1", reason="r", actor="test", now=datetime.now(UTC))
     raw = pages()
     assert b"zed@example.edu" not in raw and b"Zed Unique-Name" not in raw
+
+
+def test_a_raw_body_emptied_behind_labledgers_back_is_reported(aged: Aged) -> None:
+    ledger = aged.ledger
+    with ledger.engine.begin() as conn:
+        if ledger.dialect == "postgresql":
+            conn.execute(text("SET LOCAL labledger.maintenance = 'on'"))
+        else:
+            conn.execute(text("DROP TRIGGER deliveries_no_update"))
+        victim = conn.execute(select(func.max(deliveries.c.id))).scalar_one()
+        conn.execute(deliveries.update().where(deliveries.c.id == victim).values(body_zlib=b""))
+    problems = verify_database(ledger.engine, KEY).problems
+    assert [(p.code, p.entry_id) for p in problems] == [("body_missing", victim)]
