@@ -18,7 +18,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy import exc as sa_exc
 
 from labledger.archive import verify_archive, write_archive
-from labledger.config import Settings
+from labledger.cli import main
+from labledger.config import ConfigError, Settings
 from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
@@ -561,3 +562,57 @@ def test_a_raw_body_emptied_behind_labledgers_back_is_reported(aged: Aged) -> No
         conn.execute(deliveries.update().where(deliveries.c.id == victim).values(body_zlib=b""))
     problems = verify_database(ledger.engine, KEY).problems
     assert [(p.code, p.entry_id) for p in problems] == [("body_missing", victim)]
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(aged: Aged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Aged:
+    for name in ("LABLEDGER_CONFIG", "LABLEDGER_API_TOKENS", "LABLEDGER_MAINTENANCE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(SIGNER.encode() + "\n")
+    (tmp_path / "public.key").write_text(KEY.encode() + "\n")
+    monkeypatch.setenv("LABLEDGER_DATABASE_URL", aged.ledger.url)
+    monkeypatch.setenv("LABLEDGER_SIGNING_KEY_FILE", str(key_file))
+    return aged
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
+    capsys.readouterr()
+    assert main(list(argv)) == code
+    return capsys.readouterr().out
+
+
+def test_the_retention_verbs_from_the_command_line(
+    cli_env: Aged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = json.loads(_run(capsys, "retention", "plan", "--json"))
+    assert plan["tables"]["attempts"] == {"past_window": 4, "purgeable": 0, "not_archived": 4}
+    assert "nothing to purge" in _run(capsys, "purge")
+
+    out = _run(capsys, "archive", "--before", "2026-07-01T00:00:00Z", "--to", str(tmp_path / "a1"))
+    assert "archive 1: leaves [0, " in out
+    key = str(tmp_path / "public.key")
+    assert "intact" in _run(capsys, "verify", "--export", str(tmp_path / "a1"), "--public-key", key)
+    out = _run(capsys, "purge")
+    assert "1 verification_results, 4 attempts, 2 pushes, 2 deliveries" in out
+    assert "dropped 2 raw bodies" in out
+    out = _run(capsys, "erase", "--subject", "new-student", "--reason", "request 42")
+    assert "erased personal fields of 4 attempts and 2 pushes, and 2 raw bodies" in out
+    assert "intact" in _run(capsys, "verify")
+    assert "nothing to erase" in _run(capsys, "erase", "--account", "github:777", "--reason", "r")
+    _run(capsys, "erase", "--account", "777", "--reason", "r", code=2)
+    _run(capsys, "erase", "--reason", "r", code=2)
+
+
+def test_retention_settings_are_checked_at_start() -> None:
+    with pytest.raises(ConfigError, match="RAW_BODIES_DAYS must not exceed"):
+        Settings.from_env({"LABLEDGER_RETENTION_RAW_BODIES_DAYS": "4000"})
+    with pytest.raises(ConfigError, match="AUDIT_DAYS must not be shorter"):
+        Settings.from_env({"LABLEDGER_RETENTION_AUDIT_DAYS": "30"})
+    with pytest.raises(ConfigError, match="LABLEDGER_RETENTION_RECORDS_DAYS"):
+        Settings.from_env({"LABLEDGER_RETENTION_RECORDS_DAYS": "0"})
+    settings = Settings.from_env({"LABLEDGER_RETENTION_RECORDS_DAYS": "1000"})
+    assert (settings.retention_records_days, settings.retention_raw_bodies_days) == (1000, 90)
