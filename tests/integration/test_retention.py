@@ -616,3 +616,36 @@ def test_retention_settings_are_checked_at_start() -> None:
         Settings.from_env({"LABLEDGER_RETENTION_RECORDS_DAYS": "0"})
     settings = Settings.from_env({"LABLEDGER_RETENTION_RECORDS_DAYS": "1000"})
     assert (settings.retention_records_days, settings.retention_raw_bodies_days) == (1000, 90)
+
+
+def test_every_read_route_still_answers_after_purge_and_erasure(aged: Aged, tmp_path: Path) -> None:
+    """Sessions, pages, summaries, the feed and CSV reports over a purged and erased ledger."""
+    ledger = aged.ledger
+    _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
+    purge(ledger.engine, WINDOWS, aged.now, "test")
+    _erase_new_student(aged)
+    SqlLog(ledger.engine).integrate(SIGNER)
+    settings = Settings.model_validate({"github_webhook_secret": SECRET, "api_tokens": TOKEN})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings, ledger.store, SIGNER)) as client:
+        sessions = client.get("/api/v1/sessions", headers=auth).json()["items"]
+        assert len(sessions) == 3
+        paths = [
+            "/api/v1/feed?limit=500",
+            "/api/v1/labs/lab-1/summary",
+            "/api/v1/labs/lab-1/summary?format=csv",
+        ]
+        for s in sessions:
+            paths += [f"/api/v1/sessions/{s['id']}/attempts", f"/api/v1/sessions/{s['id']}/summary"]
+        paths += [f"/api/v1/attempts/{a}" for a in aged.new_attempts + aged.middle_attempts]
+        paths += [f"/api/v1/attempts/{a}/proof" for a in aged.new_attempts]
+        paths += ["/api/v1/deliveries/new-student-0", "/api/v1/deliveries/mid-student-1"]
+        for path in paths:
+            answer = client.get(path, headers=auth)
+            assert answer.status_code == 200, (path, answer.text)
+            assert "ada@example.edu" not in answer.text, path
+        erased = client.get(f"/api/v1/attempts/{aged.new_attempts[0]}", headers=auth).json()
+        assert erased["attempt"]["commit_sha"] and erased["attempt"]["author"]["email"] is None
+        feed = client.get("/api/v1/feed?limit=500", headers=auth).json()["items"]
+        assert not {i.get("attempt_id") for i in feed} & set(aged.old_attempts)
+        assert client.get("/api/v1/deliveries/old-student-0", headers=auth).status_code == 404
