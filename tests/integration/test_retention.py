@@ -27,6 +27,7 @@ from labledger.core.retention import Windows
 from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
 from labledger.storage.engine import make_engine
+from labledger.storage.maintenance import MaintenanceRefused
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.retention import RetentionError, erase, plan_retention, purge
 from labledger.storage.tables import (
@@ -91,6 +92,10 @@ def _generation(
 
 @pytest.fixture
 def aged(ledger: Ledger) -> Aged:
+    return _age(ledger)
+
+
+def _age(ledger: Ledger) -> Aged:
     log = SqlLog(ledger.engine)
     store = ledger.store
     closed = {
@@ -649,3 +654,23 @@ def test_every_read_route_still_answers_after_purge_and_erasure(aged: Aged, tmp_
         feed = client.get("/api/v1/feed?limit=500", headers=auth).json()["items"]
         assert not {i.get("attempt_id") for i in feed} & set(aged.old_attempts)
         assert client.get("/api/v1/deliveries/old-student-0", headers=auth).status_code == 404
+
+
+def test_purge_through_the_servers_role_is_refused_with_a_clear_message(
+    pg_ledger: Ledger, app_role: str, tmp_path: Path
+) -> None:
+    aged = _age(pg_ledger)
+    _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
+    before = pg_ledger.store.count_rows()
+    server_role = make_engine(app_role)
+    try:
+        with pytest.raises(MaintenanceRefused, match="LABLEDGER_MAINTENANCE_DATABASE_URL"):
+            purge(server_role, WINDOWS, aged.now, "test")
+        with pytest.raises(MaintenanceRefused, match="schema owner"):
+            erase(server_role, subject_id="new-student", reason="r", actor="t", now=aged.now)
+    finally:
+        server_role.dispose()
+    assert pg_ledger.store.count_rows() == before  # nothing partial
+    counted: list[int] = []
+    result = purge(pg_ledger.engine, WINDOWS, aged.now, "test", progress=counted.append)
+    assert sum(counted) == sum(result.removed.values()) + result.bodies_dropped

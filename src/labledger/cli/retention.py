@@ -129,8 +129,15 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
         click.get_current_context().invoke(retention_plan, as_of=None, as_json=False)
         return
     engine = _maintenance_engine(obj)
+    windows, now = _windows(obj.settings), datetime.now(UTC)
     try:
-        result = purge(engine, _windows(obj.settings), datetime.now(UTC), actor)
+        with translate_db_errors(), engine.connect() as conn, conn.begin():
+            plan = plan_retention(conn, windows, now)
+        total = sum(len(ids) for ids in plan.purge.values()) + len(plan.drop_bodies)
+        with click.progressbar(
+            length=total, label="purging", file=sys.stderr, show_pos=True
+        ) as bar:
+            result = purge(engine, windows, now, actor, progress=bar.update)
     finally:
         if engine is not obj.store.engine:
             engine.dispose()

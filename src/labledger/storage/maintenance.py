@@ -17,17 +17,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy import exc as sa_exc
 
+from labledger.core.errors import LedgerError
 from labledger.storage import append_only
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.sql_store import translate_db_errors
+
+
+class MaintenanceRefused(LedgerError):
+    """The connection may not remove anything: it is not the schema owner's."""
 
 
 @contextmanager
 def maintenance(engine: Engine, tables: Sequence[str]) -> Iterator[Connection]:
     """One write transaction allowed to UPDATE and DELETE rows of `tables`."""
     dialect = engine.dialect.name
-    with translate_db_errors(), engine.connect() as conn:
+    with _privileged(), translate_db_errors(), engine.connect() as conn:
         conn = conn.execution_options(**{WRITE_OPTION: True})
         if dialect == "sqlite":
             _pragma(conn, "PRAGMA secure_delete = ON")
@@ -43,6 +49,20 @@ def maintenance(engine: Engine, tables: Sequence[str]) -> Iterator[Connection]:
                     conn.exec_driver_sql(statement)
         if dialect == "sqlite":
             _pragma(conn, "PRAGMA secure_delete = OFF")
+
+
+@contextmanager
+def _privileged() -> Iterator[None]:
+    try:
+        yield
+    except sa_exc.ProgrammingError as exc:
+        if "permission denied" not in str(exc.orig):
+            raise
+        raise MaintenanceRefused(
+            f"{str(exc.orig).strip().splitlines()[0]}: purge and erase must run as the schema "
+            "owner; set LABLEDGER_MAINTENANCE_DATABASE_URL to its connection (the server's "
+            "role may only SELECT and INSERT)"
+        ) from exc
 
 
 def _pragma(conn: Connection, statement: str) -> None:

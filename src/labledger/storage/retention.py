@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -318,8 +318,16 @@ class PurgeResult:
     bodies_dropped: int
 
 
-def purge(engine: Engine, windows: Windows, now: datetime, actor: str) -> PurgeResult:
-    """Remove what an archive covers and is past its window, leaving tombstones."""
+def purge(
+    engine: Engine,
+    windows: Windows,
+    now: datetime,
+    actor: str,
+    progress: Callable[[int], None] = lambda n: None,
+) -> PurgeResult:
+    """Remove what an archive covers and is past its window, leaving tombstones.
+
+    `progress` hears of every removed row and dropped body, chunk by chunk."""
     tables = (
         "verification_results",
         "attempts",
@@ -377,8 +385,10 @@ def purge(engine: Engine, windows: Windows, now: datetime, actor: str) -> PurgeR
                 if kind == "push":
                     conn.execute(delete(push_commits).where(push_commits.c.push_id.in_(chunk)))
                 conn.execute(delete(target).where(target.c.id.in_(chunk)))
+                progress(len(chunk))
         for chunk in _chunks(plan.drop_bodies):
             conn.execute(update(deliveries).where(deliveries.c.id.in_(chunk)).values(body_zlib=b""))
+            progress(len(chunk))
     compact(engine, tables)
     return PurgeResult(event_id, removed, len(plan.drop_bodies))
 
