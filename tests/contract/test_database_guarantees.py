@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -84,13 +84,13 @@ class CrashingStore(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[SqlWriter]:
         with super().transaction() as writer:
-            original = writer.insert_attempt
+            original = writer.insert_attempts
 
-            def insert_then_crash(attempt: NewAttempt) -> int | None:
-                original(attempt)
-                raise RuntimeError("simulated crash after the first attempt")
+            def insert_then_crash(attempts: Sequence[NewAttempt]) -> list[int]:
+                original(attempts)
+                raise RuntimeError("simulated crash after the attempts are written")
 
-            writer.insert_attempt = insert_then_crash  # type: ignore[method-assign]
+            writer.insert_attempts = insert_then_crash  # type: ignore[method-assign]
             yield writer
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -32,8 +33,11 @@ class LedgerWriter(Protocol):
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]: ...
 
-    def insert_attempt(self, attempt: NewAttempt) -> int | None:
-        """Insert one attempt; None when UNIQUE(session_id, commit_sha) already holds it."""
+    def insert_attempts(self, attempts: Sequence[NewAttempt]) -> list[int]:
+        """Insert the attempts; the ids of those inserted, in ledger (id) order.
+
+        An attempt UNIQUE(session_id, commit_sha) already holds is skipped and has no id.
+        """
         ...
 
     def append_audit(self, event: AuditEvent) -> int: ...

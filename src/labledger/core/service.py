@@ -40,7 +40,7 @@ def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResul
     push_id = tx.insert_push(delivery_pk, delivery.forge, push)
     sessions = tx.sessions_for_repository(delivery.forge, push.repository_id)
     wanted = plan_attempts(push, sessions, push_id, delivery_pk, delivery.received_at)
-    attempt_ids = tuple(i for a in wanted if (i := tx.insert_attempt(a)) is not None)
+    attempt_ids = tuple(tx.insert_attempts(wanted))
     tx.append_audit(
         _audit(
             delivery,

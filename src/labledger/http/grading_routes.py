@@ -4,7 +4,7 @@ import asyncio
 import csv
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -26,7 +26,9 @@ MAX_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.2
 
 
-def grading_router(store: SqlStore, require: Callable[[str], Callable[..., str]]) -> APIRouter:
+def grading_router(
+    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]]
+) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1",
         tags=["grading"],

@@ -1,7 +1,7 @@
 """Tamper-evidence routes: the newest checkpoint, consistency proofs, attempt receipts."""
 
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -26,7 +26,7 @@ def public_key_router(key: VerifierKey) -> APIRouter:
 
 
 def log_router(
-    store: SqlStore, log: SqlLog, key: VerifierKey, require_token: Callable[..., str]
+    store: SqlStore, log: SqlLog, key: VerifierKey, require_token: Callable[..., Awaitable[str]]
 ) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1",

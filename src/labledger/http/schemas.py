@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from labledger.core.model import (
     AttemptRecord,
-    DeliveryReport,
     Identity,
     LabAttempt,
     LabSession,
@@ -18,6 +18,7 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
 )
+from labledger.storage.rows import AttemptRow, DeliveryView
 
 # Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a ledger id")]
@@ -119,32 +120,7 @@ class AttemptOut(BaseModel):
 
     @classmethod
     def of(cls, a: LabAttempt, session: LabSession) -> AttemptOut:
-        c = a.commit
-        return cls(
-            id=a.id,
-            session_id=a.session_id,
-            commit_sha=c.sha,
-            tree_sha=c.tree_sha,
-            message=c.message,
-            author=PersonOut.of(c.author),
-            committer=PersonOut.of(c.committer),
-            claimed_timestamp=c.timestamp,
-            distinct=c.distinct,
-            branch=a.branch,
-            changed_files=ChangedFilesOut(
-                added=list(c.files.added),
-                modified=list(c.files.modified),
-                removed=list(c.files.removed),
-            ),
-            sender=AccountOut(login=a.sender.login, id=a.sender.id),
-            pusher=PersonOut.of(a.pusher),
-            pushed_at=a.pushed_at,
-            received_at=a.received_at,
-            trusted_time=a.trusted_time,
-            late=session.is_late(a.trusted_time),
-            push_id=a.push_id,
-            delivery_id=a.delivery_id,
-        )
+        return cls.model_validate(attempt_json(a, session))
 
 
 class AttemptPage(BaseModel):
@@ -178,26 +154,7 @@ class PushOut(BaseModel):
 
     @classmethod
     def of(cls, p: PushRecord) -> PushOut:
-        return cls(
-            id=p.id,
-            delivery_id=p.delivery_id,
-            forge=p.forge,
-            repository_id=p.repository_id,
-            repository_full_name=p.repository_full_name,
-            ref=p.ref,
-            before=p.before,
-            after=p.after,
-            created=p.created,
-            deleted=p.deleted,
-            forced=p.forced,
-            rewrites_history=p.forced and not p.created and not p.deleted,
-            pusher=PersonOut.of(p.pusher),
-            sender=AccountOut(login=p.sender.login, id=p.sender.id),
-            pushed_at=p.pushed_at,
-            received_at=p.received_at,
-            commit_shas=list(p.commit_shas),
-            commit_list_complete=p.commit_list_complete,
-        )
+        return cls.model_validate(push_json(p))
 
 
 class DeliveryOut(BaseModel):
@@ -210,14 +167,7 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, d: StoredDelivery) -> DeliveryOut:
-        return cls(
-            forge=d.forge,
-            delivery_id=d.delivery_id,
-            hook_id=d.hook_id,
-            event=d.event,
-            received_at=d.received_at,
-            body_sha256=f"sha256:{d.body_sha256.hex()}",
-        )
+        return cls.model_validate(delivery_json(d))
 
 
 class AttemptDetail(BaseModel):
@@ -238,14 +188,6 @@ class DeliveryDetail(BaseModel):
     delivery: DeliveryOut
     push: PushOut | None
     attempts: list[AttemptOut]
-
-    @classmethod
-    def of(cls, r: DeliveryReport, sessions: dict[int, LabSession]) -> DeliveryDetail:
-        return cls(
-            delivery=DeliveryOut.of(r.delivery),
-            push=PushOut.of(r.push) if r.push else None,
-            attempts=[AttemptOut.of(a, sessions[a.session_id]) for a in r.attempts],
-        )
 
 
 class WebhookResult(BaseModel):
@@ -308,3 +250,123 @@ API_ERRORS = error_responses(
     (422, "invalid parameters or body"),
     (503, "database unavailable (see Retry-After)"),
 )
+
+
+# The hot read routes answer with plain dicts serialised by pydantic-core (the same encoder,
+# so the same JSON as the models above): validating ledger rows into models and FastAPI's
+# re-validation of the returned model cost several times the query on a 100-attempt page.
+# The models stay the OpenAPI schema and `AttemptOut.of` etc. validate these same dicts,
+# so the two cannot drift apart (tests/unit/test_api_shapes.py checks every builder).
+
+
+def json_response(content: object, status_code: int = 200) -> Response:
+    return Response(to_json(content), status_code=status_code, media_type="application/json")
+
+
+def person_json(p: Identity) -> dict[str, object]:
+    return {"name": p.name, "email": p.email, "username": p.username}
+
+
+def attempt_json(a: LabAttempt, session: LabSession) -> dict[str, object]:
+    c, files, trusted_time = a.commit, a.commit.files, a.trusted_time
+    return {
+        "id": a.id,
+        "session_id": a.session_id,
+        "commit_sha": c.sha,
+        "tree_sha": c.tree_sha,
+        "message": c.message,
+        "author": person_json(c.author),
+        "committer": person_json(c.committer),
+        "claimed_timestamp": c.timestamp,
+        "distinct": c.distinct,
+        "branch": a.branch,
+        "changed_files": {
+            "added": list(files.added),
+            "modified": list(files.modified),
+            "removed": list(files.removed),
+        },
+        "sender": {"login": a.sender.login, "id": a.sender.id},
+        "pusher": person_json(a.pusher),
+        "pushed_at": a.pushed_at,
+        "received_at": a.received_at,
+        "trusted_time": trusted_time,
+        "late": session.is_late(trusted_time),
+        "push_id": a.push_id,
+        "delivery_id": a.delivery_id,
+    }
+
+
+def push_json(p: PushRecord) -> dict[str, object]:
+    return {
+        "id": p.id,
+        "delivery_id": p.delivery_id,
+        "forge": p.forge,
+        "repository_id": p.repository_id,
+        "repository_full_name": p.repository_full_name,
+        "ref": p.ref,
+        "before": p.before,
+        "after": p.after,
+        "created": p.created,
+        "deleted": p.deleted,
+        "forced": p.forced,
+        "rewrites_history": p.forced and not p.created and not p.deleted,
+        "pusher": person_json(p.pusher),
+        "sender": {"login": p.sender.login, "id": p.sender.id},
+        "pushed_at": p.pushed_at,
+        "received_at": p.received_at,
+        "commit_shas": list(p.commit_shas),
+        "commit_list_complete": p.commit_list_complete,
+    }
+
+
+def delivery_json(d: StoredDelivery) -> dict[str, object]:
+    return {
+        "forge": d.forge,
+        "delivery_id": d.delivery_id,
+        "hook_id": d.hook_id,
+        "event": d.event,
+        "received_at": d.received_at,
+        "body_sha256": f"sha256:{d.body_sha256.hex()}",
+    }
+
+
+def attempt_row_json(r: AttemptRow, session: LabSession) -> dict[str, object]:
+    """attempt_json, straight from a read query's row (the hot read routes)."""
+    files, trusted_time = r.changed_files, r.pushed_at or r.received_at
+    return {
+        "id": r.id,
+        "session_id": r.session_id,
+        "commit_sha": r.commit_sha,
+        "tree_sha": r.tree_sha,
+        "message": r.message,
+        "author": {"name": r.author_name, "email": r.author_email, "username": r.author_username},
+        "committer": {
+            "name": r.committer_name,
+            "email": r.committer_email,
+            "username": r.committer_username,
+        },
+        "claimed_timestamp": r.claimed_timestamp,
+        "distinct": r.is_distinct,
+        "branch": r.branch,
+        "changed_files": {
+            "added": files["added"],
+            "modified": files["modified"],
+            "removed": files["removed"],
+        },
+        "sender": {"login": r.sender_login, "id": r.sender_id},
+        "pusher": {"name": r.pusher_name, "email": r.pusher_email, "username": None},
+        "pushed_at": r.pushed_at,
+        "received_at": r.received_at,
+        "trusted_time": trusted_time,
+        "late": session.is_late(trusted_time),
+        "push_id": r.push_id,
+        "delivery_id": r.delivery_id,
+    }
+
+
+def delivery_detail_json(view: DeliveryView) -> dict[str, object]:
+    return {
+        "delivery": delivery_json(view.delivery),
+        "push": push_json(view.push) if view.push else None,
+        "attempts": [attempt_row_json(r, view.sessions[r.session_id]) for r in view.attempts],
+    }

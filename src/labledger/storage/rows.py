@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.sql import Select
 
 from labledger.core.model import (
@@ -32,32 +33,94 @@ from labledger.storage.tables import (
 )
 
 
+class AttemptRow(NamedTuple):
+    """An attempt as the read queries return it, before it becomes a LabAttempt.
+
+    The API's hot reads turn these straight into JSON: one object per row instead of seven
+    frozen dataclasses, which cost more than the query on a 100-attempt page.
+    """
+
+    id: int
+    session_id: int
+    commit_sha: str
+    tree_sha: str | None
+    message: str
+    author_name: str | None
+    author_email: str | None
+    author_username: str | None
+    committer_name: str | None
+    committer_email: str | None
+    committer_username: str | None
+    claimed_timestamp: str | None
+    is_distinct: bool
+    changed_files: dict[str, list[str]]
+    branch: str
+    sender_login: str
+    sender_id: int
+    pusher_name: str | None
+    pusher_email: str | None
+    pushed_at: datetime | None
+    received_at: datetime
+    push_id: int
+    delivery_id: str
+    delivery_pk: int
+
+
+_ATTEMPT_COLUMNS = (
+    attempts.c.id,
+    attempts.c.session_id,
+    attempts.c.commit_sha,
+    attempts.c.tree_sha,
+    attempts.c.message,
+    attempts.c.author_name,
+    attempts.c.author_email,
+    attempts.c.author_username,
+    attempts.c.committer_name,
+    attempts.c.committer_email,
+    attempts.c.committer_username,
+    attempts.c.claimed_timestamp,
+    attempts.c.is_distinct,
+    attempts.c.changed_files,
+    attempts.c.branch,
+    pushes.c.sender_login,
+    pushes.c.sender_id,
+    pushes.c.pusher_name,
+    pushes.c.pusher_email,
+    attempts.c.pushed_at,
+    attempts.c.received_at,
+    attempts.c.push_id,
+    deliveries.c.delivery_id,
+    attempts.c.delivery_pk,
+)
+
+
+def attempt_rows(rows: Iterable[Row[Any]]) -> list[AttemptRow]:
+    return [AttemptRow._make(r) for r in rows]
+
+
 def attempt_query() -> Select[Any]:
-    return select(
-        attempts,
-        pushes.c.sender_login,
-        pushes.c.sender_id,
-        pushes.c.pusher_name,
-        pushes.c.pusher_email,
-        deliveries.c.delivery_id,
-    ).select_from(
+    return select(*_ATTEMPT_COLUMNS).select_from(
         attempts.join(pushes, pushes.c.id == attempts.c.push_id).join(
             deliveries, deliveries.c.id == attempts.c.delivery_pk
         )
     )
 
 
+_PUSH = (
+    select(pushes, deliveries.c.delivery_id, deliveries.c.received_at)
+    .select_from(pushes.join(deliveries, deliveries.c.id == pushes.c.delivery_pk))
+    .where(pushes.c.id == bindparam("push_id"))
+)
+_CARRIED = (
+    select(push_commits.c.commit_sha)
+    .where(push_commits.c.push_id == bindparam("push_id"))
+    .order_by(push_commits.c.position)
+)
+
+
 def read_push_record(conn: Connection, push_id: int) -> PushRecord:
-    row = conn.execute(
-        select(pushes, deliveries.c.delivery_id, deliveries.c.received_at)
-        .select_from(pushes.join(deliveries, deliveries.c.id == pushes.c.delivery_pk))
-        .where(pushes.c.id == push_id)
-    ).one()
-    shas = conn.execute(
-        select(push_commits.c.commit_sha)
-        .where(push_commits.c.push_id == push_id)
-        .order_by(push_commits.c.position)
-    ).scalars()
+    row = conn.execute(_PUSH, {"push_id": push_id}).one()
+    shas = conn.execute(_CARRIED, {"push_id": push_id}).scalars()
     return PushRecord(
         id=row.id,
         delivery_id=row.delivery_id,
@@ -163,29 +226,75 @@ def delivery_from_row(row: Row[Any]) -> StoredDelivery:
     )
 
 
-def attempt_from_row(row: Row[Any]) -> LabAttempt:
-    files = row.changed_files
+def attempt_from_row(row: Row[Any] | AttemptRow) -> LabAttempt:
+    r = row if isinstance(row, AttemptRow) else AttemptRow._make(row)
+    files = r.changed_files
     commit = Commit(
-        sha=row.commit_sha,
-        tree_sha=row.tree_sha,
-        message=row.message,
-        author=Identity(row.author_name, row.author_email, row.author_username),
-        committer=Identity(row.committer_name, row.committer_email, row.committer_username),
-        timestamp=row.claimed_timestamp,
-        distinct=row.is_distinct,
+        sha=r.commit_sha,
+        tree_sha=r.tree_sha,
+        message=r.message,
+        author=Identity(r.author_name, r.author_email, r.author_username),
+        committer=Identity(r.committer_name, r.committer_email, r.committer_username),
+        timestamp=r.claimed_timestamp,
+        distinct=r.is_distinct,
         files=ChangedFiles(
             tuple(files["added"]), tuple(files["modified"]), tuple(files["removed"])
         ),
     )
     return LabAttempt(
-        id=row.id,
-        session_id=row.session_id,
+        id=r.id,
+        session_id=r.session_id,
         commit=commit,
-        branch=row.branch,
-        sender=Account(row.sender_login, row.sender_id),
-        pusher=Identity(row.pusher_name, row.pusher_email),
-        pushed_at=row.pushed_at,
-        received_at=row.received_at,
-        push_id=row.push_id,
-        delivery_id=row.delivery_id,
+        branch=r.branch,
+        sender=Account(r.sender_login, r.sender_id),
+        pusher=Identity(r.pusher_name, r.pusher_email),
+        pushed_at=r.pushed_at,
+        received_at=r.received_at,
+        push_id=r.push_id,
+        delivery_id=r.delivery_id,
     )
+
+
+# The read paths' statements, built once and run with parameters: building a select per call
+# (joins, aliases, correlated subqueries) and hashing it into a cache key cost more than the
+# query itself on a large ledger.
+SESSION_BY_ID = session_query().where(lab_sessions.c.id == bindparam("session_id"))
+SESSIONS_BY_ID = session_query().where(lab_sessions.c.id.in_(bindparam("ids", expanding=True)))
+ATTEMPT_PAGE = (
+    attempt_query()
+    .where(attempts.c.session_id == bindparam("session_id"), attempts.c.id > bindparam("after"))
+    .order_by(attempts.c.id)
+    .limit(bindparam("limit"))
+)
+ATTEMPTS_BY_COMMIT = (
+    attempt_query().where(attempts.c.commit_sha == bindparam("commit_sha")).order_by(attempts.c.id)
+)
+ATTEMPTS_BY_DELIVERY = (
+    attempt_query()
+    .where(attempts.c.delivery_pk == bindparam("delivery_pk"))
+    .order_by(attempts.c.id)
+)
+ATTEMPT_BY_ID = attempt_query().where(attempts.c.id == bindparam("attempt_id"))
+DELIVERY_BY_KEY = select(deliveries).where(
+    deliveries.c.forge == bindparam("forge"), deliveries.c.delivery_id == bindparam("delivery_id")
+)
+DELIVERY_BY_PK = select(deliveries).where(deliveries.c.id == bindparam("delivery_pk"))
+PUSH_OF_DELIVERY = select(pushes.c.id).where(pushes.c.delivery_pk == bindparam("delivery_pk"))
+
+
+def sessions_by_id(conn: Connection, ids: set[int]) -> dict[int, LabSession]:
+    """The sessions these attempts belong to, in one query."""
+    if not ids:
+        return {}
+    rows = conn.execute(SESSIONS_BY_ID, {"ids": sorted(ids)})
+    return {r.id: session_from_row(r) for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """What one delivery produced, as the API shows it: its attempts as rows, with sessions."""
+
+    delivery: StoredDelivery
+    push: PushRecord | None
+    attempts: list[AttemptRow]
+    sessions: dict[int, LabSession]

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.sql import Select
 
 from labledger.core.errors import NotFound, StoreUnavailable
 from labledger.core.model import (
@@ -30,13 +29,25 @@ from labledger.core.model import (
 )
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.rows import (
+    ATTEMPT_BY_ID,
+    ATTEMPT_PAGE,
+    ATTEMPTS_BY_COMMIT,
+    ATTEMPTS_BY_DELIVERY,
+    DELIVERY_BY_KEY,
+    DELIVERY_BY_PK,
+    PUSH_OF_DELIVERY,
+    SESSION_BY_ID,
+    AttemptRow,
+    DeliveryView,
     attempt_from_row,
     attempt_query,
+    attempt_rows,
     delivery_from_row,
     iso_or_none,
     read_push_record,
     session_from_row,
     session_query,
+    sessions_by_id,
     verification_from_row,
 )
 from labledger.storage.sql_writer import SqlWriter
@@ -46,7 +57,6 @@ from labledger.storage.tables import (
     lab_sessions,
     log_entries,
     metadata,
-    pushes,
     verification_results,
 )
 
@@ -103,16 +113,14 @@ class SqlStore:
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None:
         with self._reading() as conn:
             row = conn.execute(
-                select(deliveries).where(
-                    deliveries.c.forge == forge, deliveries.c.delivery_id == delivery_id
-                )
+                DELIVERY_BY_KEY, {"forge": forge, "delivery_id": delivery_id}
             ).one_or_none()
         return delivery_from_row(row) if row else None
 
     def delivery_products(self, delivery_pk: int) -> tuple[int | None, tuple[int, ...]]:
         with self._reading() as conn:
             push_id = conn.execute(
-                select(pushes.c.id).where(pushes.c.delivery_pk == delivery_pk)
+                PUSH_OF_DELIVERY, {"delivery_pk": delivery_pk}
             ).scalar_one_or_none()
             ids = conn.execute(
                 select(attempts.c.id)
@@ -136,10 +144,7 @@ class SqlStore:
 
     def get_session(self, session_id: int) -> LabSession:
         with self._reading() as conn:
-            row = conn.execute(session_query().where(lab_sessions.c.id == session_id)).one_or_none()
-        if row is None:
-            raise NotFound("session", session_id)
-        return session_from_row(row)
+            return _session(conn, session_id)
 
     def list_sessions(
         self, *, lab_id: str | None = None, after: int = 0, limit: int = 100
@@ -152,49 +157,63 @@ class SqlStore:
             return [session_from_row(r) for r in rows]
 
     # -- attempts -----------------------------------------------------------------------
+    # Each API read runs in one read transaction: one pool checkout, and every part of the
+    # answer (the session, its attempts) comes from the same snapshot.
 
     def session_attempts(
         self, session_id: int, *, after: int = 0, limit: int = 100
     ) -> list[LabAttempt]:
-        query = attempt_query().where(attempts.c.session_id == session_id, attempts.c.id > after)
-        return self._attempts(query.order_by(attempts.c.id).limit(limit))
+        with self._reading() as conn:
+            return [attempt_from_row(r) for r in _page(conn, session_id, after, limit)]
+
+    def session_page(
+        self, session_id: int, *, after: int = 0, limit: int = 100
+    ) -> tuple[LabSession, list[AttemptRow]]:
+        """A session and a page of its attempts in ledger order; NotFound for no session."""
+        with self._reading() as conn:
+            return _session(conn, session_id), _page(conn, session_id, after, limit)
 
     def attempts_by_commit(self, commit_sha: str) -> list[LabAttempt]:
-        query = attempt_query().where(attempts.c.commit_sha == commit_sha)
-        return self._attempts(query.order_by(attempts.c.id))
+        return [attempt_from_row(r) for r in self.commit_attempts(commit_sha)[0]]
+
+    def commit_attempts(self, commit_sha: str) -> tuple[list[AttemptRow], dict[int, LabSession]]:
+        """Every attempt of one commit, and the sessions they belong to."""
+        with self._reading() as conn:
+            found = attempt_rows(conn.execute(ATTEMPTS_BY_COMMIT, {"commit_sha": commit_sha}))
+            return found, sessions_by_id(conn, {a.session_id for a in found})
 
     def attempts_by_id(self, ids: Sequence[int]) -> dict[int, LabAttempt]:
-        found = self._attempts(attempt_query().where(attempts.c.id.in_(list(ids))))
-        return {a.id: a for a in found}
-
-    def _attempts(self, query: Select[Any]) -> list[LabAttempt]:
         with self._reading() as conn:
-            return [attempt_from_row(r) for r in conn.execute(query)]
+            rows = conn.execute(attempt_query().where(attempts.c.id.in_(list(ids))))
+            return {a.id: a for a in map(attempt_from_row, rows)}
 
     def get_attempt(self, attempt_id: int) -> AttemptRecord:
         with self._reading() as conn:
-            row = conn.execute(attempt_query().where(attempts.c.id == attempt_id)).one_or_none()
+            row = conn.execute(ATTEMPT_BY_ID, {"attempt_id": attempt_id}).one_or_none()
             if row is None:
                 raise NotFound("attempt", attempt_id)
             push = read_push_record(conn, row.push_id)
-            delivery = conn.execute(
-                select(deliveries).where(deliveries.c.id == row.delivery_pk)
-            ).one()
+            delivery = conn.execute(DELIVERY_BY_PK, {"delivery_pk": row.delivery_pk}).one()
         return AttemptRecord(attempt_from_row(row), push, delivery_from_row(delivery))
 
     def delivery_report(self, forge: str, delivery_id: str) -> DeliveryReport:
-        stored = self.find_delivery(forge, delivery_id)
-        if stored is None:
-            raise NotFound("delivery", delivery_id)
+        view = self.delivery_view(forge, delivery_id)
+        found = tuple(attempt_from_row(r) for r in view.attempts)
+        return DeliveryReport(view.delivery, view.push, found)
+
+    def delivery_view(self, forge: str, delivery_id: str) -> DeliveryView:
+        """What one delivery produced and the sessions of its attempts; NotFound if unknown."""
         with self._reading() as conn:
-            push_id = conn.execute(
-                select(pushes.c.id).where(pushes.c.delivery_pk == stored.id)
-            ).scalar_one_or_none()
+            row = conn.execute(
+                DELIVERY_BY_KEY, {"forge": forge, "delivery_id": delivery_id}
+            ).one_or_none()
+            if row is None:
+                raise NotFound("delivery", delivery_id)
+            push_id = conn.execute(PUSH_OF_DELIVERY, {"delivery_pk": row.id}).scalar_one_or_none()
             push = read_push_record(conn, push_id) if push_id is not None else None
-        found = self._attempts(
-            attempt_query().where(attempts.c.delivery_pk == stored.id).order_by(attempts.c.id)
-        )
-        return DeliveryReport(stored, push, tuple(found))
+            found = attempt_rows(conn.execute(ATTEMPTS_BY_DELIVERY, {"delivery_pk": row.id}))
+            sessions = sessions_by_id(conn, {a.session_id for a in found})
+        return DeliveryView(delivery_from_row(row), push, found, sessions)
 
     def create_session(self, spec: SessionSpec, actor: str, now: datetime) -> LabSession:
         with self.transaction() as tx:
@@ -347,3 +366,15 @@ class SqlStore:
                 t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in metadata.sorted_tables
             }
+
+
+def _session(conn: Connection, session_id: int) -> LabSession:
+    row = conn.execute(SESSION_BY_ID, {"session_id": session_id}).one_or_none()
+    if row is None:
+        raise NotFound("session", session_id)
+    return session_from_row(row)
+
+
+def _page(conn: Connection, session_id: int, after: int, limit: int) -> list[AttemptRow]:
+    page = {"session_id": session_id, "after": after, "limit": limit}
+    return attempt_rows(conn.execute(ATTEMPT_PAGE, page))
