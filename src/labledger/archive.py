@@ -24,7 +24,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_entries
 from labledger.storage.tombstones import erased_commitments
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # as in canonical leaf JSON
 ARCHIVE_FORMAT = "labledger-archive/v1"
 FILES = ("entries.jsonl.gz", "checkpoints.jsonl")
 CHUNK = 2000
@@ -105,7 +106,8 @@ def write_archive(
             for n in notes:
                 out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
         counts: dict[str, int] = {}
-        with gzip.open(directory / "entries.jsonl.gz", "wt", encoding="utf-8") as out:
+        path = directory / "entries.jsonl.gz"
+        with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:
             for lo in range(first, end, CHUNK):
                 hi = min(end, lo + CHUNK)
                 for line in _archive_lines(conn, lo, hi):
@@ -177,13 +179,25 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
             "table": ENTRY_TABLES[e.entry_type].name,
             "kind": e.entry_type,
             "id": e.entry_id,
-            "row": json.loads(canonical_json(row)),
+            "row": _plain_row(row),
         }
         if e.entry_type == "delivery":
             line["body"] = bodies.get(e.entry_id)
         yield line
     if expected != hi:
         raise RetentionError(f"leaf {expected} is missing from the log; run `labledger verify`")
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as JSON values, in the leaf's own text forms (times, bytes as hex)."""
+    plain = {}
+    for name, value in row.items():
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC).strftime(TIME_FORMAT)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            value = bytes(value).hex()
+        plain[name] = value
+    return plain
 
 
 def _erased_commitments(
