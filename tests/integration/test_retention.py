@@ -24,6 +24,7 @@ from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
 from labledger.core.retention import Windows
+from labledger.core.service import check_session_spec
 from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
 from labledger.storage.engine import make_engine
@@ -674,3 +675,38 @@ def test_purge_through_the_servers_role_is_refused_with_a_clear_message(
     counted: list[int] = []
     result = purge(pg_ledger.engine, WINDOWS, aged.now, "test", progress=counted.append)
     assert sum(counted) == sum(result.removed.values()) + result.bodies_dropped
+
+
+def test_a_deadline_extension_moves_the_window(aged: Aged) -> None:
+    """Windows count from the *effective* close: an extension keeps the records longer."""
+    store = aged.ledger.store
+    old_session = store.get_attempt(aged.old_attempts[0]).attempt.session_id
+    store.change_deadline(
+        old_session,
+        {"closes_at": datetime(2022, 6, 1, tzinfo=UTC)},
+        "appeal granted",
+        "test",
+        datetime(2019, 5, 20, tzinfo=UTC),
+        check_session_spec,
+    )
+    with aged.ledger.engine.connect() as conn:
+        plan = plan_retention(conn, WINDOWS, aged.now)
+        later = plan_retention(conn, WINDOWS, datetime(2027, 6, 2, tzinfo=UTC))
+    assert plan.tables["attempts"].expired == 0  # 2022-06-01 + 1826 days is 2027-06-01
+    assert later.tables["attempts"].expired == 4
+
+
+def test_a_purge_that_fails_midway_leaves_nothing_changed(aged: Aged, tmp_path: Path) -> None:
+    ledger = aged.ledger
+    _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
+    before = _table_dump(ledger.engine)
+
+    def crash(removed: int) -> None:  # after the first chunk of deletions
+        raise RuntimeError("simulated crash during purge")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        purge(ledger.engine, WINDOWS, aged.now, "test", progress=crash)
+    assert _table_dump(ledger.engine) == before
+    with ledger.engine.connect() as conn, pytest.raises(sa_exc.DBAPIError, match="append-only"):
+        conn.execute(text("DELETE FROM attempts"))
+    _ok(ledger)
