@@ -16,7 +16,14 @@ from labledger.core.receipt import verify_receipt
 from labledger.core.service import check_session_spec
 from labledger.storage.leaf_rows import ENTRY_TABLES, all_entry_rows, entry_rows
 from labledger.storage.merkle_log import SqlLog
-from labledger.storage.tables import audit_events, log_entries, log_queue, push_commits
+from labledger.storage.tables import (
+    attempts,
+    audit_events,
+    log_entries,
+    log_queue,
+    push_commits,
+    tombstones,
+)
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
@@ -154,3 +161,24 @@ def test_receipts_and_proofs_match_a_tree_built_in_memory(ledger: Ledger) -> Non
         assert receipt.tree_size == size and receipt.leaf_index == r.leaf_index
         verify_inclusion(bytes(r.leaf_hash), r.leaf_index, size, list(receipt.proof), tree.root())
         verify_receipt(receipt, SIGNER.verifier)
+
+
+def test_an_erased_row_is_loaded_with_the_commitment_its_erasure_kept(odd: Ledger) -> None:
+    """Only the row named by a personal tombstone carries `personal_sha256`, in both loaders."""
+    kept = bytes(range(32))
+    with odd.engine.begin() as conn:
+        erased, other = (
+            conn.execute(select(attempts.c.id).order_by(attempts.c.id)).scalars().all()[:2]
+        )
+        conn.execute(
+            tombstones.insert().values(
+                entry_type="attempt", entry_id=erased, what="personal", event_id=1,
+                personal_sha256=kept,
+            )
+        )  # fmt: skip
+    with odd.engine.connect() as conn:
+        by_id = entry_rows(conn, "attempt", [erased, other])
+        streamed = {r["id"]: r for r in all_entry_rows(conn, "attempt")}
+    for rows in (by_id, streamed):
+        assert rows[erased]["personal_sha256"] == kept
+        assert "personal_sha256" not in rows[other]

@@ -24,9 +24,9 @@ from labledger.storage.tables import (
     push_commits,
     pushes,
     session_changes,
+    tombstones,
     verification_results,
 )
-from labledger.storage.tombstones import erased_commitments
 
 ENTRY_TABLES: dict[str, Table] = {
     "session": lab_sessions,
@@ -38,7 +38,12 @@ ENTRY_TABLES: dict[str, Table] = {
     "session_change": session_changes,
 }
 BATCH = 5000
-_IN_CHUNK = 500  # ids per query: well under SQLite's bound-parameter limit
+_IN_CHUNK = 500  # ids per query on SQLite: well under its bound-parameter limit
+_ARRAY_CHUNK = 10_000  # ids per query on PostgreSQL, sent as one array parameter
+# Kinds whose personal fields erasure can blank; their leaves then take the commitment kept
+# in the erasure's tombstone (storage/tombstones.py), joined in as `personal_sha256`.
+ERASABLE = ("attempt", "push")
+_ERASED = "personal_sha256"
 
 Convert = Callable[[Any], Any]
 
@@ -64,21 +69,38 @@ class _Select:
         for i, convert in self.converters:
             columns[i] = map(convert, columns[i])
         names = self.names
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        if _ERASED in names:  # only an erased row carries its stored commitment
+            for row in rows:
+                if row[_ERASED] is None:
+                    del row[_ERASED]
+        return rows
 
 
-def _placeholder(dialect: Dialect) -> str:
-    return "?" if dialect.paramstyle == "qmark" else "%s"
+def _select(dialect: Dialect, kind: str, where: str, order: str) -> _Select:
+    table = ENTRY_TABLES[kind]
+    # Raw bodies are checked separately; never load them just to hash a leaf.
+    columns = [c for c in table.columns if c.name != "body_zlib"]
+    source = table.name
+    if kind in ERASABLE:
+        columns.append(tombstones.c.personal_sha256)
+        source += (
+            f" LEFT JOIN tombstones ON tombstones.entry_type = '{kind}'"
+            f" AND tombstones.entry_id = {table.name}.id AND tombstones.what = 'personal'"
+        )
+    return _driver_select(dialect, columns, source, where, order)
 
 
-def _select(dialect: Dialect, table: Table, columns: list[Any], where: str, order: str) -> _Select:
+def _driver_select(
+    dialect: Dialect, columns: list[Any], source: str, where: str, order: str
+) -> _Select:
     converters = []
     for i, column in enumerate(columns):
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
             converters.append((i, convert))
-    names = ", ".join(c.name for c in columns)
-    sql = f"SELECT {names} FROM {table.name} WHERE {where} ORDER BY {order}"
+    names = ", ".join(f"{c.table.name}.{c.name}" for c in columns)
+    sql = f"SELECT {names} FROM {source} WHERE {where} ORDER BY {order}"
     return _Select(sql, tuple(c.name for c in columns), tuple(converters))
 
 
@@ -88,6 +110,8 @@ class _KindQueries:
     after: _Select  # id > ?, first BATCH rows
     commits_by_ids: Callable[[int], _Select]
     commits_between: _Select  # push_id BETWEEN ? AND ?
+    chunk: int  # ids per `by_ids` query
+    as_array: bool  # PostgreSQL: the ids go as one array parameter
 
 
 _BUILT: dict[tuple[type[Dialect], str], _KindQueries] = {}
@@ -102,26 +126,25 @@ def _queries(dialect: Dialect, kind: str) -> _KindQueries:
 
 
 def _build_queries(dialect: Dialect, kind: str) -> _KindQueries:
-    table = ENTRY_TABLES[kind]
-    # Raw bodies are checked separately; never load them just to hash a leaf.
-    columns = [c for c in table.columns if c.name != "body_zlib"]
+    table = ENTRY_TABLES[kind].name
     carried = [push_commits.c.push_id, push_commits.c.commit_sha, push_commits.c.is_distinct]
-    p = _placeholder(dialect)
+    as_array = dialect.name == "postgresql"
+    p = "?" if dialect.paramstyle == "qmark" else "%s"
 
     def among(column: str, count: int) -> str:
-        return f"{column} IN ({', '.join([p] * count)})"
+        return f"{column} = ANY({p})" if as_array else f"{column} IN ({', '.join([p] * count)})"
+
+    def commits(where: str) -> _Select:
+        order = "push_commits.push_id, push_commits.position"
+        return _driver_select(dialect, carried, "push_commits", where, order)
 
     return _KindQueries(
-        functools.cache(lambda n: _select(dialect, table, columns, among("id", n), "id")),
-        _select(dialect, table, columns, f"id > {p}", f"id LIMIT {BATCH}"),
-        functools.cache(
-            lambda n: _select(
-                dialect, push_commits, carried, among("push_id", n), "push_id, position"
-            )
-        ),
-        _select(
-            dialect, push_commits, carried, f"push_id BETWEEN {p} AND {p}", "push_id, position"
-        ),
+        functools.cache(lambda n: _select(dialect, kind, among(f"{table}.id", n), f"{table}.id")),
+        _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}"),
+        functools.cache(lambda n: commits(among("push_commits.push_id", n))),
+        commits(f"push_commits.push_id BETWEEN {p} AND {p}"),
+        _ARRAY_CHUNK if as_array else _IN_CHUNK,
+        as_array,
     )
 
 
@@ -136,36 +159,23 @@ def _with_commits(rows: list[dict[str, Any]], commits: list[dict[str, Any]]) -> 
 
 
 def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The rows of one kind, as mappings ready for `leaf_bytes` (pushes with their commits)."""
+    """The rows of one kind, as mappings ready for `leaf_bytes` (pushes with their commits,
+    erased rows with the personal commitment their erasure kept)."""
     queries = _queries(conn.dialect, kind)
     found: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(ids), _IN_CHUNK):
-        chunk = list(ids[start : start + _IN_CHUNK])
-        rows = queries.by_ids(len(chunk)).rows(conn, chunk)
+    for start in range(0, len(ids), queries.chunk):
+        chunk = list(ids[start : start + queries.chunk])
+        params = [chunk] if queries.as_array else chunk
+        rows = queries.by_ids(len(chunk)).rows(conn, params)
         if kind == "push" and rows:
-            _with_commits(rows, queries.commits_by_ids(len(chunk)).rows(conn, chunk))
+            _with_commits(rows, queries.commits_by_ids(len(chunk)).rows(conn, params))
         found.update((row["id"], row) for row in rows)
-    if kind in ERASABLE and found:
-        _with_erasures(found, erased_commitments(conn, kind, list(found)))
     return found
-
-
-# Kinds whose personal fields erasure can blank; their leaves then take the commitment kept
-# in the erasure's tombstone (storage/tombstones.py).
-ERASABLE = ("attempt", "push")
-
-
-def _with_erasures(rows: dict[int, dict[str, Any]], erased: dict[int, bytes]) -> None:
-    for entry_id, commitment in erased.items():
-        row = rows.get(entry_id)
-        if row is not None:
-            row["personal_sha256"] = commitment
 
 
 def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
     """Every row of one kind in id order, in batches (for `verify` over millions of rows)."""
     queries = _queries(conn.dialect, kind)
-    erased = erased_commitments(conn, kind) if kind in ERASABLE else {}
     after = -1
     while True:
         rows = queries.after.rows(conn, [after])
@@ -174,7 +184,5 @@ def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
         if kind == "push":
             bounds = [rows[0]["id"], rows[-1]["id"]]
             _with_commits(rows, queries.commits_between.rows(conn, bounds))
-        if erased:
-            _with_erasures({row["id"]: row for row in rows}, erased)
         yield from rows
         after = rows[-1]["id"]

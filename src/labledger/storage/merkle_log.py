@@ -9,21 +9,22 @@ interval after its transaction commits (plus the batch's own time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Dialect, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
 from labledger.core.leaves import entry_leaf_hash, leaf_bytes
-from labledger.core.log import append_leaves
+from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,
+    SubtreeHash,
     node_hash,
     prove_consistency,
     prove_inclusion,
@@ -37,7 +38,6 @@ from labledger.storage.tables import (
     checkpoints,
     log_entries,
     log_queue,
-    merkle_nodes,
 )
 
 
@@ -55,6 +55,11 @@ class NotYetLogged(LedgerError):
 
 # Any constant works; it names "the integrator" among PostgreSQL advisory locks.
 INTEGRATOR_LOCK = 0x4C41424C  # "LABL"
+# Built once: building a statement per call made SQLAlchemy recompute its cache key each time.
+_TRY_LOCK = select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))
+_LATEST = select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+_INSERT_CHECKPOINT = checkpoints.insert()
+_NEWEST_NOTE = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
 TIME_COLUMN = {
     "session": "created_at",
     "delivery": "received_at",
@@ -123,9 +128,7 @@ class SqlLog:
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         with self._reading() as conn:
-            row = conn.execute(
-                select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
-            ).one_or_none()
+            row = conn.execute(_LATEST).one_or_none()
         return checkpoint_from_row(row) if row else None
 
     def checkpoints(self) -> list[StoredCheckpoint]:
@@ -143,34 +146,30 @@ class SqlLog:
     def entry(self, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
         """The log entry of one ledger row and the row's canonical leaf bytes, once integrated."""
         with self._reading() as conn:
-            row = conn.execute(
-                select(log_entries).where(
-                    log_entries.c.entry_type == kind, log_entries.c.entry_id == entry_id
-                )
-            ).one_or_none()
-            if row is None:
-                return None
-            data = entry_rows(conn, kind, [entry_id])[entry_id]
-        entry = LogEntry(row.leaf_index, row.entry_type, row.entry_id, bytes(row.leaf_hash))
-        return entry, leaf_bytes(kind, data)
+            return _entry(conn, kind, entry_id)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         with self._reading() as conn:
-            return prove_inclusion(_SubtreeReader(conn), index, tree_size)
+            return _StoredSubtrees(conn).prove(lambda read: prove_inclusion(read, index, tree_size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._reading() as conn:
-            return prove_consistency(_SubtreeReader(conn), old_size, new_size)
+            return _StoredSubtrees(conn).prove(
+                lambda read: prove_consistency(read, old_size, new_size)
+            )
 
     def receipt(self, kind: str, entry_id: int) -> Receipt:
-        """Leaf bytes, inclusion proof and newest checkpoint for one entry."""
-        found = self.entry(kind, entry_id)
-        latest = self.latest_checkpoint()
-        if found is None or latest is None or found[0].leaf_index >= latest.tree_size:
-            raise NotYetLogged(kind, entry_id)
-        entry, data = found
-        proof = self.inclusion_proof(entry.leaf_index, latest.tree_size)
-        return Receipt(entry.leaf_index, latest.tree_size, data, tuple(proof), latest.note)
+        """Leaf bytes, inclusion proof and newest checkpoint for one entry, in one transaction."""
+        with self._reading() as conn:
+            found = _entry(conn, kind, entry_id)
+            latest = _driver_rows(conn, _NEWEST_NOTE, ())
+            if not found or not latest or found[0].leaf_index >= latest[0][0]:
+                raise NotYetLogged(kind, entry_id)
+            (entry, data), (size, note) = found, latest[0]
+            proof = _StoredSubtrees(conn).prove(
+                lambda read: prove_inclusion(read, entry.leaf_index, size)
+            )
+        return Receipt(entry.leaf_index, size, data, tuple(proof), note)
 
     def queued(self) -> int:
         with self._reading() as conn:
@@ -180,47 +179,137 @@ class SqlLog:
 def _take_integrator_lock(conn: Connection) -> bool:
     if conn.dialect.name != "postgresql":
         return True  # BEGIN IMMEDIATE already holds SQLite's single write lock
-    return bool(conn.execute(select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))).scalar_one())
+    return bool(conn.execute(_TRY_LOCK).scalar_one())
 
 
 def _integrate(
     conn: Connection, signer: SignerKey, now: datetime | None, limit: int
 ) -> StoredCheckpoint | None:
-    queued = conn.execute(select(log_queue).order_by(log_queue.c.id).limit(limit)).all()
+    # The per-entry work runs on the driver's cursor with once-written SQL: in `serve` this
+    # shares the CPU with request handling, and SQLAlchemy's per-row parameter processing
+    # used to cost as much as hashing the leaves.
+    sql = _IntegratorSql.of(conn.dialect)
+    queued = _driver_rows(conn, sql.queued, (limit,))
     if not queued:
         return None
-    latest = conn.execute(
-        select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
-    ).one_or_none()
+    latest = conn.execute(_LATEST).one_or_none()
     frontier = checkpoint_from_row(latest).frontier if latest else CompactRange()
     now = now or datetime.now(UTC)
     if latest is not None:
         now = max(now, latest.created_at)
-    hashes = _leaf_hashes(conn, [(q.entry_type, q.entry_id) for q in queued])
+    hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
     start = frontier.size
     frontier, nodes = append_leaves(frontier, hashes)
-    conn.execute(
-        log_entries.insert(),
-        [
-            {
-                "leaf_index": start + i,
-                "entry_type": q.entry_type,
-                "entry_id": q.entry_id,
-                "leaf_hash": h,
-                "integrated_at": now,
-            }
-            for i, (q, h) in enumerate(zip(queued, hashes, strict=True))
-        ],
-    )
-    if nodes:
-        conn.execute(
-            merkle_nodes.insert(),
-            [{"level": n.level, "node_index": n.index, "hash": n.hash} for n in nodes],
-        )
-    queue_ids = [q.id for q in queued]
-    for i in range(0, len(queue_ids), 1000):
-        conn.execute(delete(log_queue).where(log_queue.c.id.in_(queue_ids[i : i + 1000])))
+    entries = [
+        (start + i, kind, entry_id, h)
+        for i, ((_, kind, entry_id), h) in enumerate(zip(queued, hashes, strict=True))
+    ]
+    sql.write(conn, entries, now, nodes, [q[0] for q in queued])
     return _sign(conn, signer, frontier, now)
+
+
+def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
+    p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    logged = _driver_rows(
+        conn,
+        f"SELECT leaf_index, leaf_hash FROM log_entries WHERE entry_type = {p} AND entry_id = {p}",
+        (kind, entry_id),
+    )
+    row = entry_rows(conn, kind, [entry_id]).get(entry_id) if logged else None
+    if row is None:
+        return None
+    (index, leaf), data = logged[0], leaf_bytes(kind, row)
+    return LogEntry(index, kind, entry_id, bytes(leaf)), data
+
+
+def _driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _IntegratorSql:
+    """The integrator's statements in the driver's own parameter style, written once.
+
+    SQLite runs each insert and delete over its C `executemany` in-process; PostgreSQL takes
+    each as one statement over arrays (`unnest`, `= ANY`), a round trip per table instead of
+    one per row.
+    """
+
+    queued: str
+    insert_entries: str
+    insert_nodes: str
+    delete_queued: str
+    bind_time: Callable[[datetime], Any]
+    arrays: bool
+
+    @staticmethod
+    def _build(dialect: Dialect) -> _IntegratorSql:
+        bind = log_entries.c.integrated_at.type.dialect_impl(dialect).bind_processor(dialect)
+        entries = (
+            "INSERT INTO log_entries (leaf_index, entry_type, entry_id, leaf_hash, integrated_at)"
+        )
+        nodes = "INSERT INTO merkle_nodes (level, node_index, hash)"
+        queued = "SELECT id, entry_type, entry_id FROM log_queue ORDER BY id LIMIT"
+        if dialect.name == "postgresql":
+            return _IntegratorSql(
+                f"{queued} %s",
+                f"{entries} SELECT u.i, u.t, u.e, u.h, %s FROM "
+                "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bytea[]) AS u(i, t, e, h)",
+                f"{nodes} SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])",
+                "DELETE FROM log_queue WHERE id = ANY(%s)",
+                bind or (lambda moment: moment),
+                arrays=True,
+            )
+        return _IntegratorSql(
+            f"{queued} ?",
+            f"{entries} VALUES (?, ?, ?, ?, ?)",
+            f"{nodes} VALUES (?, ?, ?)",
+            "DELETE FROM log_queue WHERE id = ?",
+            bind or (lambda moment: moment),
+            arrays=False,
+        )
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> _IntegratorSql:
+        # Once per kind of dialect, not per engine (tests and tools make many engines).
+        key = (dialect.name, dialect.driver)
+        if key not in _INTEGRATOR_SQL:
+            _INTEGRATOR_SQL[key] = cls._build(dialect)
+        return _INTEGRATOR_SQL[key]
+
+    def write(
+        self,
+        conn: Connection,
+        entries: list[tuple[int, str, int, bytes]],
+        now: datetime,
+        nodes: list[Node],
+        queue_ids: list[int],
+    ) -> None:
+        # The queue loses each integrated id exactly: a writer whose transaction took a lower
+        # id may commit after this batch was read, so "up to the last id" could drop its entry.
+        stamp = self.bind_time(now)
+        cursor = conn.connection.cursor()
+        try:
+            if self.arrays:
+                cursor.execute(self.insert_entries, (stamp, *map(list, zip(*entries, strict=True))))
+                if nodes:
+                    columns = ([n.level for n in nodes], [n.index for n in nodes])
+                    cursor.execute(self.insert_nodes, (*columns, [n.hash for n in nodes]))
+                cursor.execute(self.delete_queued, (queue_ids,))
+            else:
+                cursor.executemany(self.insert_entries, [(*e, stamp) for e in entries])
+                cursor.executemany(self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
+                cursor.executemany(self.delete_queued, [(i,) for i in queue_ids])
+        finally:
+            cursor.close()
+
+
+_INTEGRATOR_SQL: dict[tuple[str, str], _IntegratorSql] = {}
 
 
 def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
@@ -252,39 +341,84 @@ def _sign(
         checkpoint_extensions(now),
     )
     conn.execute(
-        checkpoints.insert().values(
-            tree_size=frontier.size,
-            root_hash=root,
-            frontier=b"".join(frontier.hashes),
-            note=note,
-            created_at=now,
-        )
+        _INSERT_CHECKPOINT,
+        {
+            "tree_size": frontier.size,
+            "root_hash": root,
+            "frontier": b"".join(frontier.hashes),
+            "note": note,
+            "created_at": now,
+        },
     )
     return StoredCheckpoint(frontier.size, root, frontier, note, now)
 
 
-class _SubtreeReader:
-    """MTH(D[start:end]) from stored leaf hashes and completed nodes, O(log n) reads."""
+class _StoredSubtrees:
+    """MTH(D[start:end]) from stored leaf hashes and completed nodes, read in one query.
+
+    Which subtrees a proof asks for depends only on the sizes involved, so a proof is made
+    twice: once against placeholders to learn the O(log n) stored hashes it needs, then, after
+    one query for all of them, for real (one round trip instead of one per hash).
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._known: dict[tuple[int, int], bytes] = {}
 
-    def __call__(self, start: int, end: int) -> bytes:
+    def prove(self, make_proof: Callable[[SubtreeHash], list[bytes]]) -> list[bytes]:
+        wanted: set[tuple[int, int]] = set()
+
+        def plan(start: int, end: int) -> bytes:
+            wanted.update(_stored_parts(start, end))
+            return bytes(HASH_SIZE)
+
+        make_proof(plan)
+        self._known = _read_stored(self._conn, sorted(wanted))
+        return make_proof(self._subtree_hash)
+
+    def _subtree_hash(self, start: int, end: int) -> bytes:
         width = end - start
-        if width == 1:
-            return bytes(
-                self._conn.execute(
-                    select(log_entries.c.leaf_hash).where(log_entries.c.leaf_index == start)
-                ).scalar_one()
-            )
         if width & (width - 1) == 0 and start % width == 0:
             level = width.bit_length() - 1
-            return bytes(
-                self._conn.execute(
-                    select(merkle_nodes.c.hash).where(
-                        merkle_nodes.c.level == level, merkle_nodes.c.node_index == start // width
-                    )
-                ).scalar_one()
-            )
+            try:
+                return self._known[(level, start >> level)]
+            except KeyError:
+                raise LedgerError(
+                    f"the log has no stored hash of leaves [{start}, {end})"
+                ) from None
         k = 1 << ((width - 1).bit_length() - 1)
-        return node_hash(self(start, start + k), self(start + k, end))
+        return node_hash(self._subtree_hash(start, start + k), self._subtree_hash(start + k, end))
+
+
+def _stored_parts(start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(level, index) of the stored perfect subtrees that MTH(D[start:end]) is built from."""
+    width = end - start
+    if width & (width - 1) == 0 and start % width == 0:
+        level = width.bit_length() - 1
+        yield level, start >> level
+        return
+    k = 1 << ((width - 1).bit_length() - 1)
+    yield from _stored_parts(start, start + k)
+    yield from _stored_parts(start + k, end)
+
+
+def _read_stored(conn: Connection, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Leaf hashes (level 0, from log_entries) and node hashes (merkle_nodes), one query."""
+    p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    leaves = [index for level, index in wanted if level == 0]
+    nodes = [(level, index) for level, index in wanted if level > 0]
+    parts, params = [], []
+    if leaves:
+        parts.append(
+            "SELECT 0, leaf_index, leaf_hash FROM log_entries "
+            f"WHERE leaf_index IN ({', '.join([p] * len(leaves))})"
+        )
+        params.extend(leaves)
+    if nodes:
+        pairs = " OR ".join([f"(level = {p} AND node_index = {p})"] * len(nodes))
+        parts.append(f"SELECT level, node_index, hash FROM merkle_nodes WHERE {pairs}")
+        params.extend(v for pair in nodes for v in pair)
+    if not parts:
+        return {}
+    rows = _driver_rows(conn, " UNION ALL ".join(parts), params)
+    return {(level, index): bytes(h) for level, index, h in rows}
