@@ -36,7 +36,9 @@ from labledger.core.note import SignerKey
 from labledger.core.retention import Windows
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
-from labledger.storage.retention import erase, plan_retention, purge
+from labledger.storage.erasure import erase
+from labledger.storage.retention import purge
+from labledger.storage.retention_plan import plan_retention
 from labledger.storage.verification import verify_database
 
 RESULTS = Path(__file__).parent / "results" / "retention.json"

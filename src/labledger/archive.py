@@ -39,10 +39,12 @@ from labledger.core.leaves import (
 )
 from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
+from labledger.core.retention import RetentionError
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
 from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
 from labledger.storage.merkle_log import TIME_COLUMN, checkpoint_from_row
-from labledger.storage.retention import RetentionError, archived_end, record_archive
+from labledger.storage.retention import record_archive
+from labledger.storage.retention_plan import archived_end
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_entries
 from labledger.storage.tombstones import erased_commitments

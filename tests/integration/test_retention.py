@@ -23,14 +23,16 @@ from labledger.config import ConfigError, Settings
 from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
-from labledger.core.retention import Windows
+from labledger.core.retention import RetentionError, Windows
 from labledger.core.service import check_session_spec
 from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
 from labledger.storage.engine import make_engine
+from labledger.storage.erasure import erase
 from labledger.storage.maintenance import MaintenanceRefused
 from labledger.storage.merkle_log import SqlLog
-from labledger.storage.retention import RetentionError, erase, plan_retention, purge
+from labledger.storage.retention import purge
+from labledger.storage.retention_plan import plan_retention
 from labledger.storage.tables import (
     APPEND_ONLY_TABLES,
     attempts,

@@ -15,7 +15,9 @@ from labledger.cli.context import TIME, Context, pass_context
 from labledger.config import Settings
 from labledger.core.retention import Windows
 from labledger.storage.engine import make_engine
-from labledger.storage.retention import RetentionPlan, erase, plan_retention, purge
+from labledger.storage.erasure import erase
+from labledger.storage.retention import purge
+from labledger.storage.retention_plan import RetentionPlan, plan_retention
 from labledger.storage.sql_store import translate_db_errors
 
 
