@@ -161,6 +161,7 @@ def _ok(ledger: Ledger) -> None:
 def test_the_plan_counts_what_is_past_its_window_and_what_an_archive_covers(
     aged: Aged, tmp_path: Path
 ) -> None:
+    """The plan counts rows past their window, and only archived ones as purgeable."""
     with aged.ledger.engine.connect() as conn:
         before = plan_retention(conn, WINDOWS, aged.now)
     attempts_plan = before.tables["attempts"]
@@ -180,6 +181,7 @@ def test_the_plan_counts_what_is_past_its_window_and_what_an_archive_covers(
 
 
 def test_archives_follow_each_other_and_verify_offline(aged: Aged, tmp_path: Path) -> None:
+    """Each archive starts where the last ended, and each verifies offline on its own."""
     first = _archive(aged, tmp_path / "a1", before=datetime(2020, 1, 1, tzinfo=UTC))
     second = _archive(aged, tmp_path / "a2", before=datetime(2026, 7, 1, tzinfo=UTC))
     assert first["first_leaf"] == 0 and second["first_leaf"] == first["end_leaf"]
@@ -207,6 +209,7 @@ def _rewrite_entries(folder: Path, change: Any) -> None:
 
 
 def test_an_edited_or_shortened_archive_does_not_verify(aged: Aged, tmp_path: Path) -> None:
+    """An archive whose rows were edited or cut short, or whose files changed, fails to verify."""
     _archive(aged, tmp_path / "a1", before=datetime(2020, 1, 1, tzinfo=UTC))
 
     def edit(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -239,6 +242,7 @@ def test_an_edited_or_shortened_archive_does_not_verify(aged: Aged, tmp_path: Pa
 def test_purge_removes_only_what_is_archived_and_past_its_window(
     aged: Aged, tmp_path: Path
 ) -> None:
+    """Purge removes archived, expired rows; verify, old receipts and new exports still hold."""
     ledger = aged.ledger
     assert purge(ledger.engine, WINDOWS, aged.now, "test").event_id is None  # nothing archived
     assert ledger.store.count_rows()["tombstones"] == 0
@@ -303,6 +307,7 @@ def test_purge_removes_only_what_is_archived_and_past_its_window(
 
 
 def test_a_purged_attempt_answers_archived_over_http(aged: Aged, tmp_path: Path) -> None:
+    """A purged attempt and its proof answer 410 `archived` with the archive's id."""
     ledger = aged.ledger
     manifest = _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
     purge(ledger.engine, WINDOWS, aged.now, "test")
@@ -324,6 +329,7 @@ def test_a_purged_attempt_answers_archived_over_http(aged: Aged, tmp_path: Path)
 
 
 def test_a_tombstone_forged_behind_labledgers_back_is_detected(aged: Aged, tmp_path: Path) -> None:
+    """A row deleted by hand and tombstoned under a real purge is reported by verify."""
     ledger = aged.ledger
     _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
     event_id = purge(ledger.engine, WINDOWS, aged.now, "test").event_id
@@ -368,6 +374,7 @@ def test_the_servers_role_cannot_use_the_maintenance_path(pg_ledger: Ledger, app
 
 
 def test_the_append_only_rules_stand_again_after_a_purge(aged: Aged, tmp_path: Path) -> None:
+    """After a purge, the append-only triggers refuse deletions again."""
     ledger = aged.ledger
     _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
     purge(ledger.engine, WINDOWS, aged.now, "test")
@@ -412,6 +419,7 @@ def _erase_new_student(aged: Aged, **who: Any) -> None:
 
 @pytest.mark.parametrize("who", [{"subject_id": "new-student"}, {"account": ("github", 777)}])
 def test_erasure_blanks_personal_fields_and_nothing_else(aged: Aged, who: dict[str, Any]) -> None:
+    """Erasure blanks personal fields and raw bodies; every other byte stays and verify passes."""
     ledger = aged.ledger
     SqlLog(ledger.engine).integrate(SIGNER)
     before = _table_dump(ledger.engine)
@@ -449,6 +457,7 @@ def test_erasure_blanks_personal_fields_and_nothing_else(aged: Aged, who: dict[s
 
 
 def test_erased_data_is_absent_from_new_exports_and_archives(aged: Aged, tmp_path: Path) -> None:
+    """New exports and archives made after an erasure hold none of the erased data."""
     _erase_new_student(aged)
     SqlLog(aged.ledger.engine).integrate(SIGNER)
     export_log(aged.ledger.engine, tmp_path / "export", KEY)
@@ -463,6 +472,7 @@ def test_erased_data_is_absent_from_new_exports_and_archives(aged: Aged, tmp_pat
 
 
 def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(aged: Aged) -> None:
+    """Erasure refuses to launder a row that was tampered with, and changes nothing."""
     ledger = aged.ledger
     with ledger.engine.begin() as conn:
         if ledger.dialect == "postgresql":
@@ -483,6 +493,7 @@ def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(aged: Aged) -> No
 
 
 def test_erasure_needs_exactly_one_person_and_a_reason(aged: Aged) -> None:
+    """Erasure needs exactly one person and a reason; an unknown person erases nothing."""
     engine = aged.ledger.engine
     now = datetime.now(UTC)
     with pytest.raises(RetentionError, match="exactly one"):
@@ -560,6 +571,7 @@ def test_erased_bytes_are_gone_from_postgresql_pages(pg_ledger: Ledger) -> None:
 
 
 def test_a_raw_body_emptied_behind_labledgers_back_is_reported(aged: Aged) -> None:
+    """A raw body emptied without a purge or erasure is reported as body_missing."""
     ledger = aged.ledger
     with ledger.engine.begin() as conn:
         if ledger.dialect == "postgresql":
@@ -596,6 +608,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
 def test_the_retention_verbs_from_the_command_line(
     cli_env: Aged, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """plan, archive, verify --export, purge and erase work from the command line."""
     plan = json.loads(_run(capsys, "retention", "plan", "--json"))
     assert plan["tables"]["attempts"] == {"past_window": 4, "purgeable": 0, "not_archived": 4}
     assert "nothing to purge" in _run(capsys, "purge")
@@ -616,6 +629,7 @@ def test_the_retention_verbs_from_the_command_line(
 
 
 def test_retention_settings_are_checked_at_start() -> None:
+    """Retention windows that cannot hold together are refused when settings load."""
     with pytest.raises(ConfigError, match="RAW_BODIES_DAYS must not exceed"):
         Settings.from_env({"LABLEDGER_RETENTION_RAW_BODIES_DAYS": "4000"})
     with pytest.raises(ConfigError, match="AUDIT_DAYS must not be shorter"):
@@ -662,6 +676,7 @@ def test_every_read_route_still_answers_after_purge_and_erasure(aged: Aged, tmp_
 def test_purge_through_the_servers_role_is_refused_with_a_clear_message(
     pg_ledger: Ledger, app_role: str, tmp_path: Path
 ) -> None:
+    """Purge and erase through the server's role fail with the setting to fix, changing nothing."""
     aged = _age(pg_ledger)
     _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
     before = pg_ledger.store.count_rows()
@@ -699,6 +714,7 @@ def test_a_deadline_extension_moves_the_window(aged: Aged) -> None:
 
 
 def test_a_purge_that_fails_midway_leaves_nothing_changed(aged: Aged, tmp_path: Path) -> None:
+    """A purge that fails midway changes nothing and leaves the triggers standing."""
     ledger = aged.ledger
     _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
     before = _table_dump(ledger.engine)
