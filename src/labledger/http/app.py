@@ -41,6 +41,7 @@ from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.outbox import SqlOutbox
+from labledger.storage.retention import purged_archive
 from labledger.storage.sql_store import SqlStore
 from labledger.webhooks import receive_github
 
@@ -125,6 +126,7 @@ def create_app(
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
+    app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
@@ -144,6 +146,24 @@ def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
     if status == 401 and request.url.path.startswith("/api/"):
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSONResponse]:
+    """A purged attempt answers 410 `archived` with its archive's id, not a bare 404."""
+
+    def answer(request: Request, exc: NotFound) -> JSONResponse:
+        if exc.kind == "attempt" and isinstance(exc.key, int):
+            archive_id = purged_archive(store.engine, "attempt", exc.key)
+            if archive_id is not None:
+                detail = (
+                    f"attempt {exc.key} was purged by the retention policy; "
+                    f"archive {archive_id} holds it"
+                )
+                body = {"error": "archived", "detail": detail, "archive_id": archive_id}
+                return JSONResponse(body, status_code=410)
+        return _ledger_error(request, exc)
+
+    return answer
 
 
 async def _read_body(request: Request, limit: int, timeout: float) -> bytes:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from labledger.core.errors import MalformedPayload, VerificationConflict
+from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
 from labledger.core.model import LabSession
 from labledger.core.service import check_session_spec, check_verification
@@ -138,13 +138,21 @@ def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.Fe
     results = store.verifications_by_id(ids["verification"])
     items = []
     for position, kind, entry_id in found:
+        # An entry purged by retention keeps its position but is left out (its archive holds it).
         item = gs.FeedItem(position=position, type=kind, id=entry_id)  # type: ignore[arg-type]
         if kind == "attempt":
+            if entry_id not in attempts:
+                continue
             a = attempts[entry_id]
             item.attempt = schemas.AttemptOut.of(a, sessions[a.session_id])
         elif kind == "push":
-            item.push = schemas.PushOut.of(store.push_record(entry_id))
+            try:
+                item.push = schemas.PushOut.of(store.push_record(entry_id))
+            except NotFound:
+                continue
         else:
+            if entry_id not in results:
+                continue
             item.verification = gs.VerificationOut.of(results[entry_id])
         items.append(item)
     return items

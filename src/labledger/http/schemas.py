@@ -201,6 +201,9 @@ class WebhookResult(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     detail: str
+    archive_id: int | None = Field(
+        default=None, description="with error `archived`: the archive that holds the entry"
+    )
 
 
 class Health(BaseModel):
@@ -247,6 +250,7 @@ API_ERRORS = error_responses(
     (403, "the token lacks the scope this route needs"),
     (404, "not found"),
     (409, "conflict, or not yet covered by a checkpoint (see Retry-After)"),
+    (410, "purged by the retention policy; archive_id names the archive that holds it"),
     (422, "invalid parameters or body"),
     (503, "database unavailable (see Retry-After)"),
 )

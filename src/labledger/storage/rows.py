@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, bindparam, func, select
 from sqlalchemy.sql import Select
 
+from labledger.core.errors import NotFound
 from labledger.core.model import (
     Account,
     ChangedFiles,
@@ -119,7 +120,9 @@ _CARRIED = (
 
 
 def read_push_record(conn: Connection, push_id: int) -> PushRecord:
-    row = conn.execute(_PUSH, {"push_id": push_id}).one()
+    row = conn.execute(_PUSH, {"push_id": push_id}).one_or_none()
+    if row is None:  # unknown, or purged by retention
+        raise NotFound("push", push_id)
     shas = conn.execute(_CARRIED, {"push_id": push_id}).scalars()
     return PushRecord(
         id=row.id,
