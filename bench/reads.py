@@ -102,21 +102,11 @@ def _timed(calls: list[Callable[[], object]]) -> dict[str, Any]:
 
 
 def _store_round(store: SqlStore, keys: dict[str, list[Any]]) -> dict[str, Any]:
-    def page(s: int) -> object:
-        return store.get_session(s), store.session_attempts(s, limit=100)
-
-    def by_sha(sha: str) -> object:
-        return [store.get_session(a.session_id) for a in store.attempts_by_commit(sha)]
-
-    def report(d: str) -> object:
-        return [
-            store.get_session(a.session_id) for a in store.delivery_report("github", d).attempts
-        ]
-
+    """The store calls each route makes (one read transaction each), without HTTP or JSON."""
     readers: dict[str, Callable[[Any], object]] = {
-        "session_page": page,
-        "commit_lookup": by_sha,
-        "delivery_lookup": report,
+        "session_page": lambda s: store.session_page(s, limit=100),
+        "commit_lookup": store.commit_attempts,
+        "delivery_lookup": lambda d: store.delivery_view("github", d),
     }
     return {kind: _timed([partial(readers[kind], k) for k in keys[kind]]) for kind in KINDS}
 
