@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from labledger.core.errors import LedgerError
-from labledger.core.leaves import leaf_bytes, parse_leaf
+from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
@@ -83,16 +84,21 @@ def _purged(conn: Any) -> set[tuple[str, int]]:
 
 def _export_chunk(conn: Any, out: Any, start: int, end: int, purged: set[tuple[str, int]]) -> None:
     logged = conn.execute(
-        select(log_entries)
+        select(
+            log_entries.c.leaf_index,
+            log_entries.c.entry_type,
+            log_entries.c.entry_id,
+            log_entries.c.leaf_hash,
+        )
         .where(log_entries.c.leaf_index >= start, log_entries.c.leaf_index < end)
         .order_by(log_entries.c.leaf_index)
     ).all()
     by_kind: dict[str, list[int]] = {}
     for e in logged:
         by_kind.setdefault(e.entry_type, []).append(e.entry_id)
-    rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    leaves = {kind: _leaves(conn, kind, ids) for kind, ids in by_kind.items()}
     for e in logged:
-        row = rows[e.entry_type].get(e.entry_id)
+        leaf = leaves[e.entry_type].get(e.entry_id)
         line = {
             "leaf_index": e.leaf_index,
             "table": ENTRY_TABLES[e.entry_type].name,
@@ -100,10 +106,15 @@ def _export_chunk(conn: Any, out: Any, start: int, end: int, purged: set[tuple[s
         }
         # A row gone from the database is exported as missing, for the offline check to report,
         # unless retention purged it: then its logged leaf hash stands in (the row is archived).
-        line["leaf"] = base64.b64encode(leaf_bytes(e.entry_type, row)).decode() if row else None
-        if row is None and (e.entry_type, e.entry_id) in purged:
+        line["leaf"] = base64.b64encode(leaf).decode() if leaf is not None else None
+        if leaf is None and (e.entry_type, e.entry_id) in purged:
             line["purged_leaf_hash"] = bytes(e.leaf_hash).hex()
         out.write(json.dumps(line) + "\n")
+
+
+def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
+    rows = entry_rows(conn, kind, ids)
+    return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
 
 
 def _sha256_file(path: Path) -> str:

@@ -184,6 +184,11 @@ _VALUE_TEXT: dict[type, Callable[[Any], str]] = {
 }
 
 
+def value_text(value: Any) -> str:
+    """The canonical JSON text of one value, as it appears inside a leaf."""
+    return (_VALUE_TEXT.get(type(value)) or _json_text)(value)
+
+
 def _pairs_encoder(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], list[str]]:
     """`"name":value` JSON pieces of `row[name]` for fixed names, in canonical (sorted) order."""
     ordered = sorted(names)

@@ -91,6 +91,7 @@ class LedgerVerifier:
         self._frontier = start if start is not None else CompactRange()
         self._slack = backdate_slack
         self._last_time: datetime | None = None
+        self._earliest: datetime | None = None  # entries before this are back-dated
         self._check_times(checkpoints)
         self._settle()
 
@@ -111,6 +112,29 @@ class LedgerVerifier:
             latest = cp
 
     def add(
+        self,
+        index: int,
+        table: str,
+        entry_id: int,
+        logged_hash: bytes | None,
+        row_hash: bytes | None,
+        entry_time: datetime | None,
+    ) -> None:
+        frontier, earliest = self._frontier, self._earliest
+        if (
+            index != frontier.size
+            or row_hash is None
+            or (logged_hash is not None and row_hash != logged_hash)
+            or (entry_time is not None and earliest is not None and entry_time < earliest)
+        ):
+            self._find_problems(index, table, entry_id, logged_hash, row_hash, entry_time)
+        leaf = row_hash if row_hash is not None else logged_hash
+        frontier.append(leaf if leaf is not None else b"\0" * 32)
+        self._report.entries += 1
+        if self._pending and self._pending[0].checkpoint.size <= frontier.size:
+            self._settle()
+
+    def _find_problems(
         self,
         index: int,
         table: str,
@@ -140,10 +164,6 @@ class LedgerVerifier:
                 f"signed at {last.isoformat()} that does not contain it",
                 **where,
             )
-        leaf = row_hash if row_hash is not None else logged_hash
-        self._frontier.append(leaf if leaf is not None else b"\0" * 32)
-        self._report.entries += 1
-        self._settle()
 
     def _settle(self) -> None:
         while self._pending and self._pending[0].checkpoint.size <= self._frontier.size:
@@ -153,6 +173,7 @@ class LedgerVerifier:
                 self._compare(signed)
             if signed.timestamp is not None:
                 self._last_time = max(self._last_time or signed.timestamp, signed.timestamp)
+                self._earliest = self._last_time - self._slack
 
     def _compare(self, signed: SignedCheckpoint) -> None:
         cp, root = signed.checkpoint, self._frontier.root()

@@ -153,9 +153,9 @@ def _with_commits(rows: list[dict[str, Any]], commits: list[dict[str, Any]]) -> 
     for row in rows:
         row["commits"] = []
     for c in commits:
-        row = by_id.get(c["push_id"])
-        if row is not None:
-            row["commits"].append([c["commit_sha"], c["is_distinct"]])
+        pushed = by_id.get(c["push_id"])
+        if pushed is not None:
+            pushed["commits"].append([c["commit_sha"], c["is_distinct"]])
 
 
 def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -173,8 +173,8 @@ def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dic
     return found
 
 
-def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
-    """Every row of one kind in id order, in batches (for `verify` over millions of rows)."""
+def entry_row_batches(conn: Connection, kind: str) -> Iterator[list[dict[str, Any]]]:
+    """Every row of one kind in id order, a batch of up to BATCH rows at a time."""
     queries = _queries(conn.dialect, kind)
     after = -1
     while True:
@@ -184,5 +184,11 @@ def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
         if kind == "push":
             bounds = [rows[0]["id"], rows[-1]["id"]]
             _with_commits(rows, queries.commits_between.rows(conn, bounds))
-        yield from rows
+        yield rows
         after = rows[-1]["id"]
+
+
+def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
+    """Every row of one kind in id order (for `verify` over millions of rows)."""
+    for rows in entry_row_batches(conn, kind):
+        yield from rows

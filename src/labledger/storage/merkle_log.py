@@ -19,12 +19,14 @@ from sqlalchemy import Connection, Dialect, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
-from labledger.core.leaves import entry_leaf_hash, leaf_bytes
+from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.leaves import leaf_bytes
 from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,
     SubtreeHash,
+    leaf_hash,
     node_hash,
     prove_consistency,
     prove_inclusion,
@@ -320,7 +322,11 @@ def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
     missing = [(k, i) for k, i in keys if i not in rows[k]]
     if missing:
         raise RuntimeError(f"queued entries without rows: {missing[:5]}")
-    return [entry_leaf_hash(kind, rows[kind][entry_id]) for kind, entry_id in keys]
+    hashes = {}
+    for kind, found in rows.items():
+        leaves = leaf_bytes_many(kind, list(found.values()))
+        hashes[kind] = dict(zip(found, map(leaf_hash, leaves), strict=True))
+    return [hashes[kind][entry_id] for kind, entry_id in keys]
 
 
 def checkpoint_extensions(now: datetime) -> list[str]:

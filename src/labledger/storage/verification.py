@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from labledger.core.leaves import leaf_encoder
+from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import (
@@ -20,7 +20,7 @@ from labledger.core.verify import (
     VerifyReport,
     open_checkpoints,
 )
-from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, all_entry_rows
+from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, entry_row_batches
 from labledger.storage.merkle_log import TIME_COLUMN
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_queue
@@ -70,13 +70,14 @@ def _recompute(conn: Any, progress: Progress) -> Recomputed:
     found: Recomputed = {}
     for kind in ENTRY_TABLES:
         time_column = TIME_COLUMN.get(kind)
-        encode = leaf_encoder(kind)
-        found[kind] = hashes = {}
-        for n, row in enumerate(all_entry_rows(conn, kind), start=1):
-            moment = row[time_column] if time_column else None
-            hashes[row["id"]] = (leaf_hash(encode(row)), moment)
-            if n % BATCH == 0:
-                progress(BATCH)
+        hashes: dict[int, tuple[bytes, datetime | None]] = {}
+        found[kind] = hashes
+        for rows in entry_row_batches(conn, kind):
+            ids = [row["id"] for row in rows]
+            moments = [row[time_column] for row in rows] if time_column else [None] * len(rows)
+            leaves = map(leaf_hash, leaf_bytes_many(kind, rows))
+            hashes.update(zip(ids, zip(leaves, moments, strict=True), strict=True))
+            progress(len(rows))
     return found
 
 
