@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
+from labledger.core.errors import StoreUnavailable
 from labledger.core.leaves import leaf_bytes, reference_leaf_bytes
 from labledger.core.merkle import MerkleTree, verify_consistency, verify_inclusion
 from labledger.core.model import NewVerification
@@ -182,3 +184,18 @@ def test_an_erased_row_is_loaded_with_the_commitment_its_erasure_kept(odd: Ledge
     for rows in (by_id, streamed):
         assert rows[erased]["personal_sha256"] == kept
         assert "personal_sha256" not in rows[other]
+
+
+def test_driver_errors_surface_as_the_ledgers_own(ledger: Ledger) -> None:
+    """A failing query in the driver-SQL paths is translated like any other (503, not 500)."""
+    merkle = SqlLog(ledger.engine)
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    deliver(ledger.store, push_payload([commit(), commit(), commit()]))
+    size = merkle.integrate(SIGNER).tree_size  # type: ignore[union-attr]
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DROP TABLE merkle_nodes"))
+    with pytest.raises((StoreUnavailable, DBAPIError)):
+        merkle.inclusion_proof(0, size)
+    deliver(ledger.store, push_payload([commit()]))
+    with pytest.raises((StoreUnavailable, DBAPIError)):
+        merkle.integrate(SIGNER)

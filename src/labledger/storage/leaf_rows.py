@@ -2,9 +2,11 @@
 
 `entry_rows` (by id) and `all_entry_rows` (a whole table, in id order) hand back plain dicts
 with exactly the values a SQLAlchemy `select` of the same columns returns (the dialect's own
-result processors are applied), pushes with their `commits`. They run once-built SQL on the
-driver's cursor: `verify` loads every row of the ledger, and per-call statement building plus
-SQLAlchemy's row objects used to cost more than the hashing itself.
+result processors are applied), pushes with their `commits`. They run once-written SQL in the
+driver's own parameter style (`exec_driver_sql`: SQLAlchemy still translates errors and drops
+broken connections, but builds no statement and converts no value per call) and convert
+whole columns at once: `verify` loads every row of the ledger, and statement building plus
+per-row mappings used to cost more than the hashing itself.
 """
 
 from __future__ import annotations
@@ -50,19 +52,14 @@ Convert = Callable[[Any], Any]
 
 @dataclass(frozen=True, slots=True)
 class _Select:
-    """One query over the driver's cursor and the conversions that make its rows typed."""
+    """One query in the driver's SQL and the conversions that make its rows typed."""
 
     sql: str
     names: tuple[str, ...]
     converters: tuple[tuple[int, Convert], ...]
 
     def rows(self, conn: Connection, params: Sequence[Any]) -> list[dict[str, Any]]:
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(self.sql, params)
-            fetched = cursor.fetchall()
-        finally:
-            cursor.close()
+        fetched = conn.exec_driver_sql(self.sql, tuple(params)).all()
         if not fetched:
             return []
         columns: list[Any] = list(zip(*fetched, strict=True))

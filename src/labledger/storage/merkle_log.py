@@ -187,7 +187,7 @@ def _take_integrator_lock(conn: Connection) -> bool:
 def _integrate(
     conn: Connection, signer: SignerKey, now: datetime | None, limit: int
 ) -> StoredCheckpoint | None:
-    # The per-entry work runs on the driver's cursor with once-written SQL: in `serve` this
+    # The per-entry work runs as once-written SQL in the driver's style: in `serve` this
     # shares the CPU with request handling, and SQLAlchemy's per-row parameter processing
     # used to cost as much as hashing the leaves.
     sql = _IntegratorSql.of(conn.dialect)
@@ -225,12 +225,7 @@ def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes]
 
 
 def _driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+    return list(conn.exec_driver_sql(sql, tuple(params)).all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,20 +290,18 @@ class _IntegratorSql:
         # The queue loses each integrated id exactly: a writer whose transaction took a lower
         # id may commit after this batch was read, so "up to the last id" could drop its entry.
         stamp = self.bind_time(now)
-        cursor = conn.connection.cursor()
-        try:
-            if self.arrays:
-                cursor.execute(self.insert_entries, (stamp, *map(list, zip(*entries, strict=True))))
-                if nodes:
-                    columns = ([n.level for n in nodes], [n.index for n in nodes])
-                    cursor.execute(self.insert_nodes, (*columns, [n.hash for n in nodes]))
-                cursor.execute(self.delete_queued, (queue_ids,))
-            else:
-                cursor.executemany(self.insert_entries, [(*e, stamp) for e in entries])
-                cursor.executemany(self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
-                cursor.executemany(self.delete_queued, [(i,) for i in queue_ids])
-        finally:
-            cursor.close()
+        run = conn.exec_driver_sql
+        if self.arrays:
+            run(self.insert_entries, (stamp, *map(list, zip(*entries, strict=True))))
+            if nodes:
+                columns = ([n.level for n in nodes], [n.index for n in nodes])
+                run(self.insert_nodes, (*columns, [n.hash for n in nodes]))
+            run(self.delete_queued, (queue_ids,))
+        else:  # a list of parameter tuples: the driver's executemany
+            run(self.insert_entries, [(*e, stamp) for e in entries])
+            if nodes:
+                run(self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
+            run(self.delete_queued, [(i,) for i in queue_ids])
 
 
 _INTEGRATOR_SQL: dict[tuple[str, str], _IntegratorSql] = {}

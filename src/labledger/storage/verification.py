@@ -81,18 +81,13 @@ def _recompute(conn: Any, progress: Progress) -> Recomputed:
     return found
 
 
-def _log_entries(conn: Any) -> Iterator[tuple[int, str, int, bytes]]:
-    """(leaf_index, entry_type, entry_id, leaf_hash) in leaf order, straight off the cursor."""
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(
-            "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries "
-            "ORDER BY leaf_index"
-        )
-        while batch := cursor.fetchmany(BATCH):
-            yield from batch
-    finally:
-        cursor.close()
+def _log_entries(conn: Any) -> Iterator[Any]:
+    """(leaf_index, entry_type, entry_id, leaf_hash) in leaf order, in driver SQL, streamed."""
+    rows = conn.execution_options(yield_per=BATCH).exec_driver_sql(
+        "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries ORDER BY leaf_index"
+    )
+    for batch in rows.partitions():
+        yield from batch
 
 
 def _check_bodies(conn: Any, report: VerifyReport, dropped: set[int]) -> None:
