@@ -154,6 +154,8 @@ attempts = Table(
     Index("ix_attempts_session_id_id", "session_id", "id"),
     Index("ix_attempts_commit_sha", "commit_sha"),
     Index("ix_attempts_delivery_pk", "delivery_pk"),
+    # Serves the foreign-key check when retention purges a push, and erasure by forge account.
+    Index("ix_attempts_push_id", "push_id"),
 )
 
 audit_events = Table(

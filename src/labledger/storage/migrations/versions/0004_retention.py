@@ -75,6 +75,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("entry_type", "entry_id", "what", name=op.f("pk_tombstones")),
     )
     op.create_index("ix_tombstones_event_id", "tombstones", ["event_id"])
+    # Deleting a push checks attempts.push_id (its foreign key): without an index, a scan of
+    # every attempt per purged push. Erasure by forge account reads attempts by push too.
+    op.create_index("ix_attempts_push_id", "attempts", ["push_id"])
     for statement in append_only.create_statements(dialect, NEW_TABLES):
         op.execute(statement)
     if dialect == "postgresql":
@@ -88,6 +91,7 @@ def downgrade() -> None:
             op.execute(statement)
     if dialect == "postgresql":
         op.execute(PG_FUNCTION_REFUSING.strip())
+    op.drop_index("ix_attempts_push_id", table_name="attempts")
     op.drop_index("ix_tombstones_event_id", table_name="tombstones")
     op.drop_table("tombstones")
     op.drop_table("archives")
