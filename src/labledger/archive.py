@@ -41,6 +41,7 @@ from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.retention import RetentionError
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
+from labledger.export import read_manifest, sha256_file
 from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
 from labledger.storage.merkle_log import TIME_COLUMN, checkpoint_from_row
 from labledger.storage.retention import record_archive
@@ -127,7 +128,7 @@ def write_archive(
         "checkpoint": end_row.note,
         "entries": counts,
         "created_at": now.isoformat(),
-        "files": {name: _sha256_file(directory / name) for name in FILES},
+        "files": {name: sha256_file(directory / name) for name in FILES},
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     (directory / "manifest.json").write_text(text, encoding="utf-8")
@@ -247,7 +248,7 @@ def verify_archive(
 ) -> VerifyReport:
     """Verify an archive with nothing but its files and a trusted public key."""
     report = VerifyReport()
-    manifest = _read_manifest(directory, report)
+    manifest = read_manifest(directory, report, ARCHIVE_FORMAT)
     first, end = int(manifest["first_leaf"]), int(manifest["end_leaf"])
     lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").split("\n")
     loaded = [json.loads(x) for x in lines if x.strip()]
@@ -296,32 +297,3 @@ def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) 
                     actual=actual,
                 )
             )
-
-
-def _read_manifest(directory: Path, report: VerifyReport) -> dict[str, Any]:
-    path = directory / "manifest.json"
-    if not path.exists():
-        raise RetentionError(f"{directory} has no manifest.json: not a labledger archive")
-    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != ARCHIVE_FORMAT:
-        raise RetentionError(f"unknown archive format {manifest.get('format')!r}")
-    for name, expected in manifest.get("files", {}).items():
-        actual = _sha256_file(directory / name) if (directory / name).exists() else "missing"
-        if actual != expected:
-            report.problems.append(
-                Problem(
-                    "manifest",
-                    f"{name} does not match the manifest",
-                    expected=expected,
-                    actual=actual,
-                )
-            )
-    return manifest
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -66,7 +66,7 @@ def export_log(
         "tree_size": size,
         "root": "sha256:" + bytes(notes[-1].root_hash).hex(),
         "exported_at": datetime.now(UTC).isoformat(),
-        "files": {name: _sha256_file(directory / name) for name in FILES},
+        "files": {name: sha256_file(directory / name) for name in FILES},
     }
     (directory / "manifest.json").write_text(
         json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
@@ -117,7 +117,7 @@ def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
     return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -133,7 +133,7 @@ def verify_export(
 ) -> VerifyReport:
     """Verify an export with nothing but its files and a trusted public key."""
     report = VerifyReport()
-    manifest = _read_manifest(directory, report)
+    manifest = read_manifest(directory, report)
     lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
     notes = [(f"checkpoint {json.loads(x)['tree_size']}", json.loads(x)["note"]) for x in lines]
     verifier = LedgerVerifier(open_checkpoints([*notes, *witnesses], key, report), report)
@@ -166,15 +166,18 @@ def _feed(verifier: LedgerVerifier, line: dict[str, Any]) -> None:
     verifier.add(line["leaf_index"], line["table"], line["id"], None, row_hash, moment)
 
 
-def _read_manifest(directory: Path, report: VerifyReport) -> dict[str, Any] | None:
+def read_manifest(
+    directory: Path, report: VerifyReport, expected_format: str = EXPORT_FORMAT
+) -> dict[str, Any]:
+    """An export's or archive's manifest; each file that does not match it is a problem."""
     path = directory / "manifest.json"
     if not path.exists():
-        raise ExportError(f"{directory} has no manifest.json: not a labledger export")
+        raise ExportError(f"{directory} has no manifest.json: not a labledger export or archive")
     manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"unknown export format {manifest.get('format')!r}")
+    if manifest.get("format") != expected_format:
+        raise ExportError(f"unknown format {manifest.get('format')!r}; {expected_format} expected")
     for name, expected in manifest.get("files", {}).items():
-        actual = _sha256_file(directory / name) if (directory / name).exists() else "missing"
+        actual = sha256_file(directory / name) if (directory / name).exists() else "missing"
         if actual != expected:
             report.problems.append(
                 Problem(
