@@ -728,3 +728,25 @@ def test_a_purge_that_fails_midway_leaves_nothing_changed(aged: Aged, tmp_path: 
     with ledger.engine.connect() as conn, pytest.raises(sa_exc.DBAPIError, match="append-only"):
         conn.execute(text("DELETE FROM attempts"))
     _ok(ledger)
+
+
+def test_the_maintenance_connection_setting_is_what_purge_uses(
+    pg_ledger: Ledger,
+    app_role: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`purge` runs on LABLEDGER_MAINTENANCE_DATABASE_URL: the server's role there is refused."""
+    aged = _age(pg_ledger)
+    _archive(aged, tmp_path / "a1", before=datetime(2026, 7, 1, tzinfo=UTC))
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(SIGNER.encode() + "\n")
+    monkeypatch.setenv("LABLEDGER_DATABASE_URL", pg_ledger.url)
+    monkeypatch.setenv("LABLEDGER_SIGNING_KEY_FILE", str(key_file))
+    monkeypatch.setenv("LABLEDGER_MAINTENANCE_DATABASE_URL", app_role)
+    assert main(["purge"]) == 1
+    assert "LABLEDGER_MAINTENANCE_DATABASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("LABLEDGER_MAINTENANCE_DATABASE_URL", pg_ledger.url)
+    assert main(["purge"]) == 0
+    assert "purged" in capsys.readouterr().out

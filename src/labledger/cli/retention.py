@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,9 +132,8 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
     if dry_run:
         click.get_current_context().invoke(retention_plan, as_of=None, as_json=False)
         return
-    engine = _maintenance_engine(obj)
     windows, now = _windows(obj.settings), datetime.now(UTC)
-    try:
+    with _maintenance_engine(obj) as engine:
         with translate_db_errors(), engine.connect() as conn, conn.begin():
             plan = plan_retention(conn, windows, now)
         total = sum(len(ids) for ids in plan.purge.values()) + len(plan.drop_bodies)
@@ -140,9 +141,6 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
             length=total, label="purging", file=sys.stderr, show_pos=True
         ) as bar:
             result = purge(engine, windows, now, actor, progress=bar.update)
-    finally:
-        if engine is not obj.store.engine:
-            engine.dispose()
     if result.event_id is None:
         click.echo("nothing to purge: nothing archived is past its window")
         return
@@ -171,8 +169,7 @@ def erase_command(
     if (subject_id is None) == (parsed is None):
         raise click.UsageError("give exactly one of --subject or --account")
     obj.log.integrate(obj.settings.signer())
-    engine = _maintenance_engine(obj)
-    try:
+    with _maintenance_engine(obj) as engine:
         result = erase(
             engine,
             subject_id=subject_id,
@@ -181,9 +178,6 @@ def erase_command(
             actor=actor,
             now=datetime.now(UTC),
         )
-    finally:
-        if engine is not obj.store.engine:
-            engine.dispose()
     if result.event_id is None:
         click.echo("nothing to erase: no personal data of that person is stored")
         return
@@ -202,8 +196,15 @@ def _parse_account(text: str) -> tuple[str, int]:
     return forge, int(number)
 
 
-def _maintenance_engine(obj: Context) -> Engine:
+@contextmanager
+def _maintenance_engine(obj: Context) -> Iterator[Engine]:
+    """LABLEDGER_MAINTENANCE_DATABASE_URL's engine, else the one every command uses."""
     url = obj.settings.maintenance_database_url
     if url is None:
-        return obj.store.engine
-    return make_engine(url)
+        yield obj.store.engine
+        return
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
