@@ -33,12 +33,15 @@ from labledger.storage.maintenance import MaintenanceRefused
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.retention import purge
 from labledger.storage.retention_plan import plan_retention
+from labledger.storage.sql_store import SqlStore
 from labledger.storage.tables import (
     APPEND_ONLY_TABLES,
     attempts,
     audit_events,
     deliveries,
     metadata,
+    outbox_events,
+    outbox_states,
     pushes,
     tombstones,
 )
@@ -750,3 +753,36 @@ def test_the_maintenance_connection_setting_is_what_purge_uses(
     monkeypatch.setenv("LABLEDGER_MAINTENANCE_DATABASE_URL", pg_ledger.url)
     assert main(["purge"]) == 0
     assert "purged" in capsys.readouterr().out
+
+
+def test_finished_notifications_go_with_the_records_window(ledger: Ledger) -> None:
+    """Delivered or dead notifications past the window are purged; a pending one is kept."""
+    announcing = SqlStore(ledger.engine, ("platform",))
+    closed = {
+        "due_at": datetime(2019, 5, 15, tzinfo=UTC),
+        "closes_at": datetime(2019, 6, 1, tzinfo=UTC),
+    }
+    spec = session_spec(subject_id="s", opens_at=datetime(2019, 1, 1, tzinfo=UTC), **closed)
+    announcing.create_session(spec, "test", datetime(2019, 1, 1, tzinfo=UTC))
+    payload = push_payload([commit(), commit(), commit()], pushed_at=int(OLD_AT.timestamp()))
+    deliver(announcing, payload, received_at=OLD_AT)
+    with ledger.engine.begin() as conn:
+        ids = list(conn.execute(select(outbox_events.c.id).order_by(outbox_events.c.id)).scalars())
+        assert len(ids) == 3
+        for outbox_id, state in zip(ids, ("delivered", "dead"), strict=False):
+            conn.execute(
+                outbox_states.insert().values(
+                    outbox_id=outbox_id, state=state, attempt_no=1, recorded_at=OLD_AT
+                )
+            )
+    now = datetime.now(UTC)
+    with ledger.engine.connect() as conn:
+        plan = plan_retention(conn, WINDOWS, now)
+    assert (plan.tables["outbox_events"].expired, plan.tables["outbox_events"].purgeable) == (3, 2)
+    result = purge(ledger.engine, WINDOWS, now, "test")  # nothing archived: only the outbox
+    assert result.removed == {"outbox_events": 2}
+    with ledger.engine.connect() as conn:
+        assert list(conn.execute(select(outbox_events.c.id)).scalars()) == ids[2:]
+        assert conn.execute(select(func.count()).select_from(outbox_states)).scalar_one() == 0
+    SqlLog(ledger.engine).integrate(SIGNER)
+    _ok(ledger)

@@ -136,7 +136,8 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
     with _maintenance_engine(obj) as engine:
         with translate_db_errors(), engine.connect() as conn, conn.begin():
             plan = plan_retention(conn, windows, now)
-        total = sum(len(ids) for ids in plan.purge.values()) + len(plan.drop_bodies)
+        total = sum(len(ids) for ids in plan.purge.values())
+        total += len(plan.drop_bodies) + len(plan.outbox)
         with click.progressbar(
             length=total, label="purging", file=sys.stderr, show_pos=True
         ) as bar:

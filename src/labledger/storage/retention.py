@@ -26,6 +26,8 @@ from labledger.storage.tables import (
     attempts,
     audit_events,
     deliveries,
+    outbox_events,
+    outbox_states,
     push_commits,
     pushes,
     tombstones,
@@ -50,6 +52,8 @@ PURGED_TABLES = (
     "pushes",
     "deliveries",
     "audit_events",
+    "outbox_states",
+    "outbox_events",
 )
 
 __all__ = ["RetentionError", "purge", "purged_archive", "record_archive"]
@@ -107,7 +111,7 @@ def purge(
     `progress` hears of every removed row and dropped body, chunk by chunk."""
     with maintenance(engine, PURGED_TABLES) as conn:
         plan = plan_retention(conn, windows, now)
-        if not any(plan.purge.values()) and not plan.drop_bodies:
+        if not any(plan.purge.values()) and not plan.drop_bodies and not plan.outbox:
             return PurgeResult(None, {}, 0)
         held = archive_list(conn)
         stones = [
@@ -120,6 +124,8 @@ def purge(
             for d in plan.drop_bodies
         ]
         removed = {TABLE_NAMES[k]: len(v) for k, v in plan.purge.items() if v}
+        if plan.outbox:
+            removed["outbox_events"] = len(plan.outbox)
         details = {
             "removed": removed,
             "raw_bodies_dropped": len(plan.drop_bodies),
@@ -135,6 +141,10 @@ def purge(
         )
         for kind in PURGE_ORDER:
             _delete(conn, kind, plan.purge[kind], progress)
+        for chunk in chunks(plan.outbox):
+            conn.execute(delete(outbox_states).where(outbox_states.c.outbox_id.in_(chunk)))
+            conn.execute(delete(outbox_events).where(outbox_events.c.id.in_(chunk)))
+            progress(len(chunk))
         for chunk in chunks(plan.drop_bodies):
             conn.execute(update(deliveries).where(deliveries.c.id.in_(chunk)).values(body_zlib=b""))
             progress(len(chunk))

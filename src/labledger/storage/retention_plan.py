@@ -29,11 +29,14 @@ from labledger.storage.tables import (
     deliveries,
     lab_sessions,
     log_entries,
+    outbox_events,
+    outbox_states,
     pushes,
     session_changes,
     verification_results,
 )
 
+FINISHED_STATES = ("delivered", "dead")
 TABLE_NAMES = {
     "verification": "verification_results",
     "attempt": "attempts",
@@ -59,6 +62,7 @@ class RetentionPlan:
     purge: dict[str, list[int]] = field(default_factory=dict)  # kind -> ids
     drop_bodies: list[int] = field(default_factory=list)  # delivery ids
     leaf_of: dict[tuple[str, int], int] = field(default_factory=dict)
+    outbox: list[int] = field(default_factory=list)  # finished notifications past the window
 
 
 def archived_end(conn: Connection) -> int:
@@ -117,6 +121,7 @@ def plan_retention(conn: Connection, windows: Windows, now: datetime) -> Retenti
         plan.purge[kind] = sorted(ids)
         plan.tables[TABLE_NAMES[kind]].purgeable = len(ids)
     plan.raw_bodies.purgeable = len(plan.drop_bodies)
+    plan.outbox = _plan_outbox(judge, windows)
     return plan
 
 
@@ -267,3 +272,29 @@ def _plan_audit(judge: _Judge, windows: Windows) -> set[int]:
         for r in judge.conn.execute(query)
         if judge.expired(r.occurred_at, windows.audit) and judge.count(table, "audit", r.id)
     }
+
+
+def _plan_outbox(judge: _Judge, windows: Windows) -> list[int]:
+    """Notifications are work, not ledger: once delivered or dead, they go with the records'
+    window, counted from their creation. No archive needed (the entries they announce are in
+    the log); a notification still waiting for delivery is kept."""
+    table = judge.plan.tables["outbox_events"] = TablePlan()
+    newest = (
+        select(outbox_states.c.outbox_id, func.max(outbox_states.c.id).label("state_id"))
+        .group_by(outbox_states.c.outbox_id)
+        .subquery()
+    )
+    query = (
+        select(outbox_events.c.id, outbox_events.c.created_at, outbox_states.c.state)
+        .select_from(outbox_events)
+        .outerjoin(newest, newest.c.outbox_id == outbox_events.c.id)
+        .outerjoin(outbox_states, outbox_states.c.id == newest.c.state_id)
+    )
+    chosen = []
+    for r in judge.conn.execute(query):
+        if judge.expired(r.created_at, windows.records):
+            table.expired += 1
+            if r.state in FINISHED_STATES:
+                chosen.append(r.id)
+    table.purgeable = len(chosen)
+    return sorted(chosen)
