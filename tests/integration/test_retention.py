@@ -135,6 +135,9 @@ def _age(ledger: Ledger) -> Aged:
     spec = session_spec(subject_id="new-student", repository_id=NEW_REPO, **current)
     store.create_session(spec, "test", now)
     new = _generation(ledger, NEW_REPO, "new-student", "ada", 777, None)
+    store.record_verification(
+        NewVerification(new[0], "ci", "run-2", "failed", 0, 1000, {}, now, "test")
+    )
     assert log.integrate(SIGNER, now) is not None
     return Aged(ledger, old, mid, new, now)
 
@@ -766,15 +769,19 @@ def test_finished_notifications_go_with_the_records_window(ledger: Ledger) -> No
     announcing.create_session(spec, "test", datetime(2019, 1, 1, tzinfo=UTC))
     payload = push_payload([commit(), commit(), commit()], pushed_at=int(OLD_AT.timestamp()))
     deliver(announcing, payload, received_at=OLD_AT)
+    current = session_spec(subject_id="t", repository_id=NEW_REPO, due_at=None)
+    announcing.create_session(current, "test", datetime.now(UTC))
+    deliver(announcing, push_payload([commit()], repository_id=NEW_REPO, pushed_at=None))
     with ledger.engine.begin() as conn:
         ids = list(conn.execute(select(outbox_events.c.id).order_by(outbox_events.c.id)).scalars())
-        assert len(ids) == 3
-        for outbox_id, state in zip(ids, ("delivered", "dead"), strict=False):
-            conn.execute(
-                outbox_states.insert().values(
-                    outbox_id=outbox_id, state=state, attempt_no=1, recorded_at=OLD_AT
+        assert len(ids) == 4
+        for outbox_id, state in zip(ids, ("delivered", "dead", None, "delivered"), strict=True):
+            if state is not None:
+                conn.execute(
+                    outbox_states.insert().values(
+                        outbox_id=outbox_id, state=state, attempt_no=1, recorded_at=OLD_AT
+                    )
                 )
-            )
     now = datetime.now(UTC)
     with ledger.engine.connect() as conn:
         plan = plan_retention(conn, WINDOWS, now)
@@ -783,6 +790,43 @@ def test_finished_notifications_go_with_the_records_window(ledger: Ledger) -> No
     assert result.removed == {"outbox_events": 2}
     with ledger.engine.connect() as conn:
         assert list(conn.execute(select(outbox_events.c.id)).scalars()) == ids[2:]
-        assert conn.execute(select(func.count()).select_from(outbox_states)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(outbox_states)).scalar_one() == 1
     SqlLog(ledger.engine).integrate(SIGNER)
+    _ok(ledger)
+
+
+def test_ids_of_purged_rows_are_never_given_again(ledger: Ledger, tmp_path: Path) -> None:
+    """After the newest rows are purged, new rows get new ids: an id names one entry forever."""
+    log = SqlLog(ledger.engine)
+    closed = {
+        "due_at": datetime(2019, 5, 15, tzinfo=UTC),
+        "closes_at": datetime(2019, 6, 1, tzinfo=UTC),
+    }
+    spec = session_spec(
+        subject_id="o", repository_id=OLD_REPO, opens_at=datetime(2019, 1, 1, tzinfo=UTC), **closed
+    )
+    ledger.store.create_session(spec, "test", datetime(2019, 1, 1, tzinfo=UTC))
+    old = _generation(ledger, OLD_REPO, "o", "olga", 501, OLD_AT)
+    assert log.integrate(SIGNER, datetime(2019, 5, 3, tzinfo=UTC)) is not None
+    write_archive(
+        ledger.engine,
+        tmp_path / "a",
+        KEY,
+        before=datetime(2020, 1, 1, tzinfo=UTC),
+        actor="t",
+        now=datetime.now(UTC),
+    )
+    purge(ledger.engine, WINDOWS, datetime.now(UTC), "test")
+
+    now = datetime.now(UTC)
+    current = session_spec(
+        subject_id="n",
+        repository_id=NEW_REPO,
+        opens_at=datetime(2026, 1, 1, tzinfo=UTC),
+        due_at=None,
+    )
+    ledger.store.create_session(current, "test", now)
+    new = _generation(ledger, NEW_REPO, "n", "ada", 777, None)
+    assert log.integrate(SIGNER, now) is not None  # no (kind, id) is logged twice
+    assert min(new) > max(old)
     _ok(ledger)

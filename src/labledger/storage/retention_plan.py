@@ -37,6 +37,12 @@ from labledger.storage.tables import (
 )
 
 FINISHED_STATES = ("delivered", "dead")
+TABLE_OF_KIND = {
+    "verification": verification_results,
+    "attempt": attempts,
+    "push": pushes,
+    "delivery": deliveries,
+}
 TABLE_NAMES = {
     "verification": "verification_results",
     "attempt": "attempts",
@@ -102,6 +108,8 @@ class _Judge:
 @dataclass(slots=True)
 class _Attempts:
     counted: dict[int, datetime] = field(default_factory=dict)  # id -> window start
+    push_of: dict[int, int] = field(default_factory=dict)
+    delivery_of: dict[int, int] = field(default_factory=dict)
     of_push: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     of_delivery: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
 
@@ -117,12 +125,45 @@ def plan_retention(conn: Connection, windows: Windows, now: datetime) -> Retenti
     push_from, chosen["push"] = _plan_pushes(judge, windows, facts, chosen["attempt"])
     chosen["delivery"] = _plan_deliveries(judge, windows, facts, push_from, chosen)
     chosen["audit"] = _plan_audit(judge, windows)
+    if conn.dialect.name == "sqlite":
+        _keep_newest(conn, chosen, facts, results_of, push_from)
     for kind, ids in chosen.items():
         plan.purge[kind] = sorted(ids)
         plan.tables[TABLE_NAMES[kind]].purgeable = len(ids)
     plan.raw_bodies.purgeable = len(plan.drop_bodies)
     plan.outbox = _plan_outbox(judge, windows)
     return plan
+
+
+def _keep_newest(
+    conn: Connection,
+    chosen: dict[str, set[int]],
+    facts: _Attempts,
+    results_of: dict[int, list[int]],
+    push_of: dict[int, tuple[int, datetime]],
+) -> None:
+    """SQLite gives a new row the largest id + 1, so deleting the row that holds the largest
+    id would hand its id to the next row; an id must never name two entries (the log, the
+    tombstones and every receipt key on it). On SQLite the newest row of each table stays,
+    with the rows it refers to, until a newer row exists. (Audit events need no such care:
+    the purge's own audit event is newer than any it removes.)"""
+    newest: dict[str, int] = {
+        kind: conn.execute(select(func.max(TABLE_OF_KIND[kind].c.id))).scalar() or 0
+        for kind in ("verification", "attempt", "push", "delivery")
+    }
+    attempt_of = {r: a for a, results in results_of.items() for r in results}
+    keep_attempts = {newest["attempt"], attempt_of.get(newest["verification"], 0)}
+    keep_pushes = {newest["push"], *(facts.push_of.get(a, 0) for a in keep_attempts)}
+    delivery_of_push = {p: d for d, (p, _) in push_of.items()}
+    keep_deliveries = {
+        newest["delivery"],
+        *(delivery_of_push.get(p, 0) for p in keep_pushes),
+        *(facts.delivery_of.get(a, 0) for a in keep_attempts),
+    }
+    chosen["verification"].discard(newest["verification"])
+    chosen["attempt"] -= keep_attempts
+    chosen["push"] -= keep_pushes
+    chosen["delivery"] -= keep_deliveries
 
 
 def _leaf_indices(conn: Connection, kind: str) -> dict[int, int]:
@@ -165,6 +206,8 @@ def _attempt_facts(conn: Connection, closes: dict[int, datetime | None]) -> _Att
         facts.counted[r.id] = counted_from(closes.get(r.session_id), r.received_at)
         facts.of_push[r.push_id].append(r.id)
         facts.of_delivery[r.delivery_pk].append(r.id)
+        facts.push_of[r.id] = r.push_id
+        facts.delivery_of[r.id] = r.delivery_pk
     return facts
 
 
@@ -290,11 +333,15 @@ def _plan_outbox(judge: _Judge, windows: Windows) -> list[int]:
         .outerjoin(newest, newest.c.outbox_id == outbox_events.c.id)
         .outerjoin(outbox_states, outbox_states.c.id == newest.c.state_id)
     )
-    chosen = []
+    chosen = set()
     for r in judge.conn.execute(query):
         if judge.expired(r.created_at, windows.records):
             table.expired += 1
             if r.state in FINISHED_STATES:
-                chosen.append(r.id)
+                chosen.add(r.id)
+    if judge.conn.dialect.name == "sqlite":  # as in _keep_newest: SQLite would reuse the ids
+        chosen.discard(judge.conn.execute(select(func.max(outbox_events.c.id))).scalar())
+        newest_state = select(outbox_states.c.outbox_id).order_by(outbox_states.c.id.desc())
+        chosen.discard(judge.conn.execute(newest_state.limit(1)).scalar())
     table.purgeable = len(chosen)
     return sorted(chosen)
