@@ -13,9 +13,11 @@ since a plain VACUUM leaves dead tuples' bytes on the page.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import structlog
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
 
@@ -23,6 +25,9 @@ from labledger.core.errors import LedgerError
 from labledger.storage import append_only
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.sql_store import translate_db_errors
+
+log = structlog.get_logger("labledger.maintenance")
+SNAPSHOT_WAIT_SECONDS = 30.0
 
 
 class MaintenanceRefused(LedgerError):
@@ -77,9 +82,31 @@ def compact(engine: Engine, tables: Sequence[str]) -> None:
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            _wait_for_older_snapshots(conn)
             for table in tables:
                 conn.exec_driver_sql(f"VACUUM FULL {table}")
         return
     with engine.connect() as conn:
         # Old page images may still sit in the WAL; fold it in and cut it to zero bytes.
         _pragma(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _wait_for_older_snapshots(conn: Connection, timeout: float = SNAPSHOT_WAIT_SECONDS) -> None:
+    """VACUUM FULL keeps a row version that an open transaction may still see. Wait (a while)
+    until every transaction that began before the change committed has ended, so the rewrite
+    drops the old versions; past the timeout, go on and say what is left to do."""
+    horizon = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+    older = (
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND backend_xmin IS NOT NULL AND age(backend_xmin) > age(%(horizon)s::text::xid)"
+    )
+    deadline = time.monotonic() + timeout
+    while conn.exec_driver_sql(older, {"horizon": str(horizon % 2**32)}).scalar_one():
+        if time.monotonic() >= deadline:
+            log.warning(
+                "maintenance.compact_early",
+                detail="a transaction older than the change is still open; old row versions "
+                "may stay on disk until the next VACUUM FULL",
+            )
+            return
+        time.sleep(0.1)
