@@ -213,3 +213,22 @@ def test_recorded_fixture_payloads(ledger: Ledger) -> None:
         == []
     )
     assert ledger_counts(ledger.store)["pushes"] == 7
+
+
+def test_one_insert_records_each_new_commit_once_per_session_in_ledger_order(
+    ledger: Ledger,
+) -> None:
+    """A push naming a commit twice and one already recorded adds each new pair once, ids rising."""
+    sessions = (_session(ledger), _session(ledger, lab_id="lab-other"))
+    old, a, b = commit(), commit(), commit()
+    first = deliver(ledger.store, push_payload([old]), delivery_id="d-old")
+    answer = deliver(ledger.store, push_payload([old, a, a, b]), delivery_id="d-mixed")
+    ids = answer.body["attempt_ids"]
+    assert isinstance(ids, list) and ids == sorted(ids) and len(ids) == 4
+    assert not set(ids) & set(first.body["attempt_ids"])  # type: ignore[arg-type]
+    recorded = {
+        (r.attempt.session_id, r.attempt.commit.sha) for r in map(ledger.store.get_attempt, ids)
+    }
+    assert recorded == {(s, c["id"]) for s in sessions for c in (a, b)}
+    again = deliver(ledger.store, push_payload([old, a, a, b]), delivery_id="d-mixed")
+    assert again.body["attempt_ids"] == ids
