@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.storage.engine import make_engine
 from labledger.storage.merkle_log import SqlLog
+from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import audit_actions, ledger_counts
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload, sign
@@ -277,3 +280,17 @@ def test_logs_bind_the_delivery_id_and_keep_personal_data_out(client: TestClient
     answered = [e for e in logs if e["event"] in ("webhook.answered", "webhook.refused")]
     assert [e["delivery_id"] for e in answered] == ["log-1", "log-2"]
     assert "ada@example.edu" not in repr(logs) and "Ada Student" not in repr(logs)
+
+
+def test_healthz_says_when_to_retry_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    """With the database unreachable, /healthz answers 503 with Retry-After."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing-folder' / 'ledger.db'}")
+    try:
+        app = create_app(_settings(), SqlStore(engine), SIGNER)
+        with TestClient(app) as unreachable:
+            answer = unreachable.get("/healthz")
+        assert answer.status_code == 503
+        assert answer.json() == {"status": "degraded", "database": "unreachable"}
+        assert answer.headers["retry-after"].isdigit()
+    finally:
+        engine.dispose()

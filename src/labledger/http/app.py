@@ -264,7 +264,11 @@ def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
         try:
             store.ping()
         except StoreUnavailable:
-            return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
+            return JSONResponse(
+                {"status": "degraded", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         return JSONResponse({"status": "ok", "database": "ok"})
 
     @router.get("/metrics", response_class=Response)
