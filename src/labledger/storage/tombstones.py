@@ -31,13 +31,7 @@ def erased_commitments(
         return {r.entry_id: bytes(r.personal_sha256) for r in conn.execute(query)}
     found: dict[int, bytes] = {}
     for start in range(0, len(ids), 500):
-        rows = conn.execute(
-            select(tombstones.c.entry_id, tombstones.c.personal_sha256).where(
-                tombstones.c.entry_type == kind,
-                tombstones.c.what == "personal",
-                tombstones.c.entry_id.in_(ids[start : start + 500]),
-            )
-        )
+        rows = conn.execute(query.where(tombstones.c.entry_id.in_(ids[start : start + 500])))
         found.update({r.entry_id: bytes(r.personal_sha256) for r in rows})
     return found
 
