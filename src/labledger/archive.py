@@ -48,7 +48,6 @@ from labledger.storage.retention import record_archive
 from labledger.storage.retention_plan import archived_end
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_entries
-from labledger.storage.tombstones import erased_commitments
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # as in canonical leaf JSON
 ARCHIVE_FORMAT = "labledger-archive/v1"
@@ -156,7 +155,6 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
     for e in logged:
         by_kind.setdefault(e.entry_type, []).append(e.entry_id)
     rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
-    erased = _erased_commitments(conn, by_kind)
     bodies = _bodies(conn, by_kind.get("delivery", []))
     expected = lo
     for e in logged:
@@ -169,9 +167,6 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
                 f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) is gone "
                 "from the database; run `labledger verify`"
             )
-        commitment = erased.get((e.entry_type, e.entry_id))
-        if commitment is not None:
-            row = {**row, "personal_sha256": commitment}
         if entry_leaf_hash(e.entry_type, row) != bytes(e.leaf_hash):
             raise RetentionError(
                 f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) does not "
@@ -201,16 +196,6 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
             value = bytes(value).hex()
         plain[name] = value
     return plain
-
-
-def _erased_commitments(
-    conn: Connection, by_kind: dict[str, list[int]]
-) -> dict[tuple[str, int], bytes]:
-    return {
-        (kind, entry_id): commitment
-        for kind in ("attempt", "push")
-        for entry_id, commitment in erased_commitments(conn, kind, by_kind.get(kind, [])).items()
-    }
 
 
 def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:

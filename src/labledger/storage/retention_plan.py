@@ -22,6 +22,7 @@ from labledger.core.retention import (
     is_expired,
     session_close,
 )
+from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.tables import (
     archives,
     attempts,
@@ -37,12 +38,6 @@ from labledger.storage.tables import (
 )
 
 FINISHED_STATES = ("delivered", "dead")
-TABLE_OF_KIND = {
-    "verification": verification_results,
-    "attempt": attempts,
-    "push": pushes,
-    "delivery": deliveries,
-}
 TABLE_NAMES = {
     "verification": "verification_results",
     "attempt": "attempts",
@@ -122,8 +117,9 @@ def plan_retention(conn: Connection, windows: Windows, now: datetime) -> Retenti
     results, results_of = _plan_results(judge, windows, facts)
     chosen = {"verification": results}
     chosen["attempt"] = _plan_attempts(judge, windows, facts, results, results_of)
-    push_from, chosen["push"] = _plan_pushes(judge, windows, facts, chosen["attempt"])
-    chosen["delivery"] = _plan_deliveries(judge, windows, facts, push_from, chosen)
+    delivered = _delivery_times(conn)
+    push_from, chosen["push"] = _plan_pushes(judge, windows, facts, delivered, chosen["attempt"])
+    chosen["delivery"] = _plan_deliveries(judge, windows, facts, delivered, push_from, chosen)
     chosen["audit"] = _plan_audit(judge, windows)
     if conn.dialect.name == "sqlite":
         _keep_newest(conn, chosen, facts, results_of, push_from)
@@ -148,7 +144,7 @@ def _keep_newest(
     with the rows it refers to, until a newer row exists. (Audit events need no such care:
     the purge's own audit event is newer than any it removes.)"""
     newest: dict[str, int] = {
-        kind: conn.execute(select(func.max(TABLE_OF_KIND[kind].c.id))).scalar() or 0
+        kind: conn.execute(select(func.max(ENTRY_TABLES[kind].c.id))).scalar() or 0
         for kind in ("verification", "attempt", "push", "delivery")
     }
     attempt_of = {r: a for a, results in results_of.items() for r in results}
@@ -260,16 +256,19 @@ def _delivery_times(conn: Connection) -> dict[int, Any]:
 
 
 def _plan_pushes(
-    judge: _Judge, windows: Windows, facts: _Attempts, gone: set[int]
+    judge: _Judge,
+    windows: Windows,
+    facts: _Attempts,
+    delivered: dict[int, Any],
+    gone: set[int],
 ) -> tuple[dict[int, tuple[int, datetime]], set[int]]:
     """Pushes count from the latest of their attempts; returns delivery -> (push, start)."""
     table = judge.plan.tables["pushes"] = TablePlan()
-    received = {d: r.received_at for d, r in _delivery_times(judge.conn).items()}
     by_delivery: dict[int, tuple[int, datetime]] = {}
     chosen: set[int] = set()
     for r in judge.conn.execute(select(pushes.c.id, pushes.c.delivery_pk)):
         carried = facts.of_push.get(r.id, [])
-        counted = max([received[r.delivery_pk], *(facts.counted[a] for a in carried)])
+        counted = max([delivered[r.delivery_pk].received_at, *(facts.counted[a] for a in carried)])
         by_delivery[r.delivery_pk] = (r.id, counted)
         if not judge.expired(counted, windows.records):
             continue
@@ -282,6 +281,7 @@ def _plan_deliveries(
     judge: _Judge,
     windows: Windows,
     facts: _Attempts,
+    delivered: dict[int, Any],
     push_of: dict[int, tuple[int, datetime]],
     chosen: dict[str, set[int]],
 ) -> set[int]:
@@ -289,7 +289,7 @@ def _plan_deliveries(
     table = judge.plan.tables["deliveries"] = TablePlan()
     bodies = judge.plan.raw_bodies
     purged: set[int] = set()
-    for delivery_id, r in _delivery_times(judge.conn).items():
+    for delivery_id, r in delivered.items():
         push_id, push_counted = push_of.get(delivery_id, (None, r.received_at))
         carried = facts.of_delivery.get(delivery_id, [])
         counted = max([r.received_at, push_counted, *(facts.counted[a] for a in carried)])

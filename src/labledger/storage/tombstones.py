@@ -8,7 +8,6 @@ itself a leaf of the Merkle log, so a tombstone forged later does not verify.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
@@ -18,22 +17,6 @@ from labledger.core.verify import Problem, VerifyReport
 from labledger.storage.tables import audit_events, tombstones
 
 REMOVING_ACTIONS = ("purge", "erase")
-
-
-def erased_commitments(
-    conn: Connection, kind: str, ids: Sequence[int] | None = None
-) -> dict[int, bytes]:
-    """The personal commitment kept for each erased row among `ids` (default: all of `kind`)."""
-    query = select(tombstones.c.entry_id, tombstones.c.personal_sha256).where(
-        tombstones.c.entry_type == kind, tombstones.c.what == "personal"
-    )
-    if ids is None:
-        return {r.entry_id: bytes(r.personal_sha256) for r in conn.execute(query)}
-    found: dict[int, bytes] = {}
-    for start in range(0, len(ids), 500):
-        rows = conn.execute(query.where(tombstones.c.entry_id.in_(ids[start : start + 500])))
-        found.update({r.entry_id: bytes(r.personal_sha256) for r in rows})
-    return found
 
 
 @dataclass(slots=True)
