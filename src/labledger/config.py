@@ -8,6 +8,7 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import (
     BaseModel,
@@ -87,6 +88,8 @@ class Settings(BaseModel):
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     signing_key_file: Path = Path("labledger-signing.key")
     integrate_interval_seconds: float = Field(default=1.0, gt=0)
+    # Where `serve` integrates the Merkle log (http/integrator.py): auto, process, thread, none.
+    integrator: Literal["auto", "process", "thread", "none"] = "auto"
     log_level: str = "INFO"
     subscribers: tuple[Subscriber, ...] = ()
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)

@@ -46,8 +46,10 @@ def server_env(database_url: str, key_file: Path, **extra: str) -> dict[str, str
 
 
 @contextmanager
-def running_servers(database_url: str, count: int, log_dir: Path) -> Iterator[list[str]]:
-    """`count` server processes on one database; yields their base URLs."""
+def running_servers(
+    database_url: str, count: int, log_dir: Path, **extra: str
+) -> Iterator[list[str]]:
+    """`count` server processes on one database; yields their base URLs. `extra`: settings."""
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
@@ -57,7 +59,7 @@ def running_servers(database_url: str, count: int, log_dir: Path) -> Iterator[li
                 procs.append(
                     subprocess.Popen(
                         [LABLEDGER, "serve", "--port", str(port), "--no-access-log"],
-                        env=server_env(database_url, write_signing_key(log_dir)),
+                        env=server_env(database_url, write_signing_key(log_dir), **extra),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )

@@ -108,13 +108,7 @@ def create_app(
         else None
     )
     lifespan = (
-        integrator_lifespan(
-            log,
-            signer,
-            settings.integrate_interval_seconds,
-            dispatcher,
-            settings.dispatch_interval_seconds,
-        )
+        integrator_lifespan(log, signer, settings, dispatcher)
         if integrate_in_background
         else None
     )

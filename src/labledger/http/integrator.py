@@ -1,7 +1,16 @@
 """The background tasks of `serve`: the Merkle log integrator and the outbox dispatcher.
 
-Every server process runs them; database locks (`SqlLog.integrate`, `SqlOutbox.exclusive`)
-let only one process work at a time, and the others skip that round.
+Where the integrator runs is `LABLEDGER_INTEGRATOR`:
+- `process`: a child process per web worker (labledger/sequencer.py), supervised here:
+  restarted if it dies, stopped with the worker;
+- `thread`: a task of the web worker itself, on its thread pool;
+- `none`: not here at all; run `labledger integrate --watch N` beside the server;
+- `auto` (the default): `process` on PostgreSQL; `thread` on SQLite, where a second process
+  would wait on the database's one write lock through SQLite's busy handler instead of the
+  web worker's own queue of writers.
+
+Database locks (`SqlLog.integrate`, `SqlOutbox.exclusive`) let only one process work at a
+time, and the others skip that round. The dispatcher always runs in the web worker.
 """
 
 from __future__ import annotations
@@ -14,17 +23,22 @@ from typing import Any
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from labledger.config import Settings
 from labledger.core.errors import StoreUnavailable
 from labledger.core.note import SignerKey
 from labledger.dispatch import Dispatcher
+from labledger.sequencer import IntegratorProcess, integrate_round
 from labledger.storage.merkle_log import SqlLog
 
 log = structlog.get_logger("labledger.integrator")
 
+RESTART_BACKOFF_MAX_S = 30.0
 
-# A round holds the integrator lock (on SQLite, the database's write lock) while it works: a
-# bounded batch keeps a large backlog from stalling webhooks; the next round takes the rest.
-BACKGROUND_BATCH = 10_000
+
+def integrator_mode(settings: Settings, merkle_log: SqlLog) -> str:
+    if settings.integrator != "auto":
+        return settings.integrator
+    return "process" if merkle_log.engine.dialect.name == "postgresql" else "thread"
 
 
 async def integrate_forever(merkle_log: SqlLog, signer: SignerKey, interval: float) -> None:
@@ -34,17 +48,20 @@ async def integrate_forever(merkle_log: SqlLog, signer: SignerKey, interval: flo
 
 
 async def integrate_once(merkle_log: SqlLog, signer: SignerKey) -> None:
-    try:
-        checkpoint = await run_in_threadpool(merkle_log.integrate, signer, None, BACKGROUND_BATCH)
-    except StoreUnavailable as exc:
-        log.warning("integrate.unavailable", detail=str(exc))
-        return
-    except Exception:
-        # A failed round changes nothing (one transaction); keep serving and say why loudly.
-        log.exception("integrate.failed")
-        return
-    if checkpoint is not None:
-        log.info("integrate.checkpoint", tree_size=checkpoint.tree_size)
+    await run_in_threadpool(integrate_round, merkle_log, signer)
+
+
+async def supervise(child: IntegratorProcess, interval: float) -> None:
+    """Start the integrator process, and start it again whenever it stops by itself."""
+    backoff = interval
+    while True:
+        await run_in_threadpool(child.start)
+        while (code := child.exit_code()) is None:
+            await asyncio.sleep(interval)
+        # Entries stay queued meanwhile: nothing is lost, checkpoints are only later.
+        log.error("integrator.exited", exit_code=code, restart_in_s=backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
 
 
 async def dispatch_forever(dispatcher: Dispatcher, interval: float) -> None:
@@ -71,15 +88,27 @@ async def dispatch_forever(dispatcher: Dispatcher, interval: float) -> None:
 def integrator_lifespan(
     merkle_log: SqlLog,
     signer: SignerKey,
-    interval: float,
+    settings: Settings,
     dispatcher: Dispatcher | None = None,
-    dispatch_interval: float = 1.0,
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    mode = integrator_mode(settings, merkle_log)
+    interval = settings.integrate_interval_seconds
+
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(integrate_forever(merkle_log, signer, interval))]
+        child = None
+        tasks = []
+        if mode == "process":
+            url = merkle_log.engine.url.render_as_string(hide_password=False)
+            child = IntegratorProcess(url, signer, interval, settings.log_level)
+            tasks.append(asyncio.create_task(supervise(child, interval)))
+        elif mode == "thread":
+            tasks.append(asyncio.create_task(integrate_forever(merkle_log, signer, interval)))
+        else:
+            log.info("integrator.external", hint="run `labledger integrate --watch N`")
         if dispatcher is not None:
-            tasks.append(asyncio.create_task(dispatch_forever(dispatcher, dispatch_interval)))
+            every = settings.dispatch_interval_seconds
+            tasks.append(asyncio.create_task(dispatch_forever(dispatcher, every)))
         try:
             yield
         finally:
@@ -87,6 +116,9 @@ def integrator_lifespan(
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
-            await integrate_once(merkle_log, signer)  # cover what arrived since the last round
+            if child is not None:
+                await run_in_threadpool(child.stop)
+            if mode != "none":
+                await integrate_once(merkle_log, signer)  # cover what arrived since the last round
 
     return lifespan
