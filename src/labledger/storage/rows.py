@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, func, select
-from sqlalchemy.sql import Select
+from pydantic_core import from_json
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Result,
+    Row,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.types import TypeDecorator
 
 from labledger.core.errors import NotFound
 from labledger.core.model import (
@@ -56,18 +68,39 @@ class AttemptRow(NamedTuple):
     is_distinct: bool
     changed_files: dict[str, list[str]]
     branch: str
+    pushed_at: datetime | None
+    received_at: datetime
+    push_id: int
+    delivery_pk: int
+    # What the attempt takes from its push and delivery (PUSH_FACTS), last so that a row of
+    # the attempt's own columns plus a push's facts makes an AttemptRow.
     sender_login: str
     sender_id: int
     pusher_name: str | None
     pusher_email: str | None
-    pushed_at: datetime | None
-    received_at: datetime
-    push_id: int
     delivery_id: str
-    delivery_pk: int
 
 
-_ATTEMPT_COLUMNS = (
+class StoredJson(TypeDecorator[Any]):
+    """A JSON column read as the text the database holds, decoded by pydantic-core.
+
+    Selected through CAST(... AS TEXT): the driver hands back text instead of decoding it
+    with the json module (psycopg's loader, SQLAlchemy's on SQLite), which cost more than
+    the rest of an attempt's row on a 100-attempt page.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else from_json(value)
+
+
+def _stored_json(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return type_coerce(cast(column, Text), StoredJson).label(column.name)
+
+
+_OWN_COLUMNS: tuple[ColumnElement[Any], ...] = (
     attempts.c.id,
     attempts.c.session_id,
     attempts.c.commit_sha,
@@ -81,30 +114,68 @@ _ATTEMPT_COLUMNS = (
     attempts.c.committer_username,
     attempts.c.claimed_timestamp,
     attempts.c.is_distinct,
-    attempts.c.changed_files,
+    _stored_json(attempts.c.changed_files),
     attempts.c.branch,
+    attempts.c.pushed_at,
+    attempts.c.received_at,
+    attempts.c.push_id,
+    attempts.c.delivery_pk,
+)
+_FACT_COLUMNS = (
     pushes.c.sender_login,
     pushes.c.sender_id,
     pushes.c.pusher_name,
     pushes.c.pusher_email,
-    attempts.c.pushed_at,
-    attempts.c.received_at,
-    attempts.c.push_id,
     deliveries.c.delivery_id,
-    attempts.c.delivery_pk,
 )
+_PUSHES_WITH_DELIVERY = pushes.join(deliveries, deliveries.c.id == pushes.c.delivery_pk)
 
 
-def attempt_rows(rows: Iterable[Row[Any]]) -> list[AttemptRow]:
-    return [AttemptRow._make(r) for r in rows]
+def attempt_rows(result: Result[Any]) -> list[AttemptRow]:
+    # .all(): one fetchall; iterating a psycopg result fetches row by row, 8 µs a row.
+    return [AttemptRow._make(r) for r in result.all()]
 
 
 def attempt_query() -> Select[Any]:
-    return select(*_ATTEMPT_COLUMNS).select_from(
-        attempts.join(pushes, pushes.c.id == attempts.c.push_id).join(
-            deliveries, deliveries.c.id == attempts.c.delivery_pk
-        )
+    return select(*_OWN_COLUMNS, *_FACT_COLUMNS).select_from(
+        attempts.join(_PUSHES_WITH_DELIVERY, pushes.c.id == attempts.c.push_id)
     )
+
+
+def _page_query() -> Select[Any]:
+    """A session's page of attempts, each push and delivery read once for the whole page.
+
+    Joined row by row, PostgreSQL looked up the push and the delivery of every attempt
+    (100 primary-key lookups into each, `deliveries` being the widest table) though a
+    push's attempts are consecutive and a page holds few pushes. MATERIALIZED keeps the
+    planner from folding the facts back into a per-attempt join. One statement, so one
+    snapshot even under READ COMMITTED.
+    """
+    page = (
+        select(*_OWN_COLUMNS)
+        .where(attempts.c.session_id == bindparam("session_id"), attempts.c.id > bindparam("after"))
+        .order_by(attempts.c.id)
+        .limit(bindparam("limit"))
+        .cte("page")
+    )
+    facts = (
+        select(pushes.c.id, *_FACT_COLUMNS)
+        .select_from(_PUSHES_WITH_DELIVERY)
+        .where(pushes.c.id.in_(select(page.c.push_id)))
+        .cte("facts")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        select(page, *(facts.c[c.name] for c in _FACT_COLUMNS))
+        .select_from(page.join(facts, facts.c.id == page.c.push_id))
+        .order_by(page.c.id)
+    )
+
+
+def delivery_attempt_rows(result: Result[Any], push: PushRecord) -> list[AttemptRow]:
+    """A delivery's attempts (their own columns) completed with the facts of its one push."""
+    facts = (push.sender.login, push.sender.id, push.pusher.name, push.pusher.email)
+    return [AttemptRow._make((*r, *facts, push.delivery_id)) for r in result.all()]
 
 
 _PUSH = (
@@ -123,9 +194,15 @@ def read_push_record(conn: Connection, push_id: int) -> PushRecord:
     row = conn.execute(_PUSH, {"push_id": push_id}).one_or_none()
     if row is None:  # unknown, or purged by retention
         raise NotFound("push", push_id)
-    shas = conn.execute(_CARRIED, {"push_id": push_id}).scalars()
+    return push_record_from_row(conn, row, row.id)
+
+
+def push_record_from_row(conn: Connection, row: Row[Any], push_id: int) -> PushRecord:
+    """A push from a row holding its columns, its delivery_id and received_at; reads the
+    commits it carried."""
+    shas = conn.execute(_CARRIED, {"push_id": push_id}).scalars().all()
     return PushRecord(
-        id=row.id,
+        id=push_id,
         delivery_id=row.delivery_id,
         forge=row.forge,
         repository_id=row.repository_id,
@@ -263,26 +340,47 @@ def attempt_from_row(row: Row[Any] | AttemptRow) -> LabAttempt:
 # query itself on a large ledger.
 SESSION_BY_ID = session_query().where(lab_sessions.c.id == bindparam("session_id"))
 SESSIONS_BY_ID = session_query().where(lab_sessions.c.id.in_(bindparam("ids", expanding=True)))
-ATTEMPT_PAGE = (
-    attempt_query()
-    .where(attempts.c.session_id == bindparam("session_id"), attempts.c.id > bindparam("after"))
-    .order_by(attempts.c.id)
-    .limit(bindparam("limit"))
-)
+ATTEMPT_PAGE = _page_query()
 ATTEMPTS_BY_COMMIT = (
     attempt_query().where(attempts.c.commit_sha == bindparam("commit_sha")).order_by(attempts.c.id)
 )
-ATTEMPTS_BY_DELIVERY = (
-    attempt_query()
+# A delivery's attempts without their push and delivery: the delivery route has read both.
+OWN_ATTEMPTS_BY_DELIVERY = (
+    select(*_OWN_COLUMNS)
     .where(attempts.c.delivery_pk == bindparam("delivery_pk"))
     .order_by(attempts.c.id)
 )
 ATTEMPT_BY_ID = attempt_query().where(attempts.c.id == bindparam("attempt_id"))
-DELIVERY_BY_KEY = select(deliveries).where(
+_DELIVERY_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.forge,
+    deliveries.c.delivery_id,
+    deliveries.c.hook_id,
+    deliveries.c.event,
+    deliveries.c.received_at,
+    deliveries.c.body_sha256,
+)  # not the compressed body: no read here needs it
+DELIVERY_BY_KEY: Select[Any] = select(*_DELIVERY_COLUMNS).where(
     deliveries.c.forge == bindparam("forge"), deliveries.c.delivery_id == bindparam("delivery_id")
 )
-DELIVERY_BY_PK = select(deliveries).where(deliveries.c.id == bindparam("delivery_pk"))
+DELIVERY_BY_PK: Select[Any] = select(*_DELIVERY_COLUMNS).where(
+    deliveries.c.id == bindparam("delivery_pk")
+)
 PUSH_OF_DELIVERY = select(pushes.c.id).where(pushes.c.delivery_pk == bindparam("delivery_pk"))
+# A delivery and its push (if any) in one statement, for push_record_from_row: the push's id
+# is `push_id`, and its forge is the delivery's (the forge whose webhook carried it).
+_PUSH_COLUMNS = [
+    pushes.c.id.label("push_id"),
+    *(c for c in pushes.c if c.name not in ("id", "forge", "delivery_pk", "personal_salt")),
+]
+DELIVERY_WITH_PUSH = (
+    select(*_DELIVERY_COLUMNS, *_PUSH_COLUMNS)
+    .select_from(deliveries.outerjoin(pushes, pushes.c.delivery_pk == deliveries.c.id))
+    .where(
+        deliveries.c.forge == bindparam("forge"),
+        deliveries.c.delivery_id == bindparam("delivery_id"),
+    )
+)
 
 
 def sessions_by_id(conn: Connection, ids: set[int]) -> dict[int, LabSession]:

@@ -32,9 +32,10 @@ from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
     ATTEMPTS_BY_COMMIT,
-    ATTEMPTS_BY_DELIVERY,
     DELIVERY_BY_KEY,
     DELIVERY_BY_PK,
+    DELIVERY_WITH_PUSH,
+    OWN_ATTEMPTS_BY_DELIVERY,
     PUSH_OF_DELIVERY,
     SESSION_BY_ID,
     AttemptRow,
@@ -42,8 +43,10 @@ from labledger.storage.rows import (
     attempt_from_row,
     attempt_query,
     attempt_rows,
+    delivery_attempt_rows,
     delivery_from_row,
     iso_or_none,
+    push_record_from_row,
     read_push_record,
     session_from_row,
     session_query,
@@ -204,14 +207,16 @@ class SqlStore:
     def delivery_view(self, forge: str, delivery_id: str) -> DeliveryView:
         """What one delivery produced and the sessions of its attempts; NotFound if unknown."""
         with self._reading() as conn:
-            row = conn.execute(
-                DELIVERY_BY_KEY, {"forge": forge, "delivery_id": delivery_id}
-            ).one_or_none()
+            key = {"forge": forge, "delivery_id": delivery_id}
+            row = conn.execute(DELIVERY_WITH_PUSH, key).one_or_none()
             if row is None:
                 raise NotFound("delivery", delivery_id)
-            push_id = conn.execute(PUSH_OF_DELIVERY, {"delivery_pk": row.id}).scalar_one_or_none()
-            push = read_push_record(conn, push_id) if push_id is not None else None
-            found = attempt_rows(conn.execute(ATTEMPTS_BY_DELIVERY, {"delivery_pk": row.id}))
+            if row.push_id is None:  # every attempt belongs to a push: none without one
+                return DeliveryView(delivery_from_row(row), None, [], {})
+            push = push_record_from_row(conn, row, row.push_id)
+            found = delivery_attempt_rows(
+                conn.execute(OWN_ATTEMPTS_BY_DELIVERY, {"delivery_pk": row.id}), push
+            )
             sessions = sessions_by_id(conn, {a.session_id for a in found})
         return DeliveryView(delivery_from_row(row), push, found, sessions)
 
