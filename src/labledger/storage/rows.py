@@ -143,13 +143,24 @@ def attempt_query() -> Select[Any]:
 
 
 def _page_query() -> Select[Any]:
-    """A session's page of attempts, each push and delivery read once for the whole page.
+    """A session's attempts in ledger order, each joined to its push and delivery."""
+    return (
+        attempt_query()
+        .where(attempts.c.session_id == bindparam("session_id"), attempts.c.id > bindparam("after"))
+        .order_by(attempts.c.id)
+        .limit(bindparam("limit"))
+    )
 
-    Joined row by row, PostgreSQL looked up the push and the delivery of every attempt
-    (100 primary-key lookups into each, `deliveries` being the widest table) though a
-    push's attempts are consecutive and a page holds few pushes. MATERIALIZED keeps the
-    planner from folding the facts back into a per-attempt join. One statement, so one
-    snapshot even under READ COMMITTED.
+
+def _page_query_by_push() -> Select[Any]:
+    """_page_query with each push and delivery read once for the whole page (PostgreSQL).
+
+    Joined row by row, PostgreSQL looks up the push and the delivery of every attempt (100
+    primary-key lookups into each, `deliveries` being the widest table) though a push's
+    attempts are consecutive and a page holds few pushes. MATERIALIZED keeps the planner
+    from folding the facts back into a per-attempt join. One statement, so one snapshot
+    even under READ COMMITTED. SQLite keeps the plain join: its lookups are in-process
+    B-tree searches, cheaper than materialising the two CTEs (0.22 against 0.35 ms).
     """
     page = (
         select(*_OWN_COLUMNS)
@@ -340,7 +351,7 @@ def attempt_from_row(row: Row[Any] | AttemptRow) -> LabAttempt:
 # query itself on a large ledger.
 SESSION_BY_ID = session_query().where(lab_sessions.c.id == bindparam("session_id"))
 SESSIONS_BY_ID = session_query().where(lab_sessions.c.id.in_(bindparam("ids", expanding=True)))
-ATTEMPT_PAGE = _page_query()
+ATTEMPT_PAGE = {"sqlite": _page_query(), "postgresql": _page_query_by_push()}
 ATTEMPTS_BY_COMMIT = (
     attempt_query().where(attempts.c.commit_sha == bindparam("commit_sha")).order_by(attempts.c.id)
 )

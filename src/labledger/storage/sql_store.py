@@ -382,4 +382,4 @@ def _session(conn: Connection, session_id: int) -> LabSession:
 
 def _page(conn: Connection, session_id: int, after: int, limit: int) -> list[AttemptRow]:
     page = {"session_id": session_id, "after": after, "limit": limit}
-    return attempt_rows(conn.execute(ATTEMPT_PAGE, page))
+    return attempt_rows(conn.execute(ATTEMPT_PAGE[conn.dialect.name], page))
