@@ -244,3 +244,25 @@ def test_checkpoint_times_never_go_back(grown: Ledger) -> None:
     lagging = log.integrate(SIGNER, latest.created_at - timedelta(hours=1))
     assert lagging is not None and lagging.created_at == latest.created_at
     assert _verify(grown).ok
+
+
+def test_an_integrator_that_read_before_another_signed_gives_way(grown: Ledger) -> None:
+    """Integration reads and hashes without the lock, then appends under it. If another
+    integrator signed a checkpoint in between, the first one's batch is stale: it must log
+    nothing rather than log entries twice or out of place."""
+    from labledger.storage import merkle_log
+
+    log = SqlLog(grown.engine)
+    deliver(grown.store, push_payload([commit(), commit()]))
+    with grown.engine.connect() as conn, conn.begin():
+        stale = merkle_log._read_batch(conn, 100)
+    assert stale is not None and stale.queued
+    deliver(grown.store, push_payload([commit()]))
+    winner = log.integrate(SIGNER)  # logs the stale batch's entries and the newer ones
+    assert winner is not None and winner.tree_size == stale.base_size + len(stale.queued) + 4
+    with grown.engine.begin() as conn:
+        assert merkle_log._append_batch(conn, SIGNER, None, stale) is None
+    latest = log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == winner.tree_size
+    report = _verify(grown)
+    assert report.ok and report.pending == 0 and report.entries == winner.tree_size

@@ -1,10 +1,18 @@
 """The Merkle log in SQL: integrating queued entries, signed checkpoints, proofs.
 
 Ingest only queues `(entry_type, entry_id)` in its own transaction; integration runs in
-batches, elsewhere (a background task of `serve`, or `labledger integrate`), under a lock that
-several server processes can share: `pg_try_advisory_xact_lock` on PostgreSQL, the write lock
-of `BEGIN IMMEDIATE` on SQLite. An entry is covered by a checkpoint within one integration
-interval after its transaction commits (plus the batch's own time).
+batches, elsewhere (the integrator of `serve`, or `labledger integrate`), in two steps:
+
+1. in a read transaction, the queued entries' rows are read and their leaves hashed: most of
+   the work, and it blocks no writer;
+2. in a write transaction, under a lock several server processes can share
+   (`pg_try_advisory_xact_lock` on PostgreSQL, the write lock of `BEGIN IMMEDIATE` on SQLite),
+   the tree grows by those hashes and a checkpoint is signed, unless another integrator
+   signed one since step 1, in which case this round gives way to the next.
+
+Rows are append-only, so what step 1 read is still what step 2 logs. An entry is covered by a
+checkpoint within one integration interval after its transaction commits (plus the batch's
+own time).
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ _TRY_LOCK = select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))
 _LATEST = select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
 _INSERT_CHECKPOINT = checkpoints.insert()
 _NEWEST_NOTE = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+_NEWEST_SIZE = "SELECT tree_size FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
 TIME_COLUMN = {
     "session": "created_at",
     "delivery": "received_at",
@@ -122,11 +131,17 @@ class SqlLog:
         several processes queue up for the lock.
         """
         with translate_db_errors(), self.engine.connect() as conn:
+            with conn.begin():
+                if not _take_integrator_lock(conn):
+                    return None  # another integrator is at work: skip the read as well
+                batch = _read_batch(conn, limit)
+            if batch is None:
+                return None
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 if not _take_integrator_lock(conn):
                     return None
-                return _integrate(conn, signer, now, limit)
+                return _append_batch(conn, signer, now, batch)
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         with self._reading() as conn:
@@ -184,29 +199,45 @@ def _take_integrator_lock(conn: Connection) -> bool:
     return bool(conn.execute(_TRY_LOCK).scalar_one())
 
 
-def _integrate(
-    conn: Connection, signer: SignerKey, now: datetime | None, limit: int
-) -> StoredCheckpoint | None:
-    # The per-entry work runs as once-written SQL in the driver's style: in `serve` this
-    # shares the CPU with request handling, and SQLAlchemy's per-row parameter processing
-    # used to cost as much as hashing the leaves.
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Queued entries and their leaf hashes, read while no lock was held."""
+
+    base_size: int  # the tree size they were read against
+    queued: list[Any]  # (queue id, entry type, entry id), in queue order
+    hashes: list[bytes]
+
+
+def _read_batch(conn: Connection, limit: int) -> _Batch | None:
+    # The per-entry work runs as once-written SQL in the driver's style: it shares the CPU
+    # with request handling, and SQLAlchemy's per-row parameter processing used to cost as
+    # much as hashing the leaves.
     sql = _IntegratorSql.of(conn.dialect)
     queued = _driver_rows(conn, sql.queued, (limit,))
     if not queued:
         return None
+    size = _driver_rows(conn, _NEWEST_SIZE, ())
+    hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
+    return _Batch(size[0][0] if size else 0, queued, hashes)
+
+
+def _append_batch(
+    conn: Connection, signer: SignerKey, now: datetime | None, batch: _Batch
+) -> StoredCheckpoint | None:
     latest = conn.execute(_LATEST).one_or_none()
     frontier = checkpoint_from_row(latest).frontier if latest else CompactRange()
+    if frontier.size != batch.base_size:
+        return None  # another integrator logged entries since the read; the next round goes on
     now = now or datetime.now(UTC)
     if latest is not None:
         now = max(now, latest.created_at)
-    hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
-    start = frontier.size
-    frontier, nodes = append_leaves(frontier, hashes)
+    start, queued = frontier.size, batch.queued
+    frontier, nodes = append_leaves(frontier, batch.hashes)
     entries = [
         (start + i, kind, entry_id, h)
-        for i, ((_, kind, entry_id), h) in enumerate(zip(queued, hashes, strict=True))
+        for i, ((_, kind, entry_id), h) in enumerate(zip(queued, batch.hashes, strict=True))
     ]
-    sql.write(conn, entries, now, nodes, [q[0] for q in queued])
+    _IntegratorSql.of(conn.dialect).write(conn, entries, now, nodes, [q[0] for q in queued])
     return _sign(conn, signer, frontier, now)
 
 
