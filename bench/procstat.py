@@ -22,6 +22,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants: a server's web workers and integrator processes."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(current := todo.pop())
+        todo.extend(children.get(current, []))
+    return found
+
+
 def cpu_of(pids: list[int]) -> dict[int, float]:
     return {pid: cpu_seconds(pid) for pid in pids}
 
@@ -37,6 +55,18 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmHWM for process {pid}")
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The peaks of a process and its live descendants, added: an upper bound of their total
+    (each peak may come at another moment), counting pages they share once per process."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += peak_rss_mb(member)
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total
 
 
 def _cpu_model() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from bench import naive_store
 from bench.databases import Database, Databases, create_ledger_sessions, migrate_ledger
 from bench.loadgen import Phase
-from bench.procstat import cpu_delta, cpu_of, peak_rss_mb
+from bench.procstat import cpu_delta, cpu_of, process_tree, tree_peak_rss_mb
 from bench.servers import (
     Server,
     labledger_command,
@@ -54,7 +54,8 @@ class Target:
             engine.dispose()
 
     def peak_rss_mb(self) -> float | None:
-        return None if self.server is None else round(peak_rss_mb(self.server.pid), 1)
+        """The server's processes together: `labledger serve` runs its integrator beside it."""
+        return None if self.server is None else round(tree_peak_rss_mb(self.server.pid), 1)
 
 
 class BackendSampler:
@@ -104,11 +105,12 @@ class BackendSampler:
 
 def measured(target: Target, run: Callable[[], Phase]) -> dict[str, Any]:
     """Run one phase and charge the CPU it took to the generator, the server and PostgreSQL."""
-    server_pids = [target.server.pid] if target.server else []
-    server_before = cpu_of(server_pids)
+    server = target.server.pid if target.server else None
+    server_before = cpu_of(process_tree(server)) if server else {}
     with BackendSampler(target) as database_cpu:
         phase = run()
-    server_s = cpu_delta(server_before, cpu_of(server_pids))
+    # Processes started during the phase (an integrator started again) count from zero.
+    server_s = cpu_delta(server_before, cpu_of(process_tree(server))) if server else 0.0
     if target.server is None:  # the database bound writes from this very process
         cost = Cost(0.0, phase.generator_cpu_s, database_cpu.spent_s)
     else:
