@@ -134,7 +134,9 @@ def tamper(results: dict[str, Any]) -> list[str]:
         f"### Ingest with tamper evidence on and off ({c['tamper_level']} concurrent writers)",
         "",
         f"*on* is `labledger serve` as shipped (every row queued into `log_queue` in the ingest "
-        "transaction; the background integrator signs a checkpoint every second). *off* is the "
+        "transaction; the integrator signs a checkpoint every second, in a process of its own "
+        "on PostgreSQL and in a thread on SQLite, `LABLEDGER_INTEGRATOR=auto`; server CPU is that "
+        "of all the server's processes). *off* is the "
         "same build with the log switched off (bench/unlogged.py: a SqlStore whose transactions "
         "skip `flush_log_queue`, no integrator), on the same uvicorn options. Closed loop, "
         f"{c['warmup_s']} s warm-up then {c['measure_s']} s measured; median of {c['runs']} runs "
