@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 WRITE_OPTION = "labledger_write"
 SQLITE_BUSY_TIMEOUT_S = 5.0
+
+
+_WRITER_LOCKS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+_MAKING_LOCK = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """What this process's writers to one database queue on before they begin.
+
+    SQLite has one write lock per file. Waiting for it here, where a waiter wakes as soon as
+    the lock is free, rather than in SQLite's busy handler (which sleeps in steps of up to
+    100 ms, and gives up after the busy timeout with a 503) keeps a burst of webhooks, the
+    integrator and the dispatcher of one process from delaying one another. Other processes
+    (a second server, `labledger ingest`) still meet the busy timeout. PostgreSQL locks rows,
+    not the database: no lock.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _MAKING_LOCK:
+        return _WRITER_LOCKS.setdefault(engine, threading.RLock())
 
 
 def normalize_url(url: str) -> str:

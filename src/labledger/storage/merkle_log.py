@@ -41,7 +41,7 @@ from labledger.core.merkle import (
 )
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
-from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.engine import WRITE_OPTION, writer_lock
 from labledger.storage.leaf_rows import entry_rows
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import (
@@ -138,7 +138,7 @@ class SqlLog:
             if batch is None:
                 return None
             conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
+            with writer_lock(self.engine), conn.begin():
                 if not _take_integrator_lock(conn):
                     return None
                 return _append_batch(conn, signer, now, batch)

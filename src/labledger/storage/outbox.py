@@ -9,7 +9,7 @@ needs only SELECT and INSERT, and the history of every delivery attempt stays re
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from labledger.core.errors import NotFound
-from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.engine import WRITE_OPTION, writer_lock
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import outbox_events, outbox_states
 
@@ -45,7 +45,8 @@ class SqlOutbox:
 
     @contextmanager
     def _conn(self, write: bool = False) -> Iterator[Connection]:
-        with translate_db_errors(), self.engine.connect() as conn:
+        lock = writer_lock(self.engine) if write else nullcontext()
+        with lock, translate_db_errors(), self.engine.connect() as conn:
             if write:
                 conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():

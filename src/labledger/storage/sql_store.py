@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy import exc as sa_exc
@@ -27,7 +25,7 @@ from labledger.core.model import (
     StoredDelivery,
     VerificationResult,
 )
-from labledger.storage.engine import WRITE_OPTION
+from labledger.storage.engine import WRITE_OPTION, writer_lock
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
@@ -86,17 +84,11 @@ class SqlStore:
         """`subscribers` name the notification subscribers each new entry is announced to."""
         self.engine = engine
         self.subscribers = tuple(subscribers)
-        sqlite = engine.dialect.name == "sqlite"
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.RLock() if sqlite else nullcontext()
-        )
+        self._write_lock = writer_lock(engine)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlWriter]:
-        # SQLite has one write lock per file. Waiting for it on a lock in this process, rather
-        # than in SQLite's busy handler (which sleeps in growing steps and gives up after the
-        # busy timeout with a 503), keeps a burst of webhooks from failing; other processes
-        # (a second server, `labledger ingest`) still meet the busy timeout.
+        # On SQLite, this process's writers queue on one lock (engine.writer_lock).
         with self._write_lock, translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
