@@ -266,3 +266,27 @@ def test_an_integrator_that_read_before_another_signed_gives_way(grown: Ledger) 
     assert latest is not None and latest.tree_size == winner.tree_size
     report = _verify(grown)
     assert report.ok and report.pending == 0 and report.entries == winner.tree_size
+
+
+def test_on_sqlite_the_integrator_queues_behind_this_process_s_writers(
+    sqlite_ledger: Ledger,
+) -> None:
+    """The integrator appends under the same in-process writer lock as ingest, so a writer
+    never waits for it in SQLite's busy handler (nor it for a writer)."""
+    import threading
+
+    from labledger.storage.engine import writer_lock
+
+    ledger = sqlite_ledger
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    deliver(ledger.store, push_payload([commit()]))
+    done: list[object] = []
+    integrator = threading.Thread(
+        target=lambda: done.append(SqlLog(ledger.engine).integrate(SIGNER))
+    )
+    with writer_lock(ledger.engine):
+        integrator.start()
+        integrator.join(timeout=1.0)
+        assert integrator.is_alive() and not done  # waiting for the lock this thread holds
+    integrator.join(timeout=30)
+    assert done and done[0] is not None
