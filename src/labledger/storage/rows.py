@@ -72,7 +72,7 @@ class AttemptRow(NamedTuple):
     received_at: datetime
     push_id: int
     delivery_pk: int
-    # What the attempt takes from its push and delivery (PUSH_FACTS), last so that a row of
+    # What the attempt takes from its push and delivery (_FACT_COLUMNS), last so that a row of
     # the attempt's own columns plus a push's facts makes an AttemptRow.
     sender_login: str
     sender_id: int
