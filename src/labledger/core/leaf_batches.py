@@ -6,13 +6,18 @@ lets the common cases run at C speed: a column whose values all have one plain t
 text by one `map` over a built-in, and each leaf is then one `%` over a template built once
 per batch. A column with mixed or unusual values falls back to the per-value encoder of
 `leaves`, itself checked against the reference encoder.
+
+`leaf_bytes_columns` takes the columns themselves (no row mappings at all), and a column may
+come as `Encoded`: JSON text already in canonical form, such as `json_texts` writes from the
+text a database stores for a JSON column (decoded and re-encoded once per distinct text).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -23,14 +28,52 @@ from labledger.core.leaves import (
     UnknownLeafKind,
     value_text,
 )
+from labledger.core.merkle import leaf_hash
 
 Column = tuple[str, Sequence[Any]]  # a %-format piece and the values it takes, one per row
 _BOOL_TEXT = {True: "true", False: "false"}
 _ISO_MICROSECONDS = operator.methodcaller("isoformat", "T", "microseconds")
 _COMMITMENT = "personal_sha256"
+_SALT = "personal_salt"
 
 
-def _same_type_column(kind: type, values: list[Any]) -> Column | None:
+class Encoded(list[str]):
+    """A column whose values are already canonical JSON text, to be written as they are."""
+
+
+class _NotPlain(ValueError):
+    pass
+
+
+def _not_plain(text: str) -> Any:
+    raise _NotPlain(text)
+
+
+# JSON text decodes to dicts, lists, str, int, bool and None only (what the canonical form
+# writes directly) unless it holds a float or a constant; those raise and take the reference.
+_decode_plain = json.JSONDecoder(parse_float=_not_plain, parse_constant=_not_plain).decode
+_encode_plain = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def _canonical_text(raw: Any, decode: Callable[[Any], Any]) -> str:
+    if type(raw) is str:
+        try:
+            return _encode_plain(_decode_plain(raw))
+        except _NotPlain:
+            pass
+    return value_text(decode(raw))
+
+
+def json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.loads) -> Encoded:
+    """The canonical JSON text of each stored JSON value; `decode` is how the database's own
+    reader turns it into a value (used for anything but plain JSON text)."""
+    canonical = {text: _canonical_text(text, decode) for text in dict.fromkeys(raw)}
+    return Encoded(map(canonical.__getitem__, raw))
+
+
+def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:
     if kind is str:
         return "%s", list(map(encode_basestring, values))
     if kind is int:
@@ -47,7 +90,9 @@ def _same_type_column(kind: type, values: list[Any]) -> Column | None:
     return None
 
 
-def _column(values: list[Any]) -> Column:
+def _column(values: Sequence[Any]) -> Column:
+    if type(values) is Encoded:
+        return "%s", values
     types = set(map(type, values))
     if len(types) == 1:
         found = _same_type_column(types.pop(), values)
@@ -56,7 +101,7 @@ def _column(values: list[Any]) -> Column:
     return "%s", [value_text(v) for v in values]
 
 
-def _fill(head: str, values_by_name: list[tuple[str, list[Any]]], count: int) -> list[str]:
+def _fill(head: str, values_by_name: list[tuple[str, Sequence[Any]]], count: int) -> list[str]:
     """`head` and the canonical JSON object of each row, keys in sorted order."""
     columns = sorted((name, _column(values)) for name, values in values_by_name)
     body = ",".join(f'"{name}":{spec}' for name, (spec, _) in columns)
@@ -71,19 +116,47 @@ def _values(name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     return list(map(operator.itemgetter(name), rows))
 
 
-def _commitments(personal: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+def _salted(salt: Any, text: str) -> bytes:
+    return bytes(salt or b"") + text.encode("utf-8")
+
+
+def _commitments(
+    personal: tuple[str, ...], columns: Mapping[str, Sequence[Any]], count: int
+) -> Sequence[Any]:
     """Each row's stored commitment (an erased row), else SHA-256(salt || personal JSON)."""
-    stored = [row.get(_COMMITMENT) for row in rows]
-    if all(c is not None for c in stored):
+    stored = columns.get(_COMMITMENT) or [None] * count
+    if None not in stored:
         return stored
-    texts = _fill("", [(n, _values(n, rows)) for n in personal], len(rows))
-    sha256 = hashlib.sha256
-    return [
-        c
-        if c is not None
-        else sha256(bytes(row.get("personal_salt") or b"") + text.encode("utf-8")).digest()
-        for c, row, text in zip(stored, rows, texts, strict=True)
-    ]
+    texts = _fill("", [(n, columns[n]) for n in personal], count)
+    salts = columns.get(_SALT) or [None] * count
+    if set(map(type, salts)) == {bytes}:
+        salted = list(map(bytes.__add__, salts, map(str.encode, texts)))
+    else:
+        salted = list(map(_salted, salts, texts))
+    digests = map(hashlib.sha256, salted)
+    return [c if c is not None else d.digest() for c, d in zip(stored, digests, strict=True)]
+
+
+def leaf_bytes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: int) -> list[bytes]:
+    """The leaf bytes of `count` rows of one kind given column by column: each of the kind's
+    fields (a push's `commits` too), and for kinds with personal fields those fields,
+    `personal_salt` and, optionally, `personal_sha256` (None where a row was not erased)."""
+    try:
+        fields, personal = LEAF_FIELDS[kind]
+    except KeyError:
+        raise UnknownLeafKind(kind) from None
+    if not count:
+        return []
+    values_by_name = [(name, columns[name]) for name in fields]
+    if personal:
+        values_by_name.append((_COMMITMENT, _commitments(personal, columns, count)))
+    head = f"{LEAF_VERSION}\n{kind}\n"
+    return list(map(str.encode, _fill(head, values_by_name, count)))
+
+
+def leaf_hashes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: int) -> list[bytes]:
+    """The RFC 9162 leaf hash of each of those leaves."""
+    return list(map(leaf_hash, leaf_bytes_columns(kind, columns, count)))
 
 
 def leaf_bytes_many(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[bytes]:
@@ -94,8 +167,10 @@ def leaf_bytes_many(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[bytes]
         raise UnknownLeafKind(kind) from None
     if not rows:
         return []
-    values_by_name = [(name, _values(name, rows)) for name in fields]
+    columns = {name: _values(name, rows) for name in fields}
     if personal:
-        values_by_name.append((_COMMITMENT, _commitments(personal, rows)))
-    head = f"{LEAF_VERSION}\n{kind}\n"
-    return [text.encode("utf-8") for text in _fill(head, values_by_name, len(rows))]
+        columns[_COMMITMENT] = stored = [row.get(_COMMITMENT) for row in rows]
+        columns[_SALT] = [row.get(_SALT) for row in rows]
+        if None in stored:  # an erased row's personal fields are not read
+            columns.update((name, _values(name, rows)) for name in personal)
+    return leaf_bytes_columns(kind, columns, len(rows))

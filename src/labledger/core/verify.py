@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from labledger.core.checkpoint import Checkpoint, parse_and_verify
 from labledger.core.merkle import CompactRange
 from labledger.core.note import NoteRejected, VerifierKey
+from labledger.core.verify_chunks import CheckedChunk
 
 DEFAULT_BACKDATE_SLACK = timedelta(minutes=5)
 
@@ -165,18 +166,31 @@ class LedgerVerifier:
                 **where,
             )
 
+    def add_chunk(self, chunk: CheckedChunk) -> None:
+        """Leaves [chunk.start, chunk.end), checked elsewhere, as `add` would take them one by
+        one; `chunk.start` must be the number of leaves added so far."""
+        while self._pending and self._pending[0].checkpoint.size < chunk.end:
+            signed = self._pending.pop(0)  # all checkpoints up to chunk.start are settled
+            self._compare(signed, chunk.extended(self._frontier, signed.checkpoint.size).root())
+            self._note_time(signed)
+        self._frontier = chunk.extended(self._frontier)
+        self._report.entries += chunk.end - chunk.start
+        self._settle()
+
     def _settle(self) -> None:
         while self._pending and self._pending[0].checkpoint.size <= self._frontier.size:
             signed = self._pending.pop(0)
-            cp = signed.checkpoint
-            if cp.size == self._frontier.size:
-                self._compare(signed)
-            if signed.timestamp is not None:
-                self._last_time = max(self._last_time or signed.timestamp, signed.timestamp)
-                self._earliest = self._last_time - self._slack
+            if signed.checkpoint.size == self._frontier.size:
+                self._compare(signed, self._frontier.root())
+            self._note_time(signed)
 
-    def _compare(self, signed: SignedCheckpoint) -> None:
-        cp, root = signed.checkpoint, self._frontier.root()
+    def _note_time(self, signed: SignedCheckpoint) -> None:
+        if signed.timestamp is not None:
+            self._last_time = max(self._last_time or signed.timestamp, signed.timestamp)
+            self._earliest = self._last_time - self._slack
+
+    def _compare(self, signed: SignedCheckpoint, root: bytes) -> None:
+        cp = signed.checkpoint
         self._report.checkpoints += 1
         if root != cp.root:
             self._problem(

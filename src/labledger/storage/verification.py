@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.core.merkle import leaf_hash
@@ -17,14 +19,18 @@ from labledger.core.verify import (
     DEFAULT_BACKDATE_SLACK,
     LedgerVerifier,
     Problem,
+    SignedCheckpoint,
     VerifyReport,
     open_checkpoints,
 )
+from labledger.core.verify_chunks import backdate_floors
 from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, entry_row_batches
 from labledger.storage.merkle_log import TIME_COLUMN
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_queue
-from labledger.storage.tombstones import vouched_removals
+from labledger.storage.tombstones import Removed, vouched_removals
+from labledger.storage.verify_chunks import CHUNK_HEIGHT, ChunkJob, check_in_chunks, unlogged_rows
+from labledger.storage.verify_workers import ChunkWorkers
 
 Progress = Callable[[int], None]
 TABLE_OF = {kind: table.name for kind, table in ENTRY_TABLES.items()}
@@ -40,29 +46,105 @@ def verify_database(
     check_bodies: bool = True,
     backdate_slack: timedelta = DEFAULT_BACKDATE_SLACK,
     progress: Progress = lambda n: None,
+    processes: int | None = None,
+    chunk_height: int = CHUNK_HEIGHT,
 ) -> VerifyReport:
-    """Rebuild the tree from the rows as they are now and check every signed checkpoint."""
+    """Rebuild the tree from the rows as they are now and check every signed checkpoint.
+
+    The log is checked in chunks of 2**chunk_height leaves, by `processes` worker processes
+    (default: one per available CPU) when there are several chunks; where a chunk does not
+    check out, every entry is checked again one by one to report what is wrong.
+    """
     report = VerifyReport()
-    with translate_db_errors(), engine.connect() as conn, conn.begin():
-        notes = [(f"checkpoint {r.tree_size}", r.note) for r in conn.execute(select(checkpoints))]
-        signed = open_checkpoints([*notes, *witnesses], key, report)
-        removed = vouched_removals(conn, report)
-        recomputed = _recompute(conn, progress)
-        if check_bodies:
-            _check_bodies(conn, report, removed.bodies)
-        verifier = LedgerVerifier(signed, report, backdate_slack)
-        for n, (index, kind, entry_id, logged) in enumerate(_log_entries(conn), start=1):
-            row_hash, moment = recomputed.get(kind, {}).pop(entry_id, _GONE)
-            if row_hash is None and (kind, entry_id) in removed.rows:
-                row_hash = bytes(logged)  # purged on purpose: its leaf hash stands for it
-            table = TABLE_OF.get(kind, kind)
-            verifier.add(index, table, entry_id, bytes(logged), row_hash, moment)
-            if n % BATCH == 0:
-                progress(BATCH)
-        queued = {(q.entry_type, q.entry_id) for q in conn.execute(select(log_queue))}
+    with translate_db_errors():
+        workers = _start_workers(engine, processes, chunk_height)
+        try:
+            with _reading(engine) as conn:
+                _verify(conn, report, key, witnesses, check_bodies, backdate_slack, progress,
+                        workers, chunk_height)  # fmt: skip
+        finally:
+            if workers is not None:
+                workers.close()
+    return report
+
+
+def _start_workers(engine: Engine, processes: int | None, height: int) -> ChunkWorkers | None:
+    """Worker processes, forked now (before any read transaction), if they have work."""
+    processes = len(os.sched_getaffinity(0)) if processes is None else processes
+    if processes < 2 or engine.dialect.name not in ("sqlite", "postgresql"):
+        return None
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return None
+    with engine.connect() as conn:
+        last = conn.exec_driver_sql("SELECT max(leaf_index) FROM log_entries").scalar()
+    if last is None or last < 1 << height:  # one chunk: no one to share it with
+        return None
+    return ChunkWorkers(engine, processes)
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """One transaction that sees one state of the database throughout."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # times as the leaves write them
+            yield conn
+
+
+def _verify(
+    conn: Connection,
+    report: VerifyReport,
+    key: VerifierKey,
+    witnesses: list[tuple[str, str]],
+    check_bodies: bool,
+    backdate_slack: timedelta,
+    progress: Progress,
+    workers: ChunkWorkers | None,
+    height: int,
+) -> None:
+    notes = [(f"checkpoint {r.tree_size}", r.note) for r in conn.execute(select(checkpoints))]
+    signed = open_checkpoints([*notes, *witnesses], key, report)
+    removed = vouched_removals(conn, report)
+    floors = backdate_floors([(s.checkpoint.size, s.timestamp) for s in signed], backdate_slack)
+    sizes = tuple(sorted({s.checkpoint.size for s in signed}))
+    job = ChunkJob(conn.dialect, floors, sizes, frozenset(removed.rows), backdate_slack, height)
+    checked = check_in_chunks(conn, job, signed, progress, workers)
+    queued = {(q.entry_type, q.entry_id) for q in conn.execute(select(log_queue))}
+    if checked is not None:
+        report.entries, report.checkpoints = checked.entries, checked.checkpoints
+        report.tree_size, report.root = checked.tree_size, checked.root
+        _report_unlogged(report, unlogged_rows(conn, checked.rows), queued)
+    else:
+        _verify_entry_by_entry(conn, report, signed, removed, backdate_slack, progress, queued)
+    if check_bodies:
+        _check_bodies(conn, report, removed.bodies)
+
+
+def _verify_entry_by_entry(
+    conn: Connection,
+    report: VerifyReport,
+    signed: list[SignedCheckpoint],
+    removed: Removed,
+    backdate_slack: timedelta,
+    progress: Progress,
+    queued: set[tuple[str, int]],
+) -> None:
+    """Every row recomputed, every leaf compared on its own: each problem named."""
+    recomputed = _recompute(conn, progress)
+    verifier = LedgerVerifier(signed, report, backdate_slack)
+    for n, (index, kind, entry_id, logged) in enumerate(_log_entries(conn), start=1):
+        row_hash, moment = recomputed.get(kind, {}).pop(entry_id, _GONE)
+        if row_hash is None and (kind, entry_id) in removed.rows:
+            row_hash = bytes(logged)  # purged on purpose: its leaf hash stands for it
+        table = TABLE_OF.get(kind, kind)
+        verifier.add(index, table, entry_id, bytes(logged), row_hash, moment)
+        if n % BATCH == 0:
+            progress(BATCH)
     verifier.finish()
     _report_unlogged(report, recomputed, queued)
-    return report
 
 
 def _recompute(conn: Any, progress: Progress) -> Recomputed:
@@ -122,7 +204,7 @@ def _check_bodies(conn: Any, report: VerifyReport, dropped: set[int]) -> None:
 
 
 def _report_unlogged(
-    report: VerifyReport, leftover: Recomputed, queued: set[tuple[str, int]]
+    report: VerifyReport, leftover: Mapping[str, Iterable[int]], queued: set[tuple[str, int]]
 ) -> None:
     unlogged = sorted((kind, entry_id) for kind, rows in leftover.items() for entry_id in rows)
     for kind, entry_id in unlogged:

@@ -1,0 +1,234 @@
+"""Ledger rows column by column, for `verify`: no row mappings, and stored text kept as text.
+
+`leaf_rows` hands back rows exactly as a SQLAlchemy select would; here the same rows come as
+columns for `leaf_bytes_columns`, with the conversions done a column at a time and skipped
+where the stored form already is the leaf's: a JSON column is read as its stored text and
+canonicalized once per distinct text (not decoded to Python values and encoded again), and a
+SQLite time stored in SQLAlchemy's own text form becomes the leaf's time text by two string
+replacements. Any column holding something else takes the dialect's own result processor,
+as `leaf_rows` does, so the leaves are the same either way (tests/integration prove it).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from json.encoder import encode_basestring
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Dialect
+
+from labledger.core.leaf_batches import Encoded, json_texts
+from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE
+from labledger.storage.merkle_log import TIME_COLUMN
+from labledger.storage.tables import UtcDateTime, push_commits, tombstones
+
+Fetch = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]  # SQL, parameters -> rows
+Decode = Callable[[Sequence[Any]], Sequence[Any]]
+# SQLAlchemy's SQLite DATETIME text, with a year strftime pads as the leaf format needs it
+_SQLITE_TIMES = re.compile(
+    r"(?:[1-9][0-9]{3}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\n)*"
+)
+_BOOL_TEXT = {0: "false", 1: "true"}  # True and False hash as 1 and 0
+_BOOLS = {0: False, 1: True}
+
+
+@dataclass(frozen=True, slots=True)
+class KindColumns:
+    """Rows of one kind in id order: their ids, columns for `leaf_bytes_columns`, own times."""
+
+    ids: Sequence[int]
+    columns: dict[str, Sequence[Any]]
+    moments: Sequence[datetime | None]
+
+
+def _processed(convert: Callable[[Any], Any] | None) -> Decode:
+    return (lambda values: values) if convert is None else (lambda v: list(map(convert, v)))
+
+
+def _sqlite_times(convert: Callable[[Any], Any]) -> Decode:
+    def decode(values: Sequence[Any]) -> Sequence[Any]:
+        if set(map(type, values)) == {str}:
+            joined = "\n".join(values)
+            if _SQLITE_TIMES.fullmatch(joined + "\n"):
+                return Encoded(
+                    ('"' + joined.replace(" ", "T").replace("\n", 'Z"\n"') + 'Z"').split("\n")
+                )
+        return list(map(convert, values))
+
+    return decode
+
+
+def _aware_times(convert: Callable[[Any], Any]) -> Decode:
+    def decode(values: Sequence[Any]) -> Sequence[Any]:
+        if set(map(operator.attrgetter("tzinfo"), filter(None, values))) <= {UTC}:
+            return values
+        return list(map(convert, values))
+
+    return decode
+
+
+def _sqlite_bools(convert: Callable[[Any], Any]) -> Decode:
+    def decode(values: Sequence[Any]) -> Sequence[Any]:
+        try:
+            return list(map(_BOOLS.__getitem__, values))
+        except (KeyError, TypeError):
+            return list(map(convert, values))
+
+    return decode
+
+
+def _decoder(column: Any, dialect: Dialect) -> Decode:
+    convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    sqlite = dialect.name == "sqlite"
+    if isinstance(column.type, JSON):  # read as its stored text (CAST on PostgreSQL)
+        return functools.partial(json_texts, decode=convert or json.loads)
+    if isinstance(column.type, UtcDateTime):
+        return (_sqlite_times if sqlite else _aware_times)(convert)
+    if isinstance(column.type, Boolean) and convert is not None:
+        return _sqlite_bools(convert)
+    return _processed(convert)
+
+
+def _moments(raw: Sequence[Any], decoded: Sequence[Any]) -> Sequence[datetime | None]:
+    if type(decoded) is not Encoded:
+        return decoded
+    return list(map(datetime.fromisoformat, ("+00:00\n".join(raw) + "+00:00").split("\n")))
+
+
+@dataclass(frozen=True, slots=True)
+class _KindPlan:
+    kind: str
+    columns: str  # the select list
+    source: str
+    names: tuple[str, ...]
+    decoders: tuple[Decode, ...]
+    time_at: int | None
+    placeholder: str
+    array: bool  # PostgreSQL: a list of ids goes as one array parameter
+    commit_flag: Callable[[Any], Any] | None  # the dialect's reading of is_distinct
+
+    def fetch(
+        self, fetch: Fetch, ids: Sequence[int] | None, bounds: tuple[int, int]
+    ) -> KindColumns:
+        """Rows with `bounds[0] <= id <= bounds[1]`, or only those in `ids` when given."""
+        where, params = self._where("id", ids, bounds)
+        table = ENTRY_TABLES[self.kind].name
+        sql = f"SELECT {self.columns} FROM {self.source} WHERE {table}.{where} ORDER BY {table}.id"
+        rows = fetch(sql, params)
+        raw: list[Sequence[Any]] = list(zip(*rows, strict=True)) or [()] * len(self.names)
+        decoded = [decode(values) for decode, values in zip(self.decoders, raw, strict=True)]
+        columns = dict(zip(self.names, decoded, strict=True))
+        if self.kind == "push":
+            columns["commits"] = self._commits(fetch, raw[0], ids, bounds)
+        moments = (
+            _moments(raw[self.time_at], decoded[self.time_at])
+            if self.time_at is not None
+            else [None] * len(rows)
+        )
+        return KindColumns(raw[0], columns, moments)
+
+    def _where(
+        self, column: str, ids: Sequence[int] | None, bounds: tuple[int, int]
+    ) -> tuple[str, Sequence[Any]]:
+        p = self.placeholder
+        if ids is None:
+            return f"{column} BETWEEN {p} AND {p}", bounds
+        if self.array:
+            return f"{column} = ANY({p})", [list(ids)]
+        return f"{column} IN ({', '.join([p] * len(ids))})", ids
+
+    def _commits(
+        self,
+        fetch: Fetch,
+        push_ids: Sequence[int],
+        ids: Sequence[int] | None,
+        bounds: tuple[int, int],
+    ) -> Sequence[Any]:
+        where, params = self._where("push_id", ids, bounds)
+        carried = fetch(
+            f"SELECT push_id, commit_sha, is_distinct FROM push_commits WHERE {where} "
+            "ORDER BY push_id, position",
+            params,
+        )
+        try:
+            return commit_texts(push_ids, carried)
+        except (KeyError, TypeError):  # anything but text and booleans: the generic path
+            return _commit_lists(push_ids, carried, self.commit_flag)
+
+
+def commit_texts(push_ids: Sequence[int], carried: Sequence[Sequence[Any]]) -> Encoded:
+    """Each push's `commits` as canonical JSON text: `[["sha",true],...]`."""
+    texts: dict[int, str] = dict.fromkeys(push_ids, "[]")
+    if carried:
+        owners, shas, distinct = zip(*carried, strict=True)
+        pieces = map(
+            "[%s,%s]".__mod__,
+            zip(map(encode_basestring, shas), map(_BOOL_TEXT.__getitem__, distinct), strict=True),
+        )
+        for owner, group in itertools.groupby(
+            zip(owners, pieces, strict=True), operator.itemgetter(0)
+        ):
+            if owner in texts:
+                texts[owner] = "[" + ",".join(map(operator.itemgetter(1), group)) + "]"
+    return Encoded(map(texts.__getitem__, push_ids))
+
+
+def _commit_lists(
+    push_ids: Sequence[int], carried: Sequence[Sequence[Any]], convert: Callable[[Any], Any] | None
+) -> list[list[Any]]:
+    """`commits` as `leaf_rows` builds them: lists of [sha, is_distinct] as the dialect reads."""
+    lists: dict[int, list[Any]] = {i: [] for i in push_ids}
+    for owner, sha, distinct in carried:
+        if owner in lists:
+            lists[owner].append([sha, distinct if convert is None else convert(distinct)])
+    return list(lists.values())
+
+
+_PLANS: dict[tuple[type[Dialect], str], _KindPlan] = {}
+
+
+def kind_plan(dialect: Dialect, kind: str) -> _KindPlan:
+    """The query and column decoders of one kind, built once per dialect class."""
+    key = (type(dialect), kind)
+    if key not in _PLANS:
+        _PLANS[key] = _build_plan(dialect, kind)
+    return _PLANS[key]
+
+
+def _build_plan(dialect: Dialect, kind: str) -> _KindPlan:
+    table = ENTRY_TABLES[kind]
+    # Raw bodies are checked separately; never load them just to hash a leaf.
+    columns = [c for c in table.columns if c.name != "body_zlib"]
+    source = table.name
+    if kind in ERASABLE:
+        columns.append(tombstones.c.personal_sha256)
+        source += (
+            f" LEFT JOIN tombstones ON tombstones.entry_type = '{kind}'"
+            f" AND tombstones.entry_id = {table.name}.id AND tombstones.what = 'personal'"
+        )
+    postgres = dialect.name == "postgresql"
+    selected = []
+    for c in columns:
+        name = f"{c.table.name}.{c.name}"
+        selected.append(f"CAST({name} AS TEXT)" if postgres and isinstance(c.type, JSON) else name)
+    names = tuple(c.name for c in columns)
+    time_column = TIME_COLUMN.get(kind)
+    commit_flag = push_commits.c.is_distinct.type.dialect_impl(dialect)
+    return _KindPlan(
+        kind=kind,
+        columns=", ".join(selected),
+        source=source,
+        names=names,
+        decoders=tuple(_decoder(c, dialect) for c in columns),
+        time_at=names.index(time_column) if time_column else None,
+        placeholder="?" if dialect.paramstyle == "qmark" else "%s",
+        array=postgres,
+        commit_flag=commit_flag.result_processor(dialect, None),
+    )

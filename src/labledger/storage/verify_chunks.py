@@ -1,0 +1,204 @@
+"""`verify`'s fast path: the log checked in chunks of leaves, in this process or in workers.
+
+Each chunk reads its leaves [start, end) from `log_entries`, the rows they name (a range of
+ids per kind, column by column: storage/leaf_columns.py), recomputes every leaf hash and
+compares. A chunk where every leaf matches comes back as a `CheckedChunk`; one where anything
+is off (a gap, a missing or changed row, a back-dated time, a kind it does not know) comes
+back as None, and `verify` then checks the whole ledger entry by entry to report it.
+The chunks are checked here or by worker processes (storage/verify_workers.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Dialect
+
+from labledger.core.leaf_batches import leaf_hashes_columns
+from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
+from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
+from labledger.storage.leaf_columns import Fetch, kind_plan
+from labledger.storage.leaf_rows import ENTRY_TABLES
+
+if TYPE_CHECKING:
+    from labledger.storage.verify_workers import ChunkWorkers
+
+CHUNK_HEIGHT = 15  # 32,768 leaves a chunk: a few MB of rows, few round trips
+_CLUSTER_GAP = 1024  # ids further apart than this are read by separate range queries
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkJob:
+    """What every chunk check needs besides its range."""
+
+    dialect: Dialect
+    floors: Floors
+    sizes: tuple[int, ...]  # every checkpoint size
+    purged: frozenset[tuple[str, int]]  # rows a vouched purge removed: their logged leaf stands
+    slack: timedelta
+    height: int = CHUNK_HEIGHT
+
+    def chunks(self, tree_size: int) -> list[tuple[int, int]]:
+        width = 1 << self.height
+        return [(a, min(a + width, tree_size)) for a in range(0, tree_size, width)]
+
+
+def check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChunk | None:
+    """Leaves [start, end) against their rows; None when any of them needs a closer look."""
+    p = "?" if job.dialect.paramstyle == "qmark" else "%s"
+    logged = fetch(
+        "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries "
+        f"WHERE leaf_index >= {p} AND leaf_index < {p} ORDER BY leaf_index",
+        (start, end),
+    )
+    if len(logged) != end - start:  # leaf_index is the key: fewer rows means a gap
+        return None
+    _, kinds, ids, hashes = zip(*logged, strict=True)
+    leaves = list(hashes) if set(map(type, hashes)) == {bytes} else list(map(bytes, hashes))
+    rows: dict[str, int] = {}
+    by_kind = sorted(range(end - start), key=kinds.__getitem__)  # stable: leaf order kept
+    for kind, group in itertools.groupby(by_kind, key=kinds.__getitem__):
+        found = _check_kind(fetch, job, kind, start, list(group), ids, leaves)
+        if found is None:
+            return None
+        rows[kind] = found
+    return summarize_chunk(start, leaves, job.sizes, rows)
+
+
+def _check_kind(
+    fetch: Fetch,
+    job: ChunkJob,
+    kind: str,
+    start: int,
+    positions: list[int],
+    ids: Sequence[int],
+    leaves: list[bytes],
+) -> int | None:
+    """How many of the kind's entries at `positions` have their row; None if any is off."""
+    if kind not in ENTRY_TABLES:
+        return None
+    plan = kind_plan(job.dialect, kind)
+    wanted = list(map(ids.__getitem__, positions))
+    hashes: dict[int, bytes] = {}
+    moments: dict[int, datetime | None] = {}
+    for bounds in _clusters(sorted(wanted)):
+        found = plan.fetch(fetch, None, bounds)
+        leaf = leaf_hashes_columns(kind, found.columns, len(found.ids))
+        hashes.update(zip(found.ids, leaf, strict=True))
+        moments.update(zip(found.ids, found.moments, strict=True))
+    recomputed = list(map(hashes.get, wanted))
+    if recomputed != list(map(leaves.__getitem__, positions)):
+        for entry_id, row_hash, position in zip(wanted, recomputed, positions, strict=True):
+            gone = row_hash is None and (kind, entry_id) in job.purged
+            if row_hash != leaves[position] and not gone:
+                return None
+    indices = [start + p for p in positions]
+    if backdated(job.floors, indices, list(map(moments.get, wanted))):
+        return None
+    return len(wanted) - recomputed.count(None)
+
+
+def _clusters(ids: list[int]) -> Iterator[tuple[int, int]]:
+    """Ranges [lo, hi] covering the sorted ids, split where they lie far apart."""
+    if ids[-1] - ids[0] <= 2 * len(ids) + _CLUSTER_GAP:
+        yield ids[0], ids[-1]
+        return
+    lo = previous = ids[0]
+    for entry_id in ids[1:]:
+        if entry_id - previous > _CLUSTER_GAP:
+            yield lo, previous
+            lo = entry_id
+        previous = entry_id
+    yield lo, previous
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedLog:
+    """The log as its chunks checked out: every leaf matched its row."""
+
+    entries: int
+    checkpoints: int
+    tree_size: int
+    root: bytes
+    rows: dict[str, int]  # rows found for logged entries, by kind
+
+
+def check_in_chunks(
+    conn: Connection,
+    job: ChunkJob,
+    signed: list[SignedCheckpoint],
+    progress: Callable[[int], None],
+    workers: ChunkWorkers | None,
+) -> CheckedLog | None:
+    """The whole log, chunk by chunk; None as soon as something needs a closer look."""
+    last, count = conn.exec_driver_sql("SELECT max(leaf_index), count(*) FROM log_entries").one()
+    tree_size = 0 if last is None else last + 1
+    if count != tree_size:
+        return None
+    chunks = job.chunks(tree_size)
+    scratch = VerifyReport()  # any problem here is reported again, entry by entry
+    verifier = LedgerVerifier(signed, scratch, job.slack)
+    if workers is not None and len(chunks) > 1:
+        results = workers.check(job, chunks, _snapshot(conn))
+    else:
+
+        def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+            return conn.exec_driver_sql(sql, tuple(params)).all()
+
+        results = (check_chunk(fetch, job, start, end) for start, end in chunks)
+    rows: Counter[str] = Counter()
+    for chunk in results:
+        if chunk is None:
+            return None
+        verifier.add_chunk(chunk)
+        rows.update(chunk.rows)
+        progress(chunk.end - chunk.start + sum(chunk.rows.values()))
+    verifier.finish()
+    if scratch.problems:
+        return None
+    return CheckedLog(
+        scratch.entries, scratch.checkpoints, scratch.tree_size, scratch.root, dict(rows)
+    )
+
+
+def _snapshot(conn: Connection) -> str | None:
+    if conn.dialect.name != "postgresql":
+        return None
+    return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+
+def unlogged_rows(conn: Connection, found: dict[str, int]) -> dict[str, list[int]]:
+    """The ids of rows in no log entry, by kind, given how many rows logged entries found:
+    a count per table first, then the rows past the newest logged id, and only when those do
+    not account for the difference, every id."""
+    p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    leftover: dict[str, list[int]] = {}
+    for kind, table in ENTRY_TABLES.items():
+        count = conn.exec_driver_sql(f"SELECT count(*) FROM {table.name}").scalar_one()
+        if count == found.get(kind, 0):
+            continue
+        newest = conn.exec_driver_sql(
+            f"SELECT max(entry_id) FROM log_entries WHERE entry_type = {p}", (kind,)
+        ).scalar()
+        tail = (
+            conn.exec_driver_sql(
+                f"SELECT id FROM {table.name} WHERE id > {p} ORDER BY id",
+                (-1 if newest is None else newest,),
+            )
+            .scalars()
+            .all()
+        )
+        if count == found.get(kind, 0) + len(tail):
+            leftover[kind] = list(tail)
+            continue
+        ids = conn.exec_driver_sql(f"SELECT id FROM {table.name}").scalars()
+        logged = conn.exec_driver_sql(
+            f"SELECT entry_id FROM log_entries WHERE entry_type = {p}", (kind,)
+        ).scalars()
+        leftover[kind] = sorted(set(ids) - set(logged))
+    return leftover
