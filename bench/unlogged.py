@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.http.asgi import startup_objects_are_permanent
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore, SqlWriter
@@ -41,4 +42,6 @@ def create_unlogged_app() -> FastAPI:
     settings.require_serving()
     configure_logging(settings.log_level)
     store = UnloggedStore(make_engine(settings.database_url))
-    return create_app(settings, store, integrate_in_background=False)
+    app = create_app(settings, store, integrate_in_background=False)
+    startup_objects_are_permanent()  # as `serve` does
+    return app

@@ -1,0 +1,55 @@
+"""The ASGI factory `serve` runs: settings from the environment, startup objects frozen."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from labledger.config import ConfigError
+from labledger.http.asgi import app_from_env
+from tests.support import SIGNER
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def _serving_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key = tmp_path / "signing.key"
+    key.write_text(SIGNER.encode() + "\n", encoding="utf-8")
+    for name, value in {
+        "LABLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "LABLEDGER_GITHUB_WEBHOOK_SECRET": "s",
+        "LABLEDGER_API_TOKENS": "t",
+        "LABLEDGER_SIGNING_KEY_FILE": str(key),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_the_factory_freezes_what_startup_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, unfrozen: None
+) -> None:
+    _serving_env(monkeypatch, tmp_path)
+    assert gc.get_freeze_count() == 0
+    app = app_from_env()
+    assert isinstance(app, FastAPI)
+    # Modules, the app and the table metadata: tens of thousands of objects, out of the
+    # collector's full passes from now on.
+    assert gc.get_freeze_count() > 10_000
+
+
+def test_the_factory_refuses_to_serve_without_a_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, unfrozen: None
+) -> None:
+    _serving_env(monkeypatch, tmp_path)
+    monkeypatch.delenv("LABLEDGER_GITHUB_WEBHOOK_SECRET")
+    with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET"):
+        app_from_env()
+    assert gc.get_freeze_count() == 0
