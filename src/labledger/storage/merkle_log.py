@@ -33,9 +33,7 @@ from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,
-    SubtreeHash,
     leaf_hash,
-    node_hash,
     prove_consistency,
     prove_inclusion,
 )
@@ -44,6 +42,7 @@ from labledger.core.receipt import Receipt
 from labledger.storage.engine import WRITE_OPTION, writer_lock
 from labledger.storage.leaf_rows import entry_rows
 from labledger.storage.sql_store import translate_db_errors
+from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,
     log_entries,
@@ -167,11 +166,11 @@ class SqlLog:
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         with self._reading() as conn:
-            return _StoredSubtrees(conn).prove(lambda read: prove_inclusion(read, index, tree_size))
+            return StoredSubtrees(conn).prove(lambda read: prove_inclusion(read, index, tree_size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         with self._reading() as conn:
-            return _StoredSubtrees(conn).prove(
+            return StoredSubtrees(conn).prove(
                 lambda read: prove_consistency(read, old_size, new_size)
             )
 
@@ -183,7 +182,7 @@ class SqlLog:
             if not found or not latest or found[0].leaf_index >= latest[0][0]:
                 raise NotYetLogged(kind, entry_id)
             (entry, data), (size, note) = found, latest[0]
-            proof = _StoredSubtrees(conn).prove(
+            proof = StoredSubtrees(conn).prove(
                 lambda read: prove_inclusion(read, entry.leaf_index, size)
             )
         return Receipt(entry.leaf_index, size, data, tuple(proof), note)
@@ -381,74 +380,3 @@ def _sign(
         },
     )
     return StoredCheckpoint(frontier.size, root, frontier, note, now)
-
-
-class _StoredSubtrees:
-    """MTH(D[start:end]) from stored leaf hashes and completed nodes, read in one query.
-
-    Which subtrees a proof asks for depends only on the sizes involved, so a proof is made
-    twice: once against placeholders to learn the O(log n) stored hashes it needs, then, after
-    one query for all of them, for real (one round trip instead of one per hash).
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._known: dict[tuple[int, int], bytes] = {}
-
-    def prove(self, make_proof: Callable[[SubtreeHash], list[bytes]]) -> list[bytes]:
-        wanted: set[tuple[int, int]] = set()
-
-        def plan(start: int, end: int) -> bytes:
-            wanted.update(_stored_parts(start, end))
-            return bytes(HASH_SIZE)
-
-        make_proof(plan)
-        self._known = _read_stored(self._conn, sorted(wanted))
-        return make_proof(self._subtree_hash)
-
-    def _subtree_hash(self, start: int, end: int) -> bytes:
-        width = end - start
-        if width & (width - 1) == 0 and start % width == 0:
-            level = width.bit_length() - 1
-            try:
-                return self._known[(level, start >> level)]
-            except KeyError:
-                raise LedgerError(
-                    f"the log has no stored hash of leaves [{start}, {end})"
-                ) from None
-        k = 1 << ((width - 1).bit_length() - 1)
-        return node_hash(self._subtree_hash(start, start + k), self._subtree_hash(start + k, end))
-
-
-def _stored_parts(start: int, end: int) -> Iterator[tuple[int, int]]:
-    """(level, index) of the stored perfect subtrees that MTH(D[start:end]) is built from."""
-    width = end - start
-    if width & (width - 1) == 0 and start % width == 0:
-        level = width.bit_length() - 1
-        yield level, start >> level
-        return
-    k = 1 << ((width - 1).bit_length() - 1)
-    yield from _stored_parts(start, start + k)
-    yield from _stored_parts(start + k, end)
-
-
-def _read_stored(conn: Connection, wanted: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Leaf hashes (level 0, from log_entries) and node hashes (merkle_nodes), one query."""
-    p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    leaves = [index for level, index in wanted if level == 0]
-    nodes = [(level, index) for level, index in wanted if level > 0]
-    parts, params = [], []
-    if leaves:
-        parts.append(
-            "SELECT 0, leaf_index, leaf_hash FROM log_entries "
-            f"WHERE leaf_index IN ({', '.join([p] * len(leaves))})"
-        )
-        params.extend(leaves)
-    if nodes:
-        pairs = " OR ".join([f"(level = {p} AND node_index = {p})"] * len(nodes))
-        parts.append(f"SELECT level, node_index, hash FROM merkle_nodes WHERE {pairs}")
-        params.extend(v for pair in nodes for v in pair)
-    if not parts:
-        return {}
-    rows = _driver_rows(conn, " UNION ALL ".join(parts), params)
-    return {(level, index): bytes(h) for level, index, h in rows}
