@@ -67,3 +67,27 @@ def test_downgrading_one_revision_keeps_the_older_triggers(empty_database: str) 
     migrate.upgrade(engine)
     assert _triggers(engine) == _expected_triggers(dialect)
     engine.dispose()
+
+
+def test_the_runtime_append_only_ddl_is_what_the_migrations_made(empty_database: str) -> None:
+    """storage/append_only.py (used at run time, e.g. by maintenance on SQLite) describes the
+    schema the frozen migrations produce: the same trigger text, the same PostgreSQL function."""
+    engine = make_engine(empty_database)
+    migrate.upgrade(engine)
+    dialect = engine.dialect.name
+    runtime = append_only.create_statements(dialect, APPEND_ONLY_TABLES)
+    with engine.connect() as conn:
+        if dialect == "sqlite":
+            rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+            stored = {name: sql for name, sql in rows}
+            made = {s.split()[2]: s for s in runtime}
+            assert made == stored
+        else:
+            body = conn.execute(
+                text("SELECT prosrc FROM pg_proc WHERE proname = :name"),
+                {"name": append_only.PG_FUNCTION},
+            ).scalar_one()
+            function = next(s for s in runtime if s.startswith("CREATE OR REPLACE FUNCTION"))
+            assert function.split("$$")[1] == body
+            assert "labledger.maintenance" in body
+    engine.dispose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from labledger.storage import append_only
+from labledger.storage.migrations import frozen_append_only as append_only
 
 # Frozen copy of the tables this revision made append-only; later revisions add their own.
 LEDGER_TABLES = (

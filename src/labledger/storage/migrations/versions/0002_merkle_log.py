@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from labledger.storage import append_only
+from labledger.storage.migrations import frozen_append_only as append_only
 
 revision = "0002"
 down_revision = "0001"
