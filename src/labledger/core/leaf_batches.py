@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -28,13 +29,14 @@ from labledger.core.leaves import (
     UnknownLeafKind,
     value_text,
 )
-from labledger.core.merkle import leaf_hash
 
 Column = tuple[str, Sequence[Any]]  # a %-format piece and the values it takes, one per row
 _BOOL_TEXT = {True: "true", False: "false"}
 _ISO_MICROSECONDS = operator.methodcaller("isoformat", "T", "microseconds")
 _COMMITMENT = "personal_sha256"
 _SALT = "personal_salt"
+JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what JSON text escapes (ensure_ascii off)
+_DIGEST = operator.methodcaller("digest")
 
 
 class Encoded(list[str]):
@@ -75,6 +77,8 @@ def json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.loads) ->
 
 def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:
     if kind is str:
+        if JSON_ESCAPED.search("".join(values)) is None:  # as encode_basestring leaves them
+            return '"%s"', values
         return "%s", list(map(encode_basestring, values))
     if kind is int:
         return "%d", values
@@ -137,10 +141,9 @@ def _commitments(
     return [c if c is not None else d.digest() for c, d in zip(stored, digests, strict=True)]
 
 
-def leaf_bytes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: int) -> list[bytes]:
-    """The leaf bytes of `count` rows of one kind given column by column: each of the kind's
-    fields (a push's `commits` too), and for kinds with personal fields those fields,
-    `personal_salt` and, optionally, `personal_sha256` (None where a row was not erased)."""
+def _leaf_texts(
+    kind: str, columns: Mapping[str, Sequence[Any]], count: int, prefix: str
+) -> list[str]:
     try:
         fields, personal = LEAF_FIELDS[kind]
     except KeyError:
@@ -150,13 +153,20 @@ def leaf_bytes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: i
     values_by_name = [(name, columns[name]) for name in fields]
     if personal:
         values_by_name.append((_COMMITMENT, _commitments(personal, columns, count)))
-    head = f"{LEAF_VERSION}\n{kind}\n"
-    return list(map(str.encode, _fill(head, values_by_name, count)))
+    return _fill(f"{prefix}{LEAF_VERSION}\n{kind}\n", values_by_name, count)
+
+
+def leaf_bytes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: int) -> list[bytes]:
+    """The leaf bytes of `count` rows of one kind given column by column: each of the kind's
+    fields (a push's `commits` too), and for kinds with personal fields those fields,
+    `personal_salt` and, optionally, `personal_sha256` (None where a row was not erased)."""
+    return list(map(str.encode, _leaf_texts(kind, columns, count, "")))
 
 
 def leaf_hashes_columns(kind: str, columns: Mapping[str, Sequence[Any]], count: int) -> list[bytes]:
-    """The RFC 9162 leaf hash of each of those leaves."""
-    return list(map(leaf_hash, leaf_bytes_columns(kind, columns, count)))
+    """The RFC 9162 leaf hash (SHA-256 of 0x00 and the leaf bytes) of each of those leaves."""
+    texts = _leaf_texts(kind, columns, count, "\x00")
+    return list(map(_DIGEST, map(hashlib.sha256, map(str.encode, texts))))
 
 
 def leaf_bytes_many(kind: str, rows: Sequence[Mapping[str, Any]]) -> list[bytes]:

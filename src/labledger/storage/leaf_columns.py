@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Dialect
 
-from labledger.core.leaf_batches import Encoded, json_texts
+from labledger.core.leaf_batches import JSON_ESCAPED, Encoded, json_texts
 from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE
 from labledger.storage.merkle_log import TIME_COLUMN
 from labledger.storage.tables import UtcDateTime, push_commits, tombstones
@@ -164,19 +164,23 @@ class _KindPlan:
 
 
 def commit_texts(push_ids: Sequence[int], carried: Sequence[Sequence[Any]]) -> Encoded:
-    """Each push's `commits` as canonical JSON text: `[["sha",true],...]`."""
+    """Each push's `commits` as canonical JSON text, `[["sha",true],...]`, from its
+    (push_id, commit_sha, is_distinct) rows in push and position order."""
     texts: dict[int, str] = dict.fromkeys(push_ids, "[]")
-    if carried:
-        owners, shas, distinct = zip(*carried, strict=True)
-        pieces = map(
-            "[%s,%s]".__mod__,
-            zip(map(encode_basestring, shas), map(_BOOL_TEXT.__getitem__, distinct), strict=True),
-        )
-        for owner, group in itertools.groupby(
-            zip(owners, pieces, strict=True), operator.itemgetter(0)
-        ):
-            if owner in texts:
-                texts[owner] = "[" + ",".join(map(operator.itemgetter(1), group)) + "]"
+    if not carried:
+        return Encoded(map(texts.__getitem__, push_ids))
+    owners, shas, distinct = zip(*carried, strict=True)
+    flags = map(_BOOL_TEXT.__getitem__, distinct)
+    if JSON_ESCAPED.search("".join(shas)) is None:
+        pieces = list(map('["%s",%s]'.__mod__, zip(shas, flags, strict=True)))
+    else:
+        pieces = list(map("[%s,%s]".__mod__, zip(map(encode_basestring, shas), flags, strict=True)))
+    at = 0
+    for owner, group in itertools.groupby(owners):
+        count = len(list(group))
+        if owner in texts:
+            texts[owner] = "[" + ",".join(pieces[at : at + count]) + "]"
+        at += count
     return Encoded(map(texts.__getitem__, push_ids))
 
 

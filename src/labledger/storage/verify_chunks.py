@@ -103,6 +103,16 @@ def _check_kind(
     return len(wanted) - recomputed.count(None)
 
 
+def driver_fetch(raw: Any) -> Fetch:
+    """Rows as plain tuples from a DBAPI connection (sqlite3 and psycopg both `execute`)."""
+
+    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = raw.execute(sql, params).fetchall()
+        return rows
+
+    return fetch
+
+
 def _clusters(ids: list[int]) -> Iterator[tuple[int, int]]:
     """Ranges [lo, hi] covering the sorted ids, split where they lie far apart."""
     if ids[-1] - ids[0] <= 2 * len(ids) + _CLUSTER_GAP:
@@ -146,10 +156,7 @@ def check_in_chunks(
     if workers is not None and len(chunks) > 1:
         results = workers.check(job, chunks, _snapshot(conn))
     else:
-
-        def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
-            return conn.exec_driver_sql(sql, tuple(params)).all()
-
+        fetch = driver_fetch(conn.connection.driver_connection)
         results = (check_chunk(fetch, job, start, end) for start, end in chunks)
     rows: Counter[str] = Counter()
     for chunk in results:

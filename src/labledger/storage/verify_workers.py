@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Dialect, Engine
 
 from labledger.core.verify_chunks import CheckedChunk
-from labledger.storage.verify_chunks import ChunkJob, check_chunk
+from labledger.storage.verify_chunks import ChunkJob, check_chunk, driver_fetch
 
 _SNAPSHOT = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+")
 
@@ -53,13 +53,7 @@ def _check_in_worker(chunk: tuple[int, int]) -> CheckedChunk | None:
         floors, sizes, purged, slack, height, snapshot = _worker["inbox"].get()
         _worker["job"] = ChunkJob(_worker["dialect"], floors, sizes, purged, slack, height)
         _worker["connection"] = _connect(snapshot)
-    raw = _worker["connection"]
-
-    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = raw.execute(sql, params).fetchall()
-        return rows
-
-    return check_chunk(fetch, _worker["job"], *chunk)
+    return check_chunk(driver_fetch(_worker["connection"]), _worker["job"], *chunk)
 
 
 class ChunkWorkers:
