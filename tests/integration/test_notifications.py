@@ -122,6 +122,36 @@ def test_a_crash_after_sending_resends_the_same_event_id_only(ledger: Ledger) ->
     assert counts[f"evt_attempt_{ids[1]}"] == 2  # type: ignore[index]
 
 
+def test_two_dispatchers_on_one_database_send_each_event_once(ledger: Ledger) -> None:
+    """Two processes' dispatchers (here: two engines) on one database: while one is sending,
+    the other skips its round, on SQLite as on PostgreSQL."""
+    from labledger.dispatch import RoundReport
+    from labledger.storage.engine import make_engine
+
+    store = _announcing(ledger, "grader")
+    ids = deliver(store, push_payload([commit() for _ in range(3)])).body["attempt_ids"]
+    other_engine = make_engine(ledger.url)
+    during: list[RoundReport] = []
+    with running_receiver() as grader:
+        subscribers = (_subscriber("grader", grader),)
+        other = Dispatcher(SqlOutbox(other_engine), subscribers)
+
+        def send_while_the_other_tries(
+            url: str, headers: Mapping[str, str], body: bytes, timeout: float
+        ) -> SendResult:
+            if not during:
+                during.append(other.run_once())
+            return http_post(url, headers, body, timeout)
+
+        first = Dispatcher(SqlOutbox(ledger.engine), subscribers, send=send_while_the_other_tries)
+        assert first.run_once().delivered == 3
+        assert other.run_once().delivered == 0  # nothing left, and the lock was released
+        counts = Counter(grader.ids())
+    other_engine.dispose()
+    assert during == [RoundReport()]
+    assert counts == Counter(f"evt_attempt_{i}" for i in ids)  # type: ignore[attr-defined]
+
+
 def test_a_killed_dispatch_process_restarts_without_losing_events(
     ledger: Ledger, tmp_path: Path
 ) -> None:

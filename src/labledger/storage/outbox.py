@@ -8,6 +8,7 @@ needs only SELECT and INSERT, and the history of every delivery attempt stays re
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -119,14 +120,17 @@ class SqlOutbox:
 
     @contextmanager
     def exclusive(self) -> Iterator[bool]:
-        """On PostgreSQL, one dispatcher at a time (others skip the round); SQLite: always.
+        """One dispatcher at a time per database; the others skip the round.
 
         Without it two `serve` processes would both send each due event; the receiver would
-        still see one webhook-id, but twice. A session-level advisory lock, held while sending,
-        keeps duplicates to the crash-and-retry case.
+        still see one webhook-id, but twice. A lock held while sending keeps duplicates to the
+        crash-and-retry case: a session-level advisory lock on PostgreSQL; on SQLite an
+        advisory lock on a file beside the database, which the system releases when its
+        process ends however it ends.
         """
         if self.engine.dialect.name != "postgresql":
-            yield True
+            with _file_lock(self.engine.url.database) as got:
+                yield got
             return
         with translate_db_errors(), self.engine.connect() as conn:
             got = bool(conn.execute(select(func.pg_try_advisory_lock(DISPATCHER_LOCK))).scalar())
@@ -137,6 +141,23 @@ class SqlOutbox:
                 if got:
                     conn.execute(select(func.pg_advisory_unlock(DISPATCHER_LOCK)))
                     conn.commit()
+
+
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[bool]:
+    if not database or database == ":memory:":
+        yield True  # a private database: no other process can dispatch from it
+        return
+    with open(f"{database}.dispatch-lock", "ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _with_state() -> Any:
