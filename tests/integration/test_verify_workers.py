@@ -9,18 +9,23 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
+from labledger.core.leaf_batches import leaf_bytes_columns
+from labledger.core.leaves import reference_leaf_bytes
 from labledger.core.verify import VerifyReport
 from labledger.core.verify_chunks import backdate_floors
-from labledger.storage.merkle_log import SqlLog
+from labledger.storage.leaf_columns import kind_plan
+from labledger.storage.leaf_rows import ENTRY_TABLES, all_entry_rows
+from labledger.storage.merkle_log import TIME_COLUMN, SqlLog
 from labledger.storage.retention import purge
 from labledger.storage.tables import attempts, log_entries, log_queue
 from labledger.storage.verification import verify_database
-from labledger.storage.verify_chunks import ChunkJob
+from labledger.storage.verify_chunks import ChunkJob, driver_fetch
 from labledger.storage.verify_workers import ChunkWorkers
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.contract.test_tamper_evidence import superuser
 from tests.integration.test_retention import WINDOWS, _age, _archive
+from tests.integration.test_verify_speed_paths import _odd_rows
 from tests.support import SIGNER, commit, push_payload, session_spec
 
 KEY = SIGNER.verifier
@@ -124,3 +129,41 @@ def test_purged_rows_verify_in_workers(ledger: Ledger, tmp_path: Path) -> None:
     report = _in_workers(ledger)
     assert report.ok, report.problems[:3]
     _same(report, _alone(ledger))
+
+
+def _column_leaves(ledger: Ledger) -> dict[str, tuple[list[bytes], list[object]]]:
+    """Every kind's leaves and own times as the column reader finds them."""
+    found = {}
+    with ledger.engine.connect() as conn:
+        fetch = driver_fetch(conn.connection.driver_connection)
+        for kind in ENTRY_TABLES:
+            read = kind_plan(conn.dialect, kind).fetch(fetch, None, (0, 10**9))
+            found[kind] = (
+                leaf_bytes_columns(kind, read.columns, len(read.ids)),
+                list(read.moments),
+            )
+    return found
+
+
+def _row_leaves(ledger: Ledger) -> dict[str, tuple[list[bytes], list[object]]]:
+    """The same from rows as SQLAlchemy reads them, through the reference encoder."""
+    found = {}
+    with ledger.engine.connect() as conn:
+        for kind in ENTRY_TABLES:
+            rows = list(all_entry_rows(conn, kind))
+            times = [row[TIME_COLUMN[kind]] if kind in TIME_COLUMN else None for row in rows]
+            found[kind] = ([reference_leaf_bytes(kind, row) for row in rows], times)
+    return found
+
+
+def test_columns_read_give_the_reference_leaves_of_odd_rows(ledger: Ledger) -> None:
+    """Odd values, JSON stored in any spelling and times stored in other text forms give the
+    reference encoder's leaves and the rows' own times when read column by column."""
+    _odd_rows(ledger)
+    assert _column_leaves(ledger) == _row_leaves(ledger)
+    with superuser(ledger) as conn:
+        if ledger.dialect == "sqlite":
+            conn.execute(text("UPDATE audit_events SET occurred_at = '2026-01-02 03:04:05'"))
+            conn.execute(text("UPDATE attempts SET received_at = '2026-01-02T03:04:05.5+01:00'"))
+        conn.execute(text('UPDATE audit_events SET details = \'{ "b" : [1, "\\u00e9"], "a": {}}\''))
+    assert _column_leaves(ledger) == _row_leaves(ledger)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Dialect
 
+from labledger.core.errors import StoreUnavailable
 from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
 from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
@@ -159,12 +160,15 @@ def check_in_chunks(
         fetch = driver_fetch(conn.connection.driver_connection)
         results = (check_chunk(fetch, job, start, end) for start, end in chunks)
     rows: Counter[str] = Counter()
-    for chunk in results:
-        if chunk is None:
-            return None
-        verifier.add_chunk(chunk)
-        rows.update(chunk.rows)
-        progress(chunk.end - chunk.start + sum(chunk.rows.values()))
+    try:
+        for chunk in results:
+            if chunk is None:
+                return None
+            verifier.add_chunk(chunk)
+            rows.update(chunk.rows)
+            progress(chunk.end - chunk.start + sum(chunk.rows.values()))
+    except conn.dialect.loaded_dbapi.OperationalError as exc:  # read past SQLAlchemy
+        raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
     verifier.finish()
     if scratch.problems:
         return None
