@@ -16,6 +16,7 @@ time, and the others skip that round. The dispatcher always runs in the web work
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
@@ -55,11 +56,18 @@ async def supervise(child: IntegratorProcess, interval: float) -> None:
     """Start the integrator process, and start it again whenever it stops by itself."""
     backoff = interval
     while True:
-        await run_in_threadpool(child.start)
-        while (code := child.exit_code()) is None:
-            await asyncio.sleep(interval)
-        # Entries stay queued meanwhile: nothing is lost, checkpoints are only later.
-        log.error("integrator.exited", exit_code=code, restart_in_s=backoff)
+        started = time.monotonic()
+        try:
+            await run_in_threadpool(child.start)
+        except OSError as exc:
+            log.error("integrator.not_started", detail=str(exc), retry_in_s=backoff)
+        else:
+            while (code := child.exit_code()) is None:
+                await asyncio.sleep(interval)
+            if time.monotonic() - started > RESTART_BACKOFF_MAX_S:
+                backoff = interval  # it ran a good while: not a crash loop
+            # Entries stay queued meanwhile: nothing is lost, checkpoints only come later.
+            log.error("integrator.exited", exit_code=code, restart_in_s=backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
 
