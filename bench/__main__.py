@@ -5,6 +5,8 @@
     uv run python -m bench report   # re-render the plot and BENCHMARKS.md from latest.json
     uv run python -m bench full --only tamper   # only tamper evidence (~10 min), merged into
                                                 # the existing latest.json and BENCHMARKS.md
+    uv run python -m bench full --only verify   # only `verify` and receipts, merged likewise
+    uv run python -m bench full --only reads    # only the read benchmark, merged likewise
 
 PostgreSQL: `--pg-url`, else LABLEDGER_TEST_PG_URL, else (full only) the local server at
 postgresql://postgres@127.0.0.1:5432/postgres. Smoke uses PostgreSQL only when one is given.
@@ -26,7 +28,7 @@ from bench.config import FULL, SMOKE, BenchConfig
 from bench.databases import pg_reachable
 from bench.results import validate
 from bench.servers import ROOT
-from bench.suite import measure_everything, measure_tamper_only, publish
+from bench.suite import measure_everything, measure_only, measure_tamper_only, publish
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 log = logging.getLogger("bench")
@@ -45,7 +47,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("tamper",),
+        choices=("tamper", "verify", "reads"),
         help="run only these scenarios and merge them into the existing latest.json",
     )
     return parser.parse_args(argv)
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only == "tamper":
         previous = json.loads((out / "latest.json").read_text())
         publish(measure_tamper_only(config, dialects, pg_url, previous), out, markdown)
+    elif args.only in ("verify", "reads"):
+        previous = json.loads((out / "latest.json").read_text())
+        publish(measure_only(args.only, config, dialects, pg_url, previous), out, markdown)
     else:
         publish(measure_everything(config, dialects, pg_url), out, markdown)
     validate(json.loads((out / "latest.json").read_text()))  # what readers get is well formed

@@ -29,7 +29,7 @@ from bench.report import render
 from bench.scenarios import burst, duplicate_storm, offered_rate, saturation
 from bench.servers import ROOT
 from bench.stats import combine
-from bench.tamper import measure_tamper
+from bench.tamper import measure_tamper, verify_benchmark
 from bench.targets import Target
 
 log = logging.getLogger("bench")
@@ -157,6 +157,50 @@ def measure_tamper_only(
         or k.startswith(("tamper_", "verify_", "receipts", "coverage_"))
     }  # runs etc. stay the suite's
     merged["config"] = {**previous["config"], **own}
+    return merged
+
+
+def measure_only(
+    part: str,
+    config: BenchConfig,
+    dialects: list[str],
+    pg_admin_url: str | None,
+    previous: dict[str, Any],
+) -> dict[str, Any]:
+    """Only the `verify` figures (with receipts) or only the `reads`, merged into `previous`;
+    each measured dialect records when, on which machine and source it ran."""
+    scratch = SCRATCH / uuid.uuid4().hex[:10]
+    scratch.mkdir(parents=True)
+    databases = Databases(scratch, pg_admin_url)
+    started = time.time()
+    info = {**machine(), **provenance()}
+    try:
+        if part == "verify":
+            found = {}
+            for dialect in dialects:
+                log.info("verify at %s attempts: %s", f"{config.verify_attempts:,}", dialect)
+                found[dialect] = verify_benchmark(config, databases, dialect, rounds=1)
+        else:
+            found = _reads(config, databases, dialects, scratch)
+    finally:
+        databases.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    info["load_average_at_end"] = load_average()
+    measured = {
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "machine": info,
+    }
+    stamped = {dialect: {**figures, "measured": measured} for dialect, figures in found.items()}
+    merged = {**previous, "config": dict(previous["config"])}
+    if part == "verify":
+        tamper = previous["tamper"]
+        merged["tamper"] = {**tamper, "verify": {**tamper["verify"], **stamped}}
+        merged["config"]["verify_attempts"] = config.verify_attempts
+        merged["config"]["receipts"] = config.receipts
+    else:
+        merged["reads"] = {**previous["reads"], **stamped}
+        merged["config"]["read_attempts"] = config.read_attempts
     return merged
 
 

@@ -5,7 +5,8 @@
   servers and databases each run, the two interleaved (their order alternates run by run).
 - **verify**: the bulk-loaded ledger of bench/bulk.py, every row queued for the log with one
   INSERT ... SELECT per table and integrated by labledger's own `SqlLog.integrate` in batches,
-  then `verify_database` timed with and without re-hashing the raw bodies.
+  then `verify_database` timed with and without re-hashing the raw bodies (worker processes
+  as `labledger verify` starts them), and once more in a single process.
 - **Receipts**: `SqlLog.receipt("attempt", id)` for random attempts of that ledger.
 - **Coverage delay**: deliveries at a light, steady rate against `serve` with its default
   integrate interval; for each, the time from its 202 to the first 200 of its attempt's
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -168,10 +170,22 @@ def _integrate_everything(engine: Engine, signer: SignerKey) -> int:
     return batches
 
 
-def _timed_verify(engine: Engine, signer: SignerKey, check_bodies: bool) -> dict[str, Any]:
+def _timed_verify(
+    engine: Engine, signer: SignerKey, check_bodies: bool, processes: int | None = None
+) -> dict[str, Any]:
+    """One `verify_database` run: worker processes as `labledger verify` starts them (one
+    per available CPU) unless `processes` is given."""
     started = time.perf_counter()
-    report = verify_database(engine, signer.verifier, check_bodies=check_bodies)
+    cpu = time.process_time()
+    report = verify_database(
+        engine, signer.verifier, check_bodies=check_bodies, processes=processes
+    )
     seconds = time.perf_counter() - started
+    log.info(
+        "  verify (bodies %s, processes %s): %.1f s, %.0f entries/s, %.1f s CPU in this process",
+        check_bodies, processes or "auto", seconds, report.entries / seconds,
+        time.process_time() - cpu,
+    )  # fmt: skip
     return {
         "seconds": round(seconds, 2),
         "entries": report.entries,
@@ -215,10 +229,15 @@ def verify_benchmark(
                     select(func.count()).select_from(log_entries)
                 ).scalar_one()
             log.info("  verify %s: %s entries logged", dialect, f"{figures['entries']:,}")
+            figures["processes"] = len(os.sched_getaffinity(0))
             for bodies, key in ((False, "verify"), (True, "verify_with_bodies")):
                 figures[key] = combine(
                     [_timed_verify(engine, signer, bodies) for _ in range(rounds)]
                 )
+            # the same work in one process, for the gain of the workers in this same run
+            figures["verify_one_process"] = combine(
+                [_timed_verify(engine, signer, False, processes=1) for _ in range(rounds)]
+            )
             figures["receipts"] = _receipts(engine, config.verify_attempts, config.receipts)
         finally:
             engine.dispose()

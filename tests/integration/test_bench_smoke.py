@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bench.config import SMOKE
 from bench.results import validate
+from bench.suite import measure_only
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 600
@@ -65,3 +68,32 @@ def _assert_tamper_shape(results: dict[str, object], report: str) -> None:
         assert verify["receipts"]["count"] > 0
     assert "## Tamper evidence (issue 3)" in report
     assert "pending tamper-evidence issue" not in report
+
+
+@pytest.mark.parametrize("part", ["verify", "reads"])
+def test_only_one_part_is_measured_and_merged_into_earlier_results(part: str) -> None:
+    """`--only verify` and `--only reads` replace just their figures, for the databases
+    measured, and say when and where they ran; everything else stays as it was."""
+    config = replace(SMOKE, verify_attempts=300, read_attempts=300, receipts=3)
+    kept = {"figures": "of another database"}
+    previous = {
+        "config": {"runs": 3, "verify_attempts": 1, "read_attempts": 1},
+        "tamper": {"on_off": kept, "verify": {"postgresql": kept}},
+        "reads": {"postgresql": kept},
+        "writes": kept,
+    }
+    merged = measure_only(part, config, ["sqlite"], None, previous)
+    assert merged["writes"] == kept and merged["config"]["runs"] == 3
+    assert merged["tamper"]["on_off"] == kept
+    if part == "verify":
+        assert merged["tamper"]["verify"]["postgresql"] == kept
+        found = merged["tamper"]["verify"]["sqlite"]
+        assert found["verify"]["intact"] and found["verify_one_process"]["intact"]
+        assert merged["config"]["verify_attempts"] == 300
+        assert merged["reads"] == previous["reads"]
+    else:
+        assert merged["reads"]["postgresql"] == kept
+        found = merged["reads"]["sqlite"]
+        assert found["verified"] and merged["config"]["read_attempts"] == 300
+        assert merged["tamper"] == previous["tamper"]
+    assert found["measured"]["machine"] and found["measured"]["started_at"]

@@ -169,6 +169,11 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
     help="An earlier checkpoint saved elsewhere; the ledger must extend it.",
 )
 @click.option("--skip-bodies", is_flag=True, help="Do not re-hash the stored raw bodies.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    help="Worker processes reading the database (default: one per available CPU).",
+)
 @pass_context
 def verify(
     obj: Context,
@@ -176,6 +181,7 @@ def verify(
     public_key: Path | None,
     witnesses: tuple[Path, ...],
     skip_bodies: bool,
+    processes: int | None,
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
     key = _key(obj if export_dir is None else None, public_key)
@@ -188,7 +194,12 @@ def verify(
             report = verify_export(export_dir, key, saved, progress=bar.update)
         else:
             report = verify_database(
-                obj.store.engine, key, saved, check_bodies=not skip_bodies, progress=bar.update
+                obj.store.engine,
+                key,
+                saved,
+                check_bodies=not skip_bodies,
+                progress=bar.update,
+                processes=processes,
             )
     _print_report(report)
     if not report.ok:
