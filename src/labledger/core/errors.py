@@ -30,6 +30,17 @@ class BodyTooLarge(LedgerError):
         super().__init__(f"request body exceeds the limit of {limit} bytes")
 
 
+class BodyTimeout(LedgerError):
+    """The sender did not finish the body in time (HTTP 408); nothing was recorded."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"request body not received within {seconds:g} s (LABLEDGER_BODY_TIMEOUT_SECONDS); "
+            "nothing was recorded: send the delivery again"
+        )
+
+
 class NotJson(LedgerError):
     def __init__(self, content_type: str | None) -> None:
         self.content_type = content_type

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from labledger import __version__
 from labledger.config import SCOPES, Settings
 from labledger.core.errors import (
+    BodyTimeout,
     BodyTooLarge,
     DeliveryConflict,
     Forbidden,
@@ -55,6 +56,7 @@ STATUS = {
     NotFound: (404, "not_found"),
     DeliveryConflict: (409, "conflict"),
     VerificationConflict: (409, "conflict"),
+    BodyTimeout: (408, "timeout"),
     BodyTooLarge: (413, "too_large"),
     NotJson: (415, "not_json"),
     InvalidRequest: (422, "invalid"),
@@ -173,7 +175,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
                     raise BodyTooLarge(limit)
                 chunks.append(chunk)
     except TimeoutError:
-        raise MalformedPayload(f"request body not received within {timeout:g} s") from None
+        raise BodyTimeout(timeout) from None
     return b"".join(chunks)
 
 
@@ -193,6 +195,7 @@ def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> AP
             **error_responses(
                 (400, "malformed payload or headers"),
                 (401, "missing or wrong X-Hub-Signature-256"),
+                (408, "body not received within LABLEDGER_BODY_TIMEOUT_SECONDS"),
                 (409, "delivery id reused with another body by the same hook"),
                 (413, "body over LABLEDGER_MAX_BODY_BYTES"),
                 (415, "content type is not application/json"),
