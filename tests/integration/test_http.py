@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,17 @@ from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import audit_actions, ledger_counts
-from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload, sign
+from tests.support import (
+    SECRET,
+    SIGNER,
+    TOKEN,
+    body_of,
+    commit,
+    headers_for,
+    push_payload,
+    session_spec,
+    sign,
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SESSION = {
@@ -254,6 +265,39 @@ def test_health_metrics_and_openapi(client: TestClient) -> None:
     assert {"/webhooks/github", "/api/v1/sessions/{session_id}/attempts", "/api/v1/feed"} <= set(
         paths
     )
+
+
+def _gauge(text: str, name: str) -> float | None:
+    found = [line for line in text.splitlines() if line.startswith(name + " ")]
+    return float(found[0].split()[1]) if found else None
+
+
+def test_metrics_show_how_far_the_log_lags(client: TestClient, ledger: Ledger) -> None:
+    """The integrator may run elsewhere; /metrics reads its lag from the database."""
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    before = client.get("/metrics").text
+    assert _gauge(before, "labledger_log_tree_size") == 0
+    assert _gauge(before, "labledger_checkpoint_age_seconds") is None  # nothing signed yet
+    _post(client, body_of(push_payload([commit(), commit()])))
+    waiting = client.get("/metrics").text
+    assert (_gauge(waiting, "labledger_log_queued_entries") or 0) > 0
+    checkpoint = SqlLog(ledger.engine).integrate(SIGNER)
+    assert checkpoint is not None
+    after = client.get("/metrics").text
+    assert _gauge(after, "labledger_log_queued_entries") == 0
+    assert _gauge(after, "labledger_log_tree_size") == checkpoint.tree_size
+    age = _gauge(after, "labledger_checkpoint_age_seconds")
+    assert age is not None and 0 <= age < 3600
+
+
+def test_metrics_answer_while_the_database_is_down(tmp_path: Path) -> None:
+    """A scrape during an outage still answers 200; only the log gauges are missing."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'ledger.db'}")
+    with TestClient(create_app(_settings(), SqlStore(engine), SIGNER)) as broken:
+        answer = broken.get("/metrics")
+    assert answer.status_code == 200
+    assert "labledger_log_queued_entries" not in answer.text
+    assert "labledger_request_duration_seconds" in answer.text
 
 
 def test_conflict_is_audited(client: TestClient, ledger: Ledger) -> None:

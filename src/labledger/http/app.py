@@ -118,6 +118,7 @@ def create_app(
         description="The Lab Attempt Ledger: every pushed commit recorded once, append-only.",
         lifespan=lifespan,
     )
+    metrics.watch_log(log.backlog)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]

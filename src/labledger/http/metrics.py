@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from labledger.core.errors import StoreUnavailable
+from labledger.storage.merkle_log import LogBacklog
+
+log = structlog.get_logger("labledger.metrics")
 
 
 class Metrics:
@@ -34,6 +44,42 @@ class Metrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+
+    def watch_log(self, read: Callable[[], LogBacklog]) -> None:
+        self.registry.register(LogBacklogCollector(read))
+
+
+class LogBacklogCollector(Collector):
+    """The Merkle log's lag, read from the database at each scrape: the integrator may run in
+    another process (or another machine), so only the database knows. Alert on the checkpoint
+    age: it grows without bound when no integrator is running."""
+
+    def __init__(self, read: Callable[[], LogBacklog]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            backlog = self._read()
+        except StoreUnavailable as exc:
+            log.warning("metrics.log_backlog_unavailable", detail=str(exc))
+            return  # the scrape still answers; /healthz reports the database
+        yield GaugeMetricFamily(
+            "labledger_log_queued_entries",
+            "Committed entries waiting to be integrated into the Merkle log",
+            value=backlog.queued,
+        )
+        yield GaugeMetricFamily(
+            "labledger_log_tree_size",
+            "Entries covered by the newest signed checkpoint",
+            value=backlog.tree_size,
+        )
+        if backlog.signed_at is not None:
+            age = (datetime.now(UTC) - backlog.signed_at).total_seconds()
+            yield GaugeMetricFamily(
+                "labledger_checkpoint_age_seconds",
+                "Seconds since the newest checkpoint was signed",
+                value=max(age, 0.0),
+            )
 
 
 class LatencyMiddleware:

@@ -81,6 +81,13 @@ TIME_COLUMN = {
 
 
 @dataclass(frozen=True, slots=True)
+class LogBacklog:
+    queued: int  # committed entries not yet in the tree
+    tree_size: int  # of the newest checkpoint (0: none yet)
+    signed_at: datetime | None  # the newest checkpoint's time
+
+
+@dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
     tree_size: int
     root_hash: bytes
@@ -190,6 +197,15 @@ class SqlLog:
     def queued(self) -> int:
         with self._reading() as conn:
             return int(conn.execute(select(func.count()).select_from(log_queue)).scalar_one())
+
+    def backlog(self) -> LogBacklog:
+        """How far integration lags: entries waiting, and the newest checkpoint."""
+        with self._reading() as conn:
+            queued = conn.execute(select(func.count()).select_from(log_queue)).scalar_one()
+            latest = conn.execute(_LATEST).one_or_none()
+        if latest is None:
+            return LogBacklog(int(queued), 0, None)
+        return LogBacklog(int(queued), latest.tree_size, latest.created_at)
 
 
 def _take_integrator_lock(conn: Connection) -> bool:
