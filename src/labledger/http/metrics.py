@@ -51,8 +51,9 @@ class Metrics:
 
 class LogBacklogCollector(Collector):
     """The Merkle log's lag, read from the database at each scrape: the integrator may run in
-    another process (or another machine), so only the database knows. Alert on the checkpoint
-    age: it grows without bound when no integrator is running."""
+    another process (or another machine), so only the database knows. A checkpoint is signed
+    only when entries arrive: alert when entries are queued and the checkpoint age grows
+    past a few intervals, which means no integrator is running."""
 
     def __init__(self, read: Callable[[], LogBacklog]) -> None:
         self._read = read
