@@ -107,6 +107,8 @@ def run(merkle_log: SqlLog, signer: SignerKey, interval: float, parent: int) -> 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # A first round at once: what arrived while this process started waits no longer.
+    integrate_round(merkle_log, signer)
     while not stop.wait(interval):
         if os.getppid() != parent:
             log.warning("integrator.orphaned", parent=parent)
