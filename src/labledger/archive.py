@@ -42,8 +42,8 @@ from labledger.core.note import VerifierKey
 from labledger.core.retention import RetentionError
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
 from labledger.export import read_manifest, sha256_file
-from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
-from labledger.storage.merkle_log import TIME_COLUMN, checkpoint_from_row
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows
+from labledger.storage.merkle_log import checkpoint_from_row
 from labledger.storage.retention import record_archive
 from labledger.storage.retention_plan import archived_end
 from labledger.storage.sql_store import translate_db_errors

@@ -26,8 +26,7 @@ from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
-from labledger.storage.merkle_log import TIME_COLUMN
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows
 from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"

@@ -14,8 +14,8 @@ from labledger.core.leaves import reference_leaf_bytes
 from labledger.core.verify import VerifyReport
 from labledger.core.verify_chunks import backdate_floors
 from labledger.storage.leaf_columns import kind_plan
-from labledger.storage.leaf_rows import ENTRY_TABLES, all_entry_rows
-from labledger.storage.merkle_log import TIME_COLUMN, SqlLog
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, all_entry_rows
+from labledger.storage.merkle_log import SqlLog
 from labledger.storage.retention import purge
 from labledger.storage.tables import attempts, log_entries, log_queue
 from labledger.storage.verification import verify_database

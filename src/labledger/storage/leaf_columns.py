@@ -25,8 +25,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Dialect
 
 from labledger.core.leaf_batches import JSON_ESCAPED, Encoded, json_texts
-from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE
-from labledger.storage.merkle_log import TIME_COLUMN
+from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE, TIME_COLUMN
 from labledger.storage.tables import UtcDateTime, push_commits, tombstones
 
 Fetch = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]  # SQL, parameters -> rows

@@ -40,12 +40,22 @@ ENTRY_TABLES: dict[str, Table] = {
     "session_change": session_changes,
 }
 BATCH = 5000
-_IN_CHUNK = 500  # ids per query on SQLite: well under its bound-parameter limit
-_ARRAY_CHUNK = 10_000  # ids per query on PostgreSQL, sent as one array parameter
+IN_CHUNK = 500  # ids per query on SQLite: well under its bound-parameter limit
+ARRAY_CHUNK = 10_000  # ids per query on PostgreSQL, sent as one array parameter
 # Kinds whose personal fields erasure can blank; their leaves then take the commitment kept
 # in the erasure's tombstone (storage/tombstones.py), joined in as `personal_sha256`.
 ERASABLE = ("attempt", "push")
 _ERASED = "personal_sha256"
+# The column holding each kind's own time (back-dating is judged on it).
+TIME_COLUMN = {
+    "session": "created_at",
+    "delivery": "received_at",
+    "attempt": "received_at",
+    "audit": "occurred_at",
+    "verification": "reported_at",
+    "session_change": "changed_at",
+}
+
 
 Convert = Callable[[Any], Any]
 
@@ -140,7 +150,7 @@ def _build_queries(dialect: Dialect, kind: str) -> _KindQueries:
         _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}"),
         functools.cache(lambda n: commits(among("push_commits.push_id", n))),
         commits(f"push_commits.push_id BETWEEN {p} AND {p}"),
-        _ARRAY_CHUNK if as_array else _IN_CHUNK,
+        ARRAY_CHUNK if as_array else IN_CHUNK,
         as_array,
     )
 

@@ -26,21 +26,21 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
-from labledger.core.errors import LedgerError
-from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.errors import LedgerError, StoreUnavailable
+from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.leaves import leaf_bytes
 from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,
-    leaf_hash,
     prove_consistency,
     prove_inclusion,
 )
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
 from labledger.storage.engine import WRITE_OPTION, writer_lock
-from labledger.storage.leaf_rows import entry_rows
+from labledger.storage.leaf_columns import kind_plan
+from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_rows
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
@@ -70,14 +70,6 @@ _LATEST = select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
 _INSERT_CHECKPOINT = checkpoints.insert()
 _NEWEST_NOTE = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
 _NEWEST_SIZE = "SELECT tree_size FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-TIME_COLUMN = {
-    "session": "created_at",
-    "delivery": "received_at",
-    "attempt": "received_at",
-    "audit": "occurred_at",
-    "verification": "reported_at",
-    "session_change": "changed_at",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,17 +346,30 @@ _INTEGRATOR_SQL: dict[tuple[str, str], _IntegratorSql] = {}
 
 
 def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
+    """The leaf hash of each queued entry, from its row: the rows of a kind read column by
+    column and hashed as `verify` hashes them (storage/leaf_columns.py)."""
     by_kind: dict[str, list[int]] = {}
     for kind, entry_id in keys:
         by_kind.setdefault(kind, []).append(entry_id)
-    rows = {kind: entry_rows(conn, kind, ids) for kind, ids in by_kind.items()}
-    missing = [(k, i) for k, i in keys if i not in rows[k]]
+    raw = conn.connection.driver_connection
+
+    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        return list(raw.execute(sql, params).fetchall())  # type: ignore[union-attr]
+
+    hashes: dict[str, dict[int, bytes]] = {}
+    try:
+        for kind, ids in by_kind.items():
+            plan, hashes[kind] = kind_plan(conn.dialect, kind), {}
+            step = ARRAY_CHUNK if plan.array else IN_CHUNK  # SQLite binds a bounded number
+            for part in (ids[i : i + step] for i in range(0, len(ids), step)):
+                found = plan.fetch(fetch, part, (min(part), max(part)))
+                computed = leaf_hashes_columns(kind, found.columns, len(found.ids))
+                hashes[kind].update(zip(found.ids, computed, strict=True))
+    except conn.dialect.loaded_dbapi.OperationalError as exc:  # read past SQLAlchemy
+        raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
+    missing = [(k, i) for k, i in keys if i not in hashes[k]]
     if missing:
         raise RuntimeError(f"queued entries without rows: {missing[:5]}")
-    hashes = {}
-    for kind, found in rows.items():
-        leaves = leaf_bytes_many(kind, list(found.values()))
-        hashes[kind] = dict(zip(found, map(leaf_hash, leaves), strict=True))
     return [hashes[kind][entry_id] for kind, entry_id in keys]
 
 

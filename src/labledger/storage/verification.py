@@ -24,8 +24,7 @@ from labledger.core.verify import (
     open_checkpoints,
 )
 from labledger.core.verify_chunks import backdate_floors
-from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, entry_row_batches
-from labledger.storage.merkle_log import TIME_COLUMN
+from labledger.storage.leaf_rows import BATCH, ENTRY_TABLES, TIME_COLUMN, entry_row_batches
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_queue
 from labledger.storage.tombstones import Removed, vouched_removals
