@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from labledger.config import Settings
 from labledger.http.app import create_app
-from labledger.http.asgi import startup_objects_are_permanent
+from labledger.http.asgi import few_malloc_arenas, startup_objects_are_permanent
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore, SqlWriter
@@ -44,4 +44,5 @@ def create_unlogged_app() -> FastAPI:
     store = UnloggedStore(make_engine(settings.database_url))
     app = create_app(settings, store, integrate_in_background=False)
     startup_objects_are_permanent()  # as `serve` does
+    few_malloc_arenas()
     return app

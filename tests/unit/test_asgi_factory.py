@@ -53,3 +53,15 @@ def test_the_factory_refuses_to_serve_without_a_secret(
     with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET"):
         app_from_env()
     assert gc.get_freeze_count() == 0
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from labledger.http.asgi import few_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert few_malloc_arenas() is False  # the environment's choice stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    libc_is_glibc = Path("/proc/self/maps").read_text().count("libc.so.6") > 0
+    assert few_malloc_arenas() is libc_is_glibc
