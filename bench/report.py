@@ -22,8 +22,8 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- Python {m['python']}, SQLite {m['sqlite']}, PostgreSQL {m.get('postgresql') or 'none'}",
         f"- run on {m['date']}, {results['duration_s']:.0f} s in all; load average "
         f"{m['load_average_at_start']} at the start, {m.get('load_average_at_end')} at the end",
-        "- Shared machine: other test suites ran at the same time, so absolute figures "
-        "are noisy. Every target ran in the same run, interleaved, so the **ratios** hold.",
+        "- Absolute figures depend on what else the machine was doing (the load averages "
+        "above); every target ran in the same run, interleaved, so the **ratios** hold.",
         "",
     ]
 
