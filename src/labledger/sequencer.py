@@ -118,17 +118,18 @@ def run(merkle_log: SqlLog, signer: SignerKey, interval: float, parent: int) -> 
 
 
 def main() -> None:
-    from labledger.config import Settings
+    # The web worker validated these settings and passes them on; reading them here directly
+    # keeps pydantic (and the settings module) out of this process's memory.
     from labledger.logs import configure_logging
     from labledger.storage.engine import make_engine
 
     parent = int(os.environ.pop(PARENT_ENV))
-    settings = Settings.from_env(os.environ)
-    configure_logging(settings.log_level)
+    interval = float(os.environ["LABLEDGER_INTEGRATE_INTERVAL_SECONDS"])
+    configure_logging(os.environ.get("LABLEDGER_LOG_LEVEL", "INFO"))
     signer = SignerKey.parse(sys.stdin.read())
-    engine = make_engine(settings.database_url)  # one thread: the pool opens one connection
+    engine = make_engine(os.environ["LABLEDGER_DATABASE_URL"])  # one thread: one connection
     try:
-        run(SqlLog(engine), signer, settings.integrate_interval_seconds, parent)
+        run(SqlLog(engine), signer, interval, parent)
     finally:
         engine.dispose()
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+
+from labledger.core.errors import StoreUnavailable
 
 WRITE_OPTION = "labledger_write"
 SQLITE_BUSY_TIMEOUT_S = 5.0
@@ -77,3 +81,16 @@ def _sqlite_engine(url: str, **engine_args: Any) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """An unreachable or locked database is a retryable 503, never a half-written 500."""
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        raise StoreUnavailable(str(exc.orig).strip().splitlines()[0]) from exc
+    except sa_exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable("database connection lost") from exc
+        raise

@@ -38,10 +38,9 @@ from labledger.core.merkle import (
 )
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
-from labledger.storage.engine import WRITE_OPTION, writer_lock
+from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
 from labledger.storage.leaf_columns import kind_plan
 from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_rows
-from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,

@@ -9,9 +9,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, select, text
-from sqlalchemy import exc as sa_exc
 
-from labledger.core.errors import NotFound, StoreUnavailable
+from labledger.core.errors import NotFound
 from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
@@ -25,7 +24,7 @@ from labledger.core.model import (
     StoredDelivery,
     VerificationResult,
 )
-from labledger.storage.engine import WRITE_OPTION, writer_lock
+from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
@@ -62,19 +61,6 @@ from labledger.storage.tables import (
 )
 
 __all__ = ["SqlStore", "SqlWriter", "translate_db_errors"]
-
-
-@contextmanager
-def translate_db_errors() -> Iterator[None]:
-    """An unreachable or locked database is a retryable 503, never a half-written 500."""
-    try:
-        yield
-    except sa_exc.OperationalError as exc:
-        raise StoreUnavailable(str(exc.orig).strip().splitlines()[0]) from exc
-    except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StoreUnavailable("database connection lost") from exc
-        raise
 
 
 class SqlStore:
