@@ -31,10 +31,11 @@ from labledger.storage.merkle_log import SqlLog
 
 log = structlog.get_logger("labledger.integrator")
 
-# A round holds the integrator lock (on SQLite, the database's write lock) while it works: a
-# bounded batch keeps a large backlog from stalling webhooks; the next round takes the rest.
+# A round appends its batch under the integrator lock (on SQLite, the database's write lock):
+# a bounded batch keeps that transaction, and the round's memory, small while a backlog
+# drains; the next round takes the rest.
 BACKGROUND_BATCH = 10_000
-PARENT_ENV = "LABLEDGER_INTEGRATOR_PARENT_PID"  # reserved: not a setting (config.py)
+PARENT_ENV = "LABLEDGER_INTEGRATOR_PARENT_PID"  # the web worker, so the child notices orphaning
 STOP_TIMEOUT_S = 10.0
 
 
