@@ -68,10 +68,6 @@ class IntegratorProcess:
         self._key = signer.encode()
         self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     def start(self) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "labledger.sequencer"], stdin=subprocess.PIPE, env=self._env
