@@ -13,13 +13,13 @@ from labledger.core.leaf_batches import leaf_bytes_columns
 from labledger.core.leaves import reference_leaf_bytes
 from labledger.core.verify import VerifyReport
 from labledger.core.verify_chunks import backdate_floors
-from labledger.storage.leaf_columns import kind_plan
+from labledger.storage.leaf_columns import driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, all_entry_rows
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.retention import purge
 from labledger.storage.tables import attempts, log_entries, log_queue
 from labledger.storage.verification import verify_database
-from labledger.storage.verify_chunks import ChunkJob, driver_fetch
+from labledger.storage.verify_chunks import ChunkJob
 from labledger.storage.verify_workers import ChunkWorkers
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver

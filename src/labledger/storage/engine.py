@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Dialect, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
@@ -94,3 +94,12 @@ def translate_db_errors() -> Iterator[None]:
         if exc.connection_invalidated:
             raise StoreUnavailable("database connection lost") from exc
         raise
+
+
+@contextmanager
+def translate_driver_errors(dialect: Dialect) -> Iterator[None]:
+    """translate_db_errors for reads made on the DBAPI connection itself, past SQLAlchemy."""
+    try:
+        yield
+    except dialect.loaded_dbapi.OperationalError as exc:
+        raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc

@@ -235,3 +235,13 @@ def _build_plan(dialect: Dialect, kind: str) -> _KindPlan:
         array=postgres,
         commit_flag=commit_flag.result_processor(dialect, None),
     )
+
+
+def driver_fetch(raw: Any) -> Fetch:
+    """Rows as plain tuples from a DBAPI connection (sqlite3 and psycopg both `execute`)."""
+
+    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = raw.execute(sql, params).fetchall()
+        return rows
+
+    return fetch

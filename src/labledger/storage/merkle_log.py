@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
-from labledger.core.errors import LedgerError, StoreUnavailable
+from labledger.core.errors import LedgerError
 from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.leaves import leaf_bytes
 from labledger.core.log import Node, append_leaves
@@ -38,8 +38,13 @@ from labledger.core.merkle import (
 )
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
-from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
-from labledger.storage.leaf_columns import kind_plan
+from labledger.storage.engine import (
+    WRITE_OPTION,
+    translate_db_errors,
+    translate_driver_errors,
+    writer_lock,
+)
+from labledger.storage.leaf_columns import driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_rows
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
@@ -350,13 +355,9 @@ def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
     by_kind: dict[str, list[int]] = {}
     for kind, entry_id in keys:
         by_kind.setdefault(kind, []).append(entry_id)
-    raw = conn.connection.driver_connection
-
-    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        return list(raw.execute(sql, params).fetchall())  # type: ignore[union-attr]
-
+    fetch = driver_fetch(conn.connection.driver_connection)
     hashes: dict[str, dict[int, bytes]] = {}
-    try:
+    with translate_driver_errors(conn.dialect):
         for kind, ids in by_kind.items():
             plan, hashes[kind] = kind_plan(conn.dialect, kind), {}
             step = ARRAY_CHUNK if plan.array else IN_CHUNK  # SQLite binds a bounded number
@@ -364,8 +365,6 @@ def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
                 found = plan.fetch(fetch, part, (min(part), max(part)))
                 computed = leaf_hashes_columns(kind, found.columns, len(found.ids))
                 hashes[kind].update(zip(found.ids, computed, strict=True))
-    except conn.dialect.loaded_dbapi.OperationalError as exc:  # read past SQLAlchemy
-        raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
     missing = [(k, i) for k, i in keys if i not in hashes[k]]
     if missing:
         raise RuntimeError(f"queued entries without rows: {missing[:5]}")

@@ -15,15 +15,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Dialect
 
-from labledger.core.errors import StoreUnavailable
 from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
 from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
-from labledger.storage.leaf_columns import Fetch, kind_plan
+from labledger.storage.engine import translate_driver_errors
+from labledger.storage.leaf_columns import Fetch, driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ENTRY_TABLES
 
 if TYPE_CHECKING:
@@ -104,16 +104,6 @@ def _check_kind(
     return len(wanted) - recomputed.count(None)
 
 
-def driver_fetch(raw: Any) -> Fetch:
-    """Rows as plain tuples from a DBAPI connection (sqlite3 and psycopg both `execute`)."""
-
-    def fetch(sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        rows: Sequence[Sequence[Any]] = raw.execute(sql, params).fetchall()
-        return rows
-
-    return fetch
-
-
 def _clusters(ids: list[int]) -> Iterator[tuple[int, int]]:
     """Ranges [lo, hi] covering the sorted ids, split where they lie far apart."""
     if ids[-1] - ids[0] <= 2 * len(ids) + _CLUSTER_GAP:
@@ -160,15 +150,13 @@ def check_in_chunks(
         fetch = driver_fetch(conn.connection.driver_connection)
         results = (check_chunk(fetch, job, start, end) for start, end in chunks)
     rows: Counter[str] = Counter()
-    try:
+    with translate_driver_errors(conn.dialect):
         for chunk in results:
             if chunk is None:
                 return None
             verifier.add_chunk(chunk)
             rows.update(chunk.rows)
             progress(chunk.end - chunk.start + sum(chunk.rows.values()))
-    except conn.dialect.loaded_dbapi.OperationalError as exc:  # read past SQLAlchemy
-        raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
     verifier.finish()
     if scratch.problems:
         return None

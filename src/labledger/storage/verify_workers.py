@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Dialect, Engine
 
 from labledger.core.verify_chunks import CheckedChunk
-from labledger.storage.verify_chunks import ChunkJob, check_chunk, driver_fetch
+from labledger.storage.leaf_columns import driver_fetch
+from labledger.storage.verify_chunks import ChunkJob, check_chunk
 
 _SNAPSHOT = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+-[0-9]+")
 
