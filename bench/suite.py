@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -123,6 +123,32 @@ def measure_everything(
     }
 
 
+@contextmanager
+def _measuring_apart(
+    pg_admin_url: str | None,
+) -> Iterator[tuple[Databases, Path, dict[str, Any]]]:
+    """Scratch databases for figures measured apart from the suite, always dropped; once the
+    block has run, the dict it was given says when, for how long and on which machine and
+    source they were measured."""
+    scratch = SCRATCH / uuid.uuid4().hex[:10]
+    scratch.mkdir(parents=True)
+    databases = Databases(scratch, pg_admin_url)
+    started = time.time()
+    info = {**machine(), **provenance()}
+    measured: dict[str, Any] = {}
+    try:
+        yield databases, scratch, measured
+    finally:
+        databases.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    info["load_average_at_end"] = load_average()
+    measured.update(
+        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.time() - started, 1),
+        machine=info,
+    )
+
+
 def measure_tamper_only(
     config: BenchConfig, dialects: list[str], pg_admin_url: str | None, previous: dict[str, Any]
 ) -> dict[str, Any]:
@@ -131,22 +157,11 @@ def measure_tamper_only(
     Their ratios compare targets measured in this same run; the machine and source they ran
     on are recorded beside them, since they may differ from the rest of the file's.
     """
-    scratch = SCRATCH / uuid.uuid4().hex[:10]
-    scratch.mkdir(parents=True)
-    databases = Databases(scratch, pg_admin_url)
-    started = time.time()
-    info = {**machine(), **provenance()}
-    try:
+    with _measuring_apart(pg_admin_url) as (databases, scratch, measured):
         tamper = measure_tamper(config, databases, dialects, scratch)
-    finally:
-        databases.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-    info["load_average_at_end"] = load_average()
     tamper.update(
         measured_with_the_suite=False,
-        started_at=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
-        duration_s=round(time.time() - started, 1),
-        machine=info,
+        **measured,
         config={k: v for k, v in asdict(config).items() if k in result_file.TAMPER_CONFIG},
     )
     merged = {**previous, "tamper": tamper, "pending": {}}
@@ -169,12 +184,7 @@ def measure_only(
 ) -> dict[str, Any]:
     """Only the `verify` figures (with receipts) or only the `reads`, merged into `previous`;
     each measured dialect records when, on which machine and source it ran."""
-    scratch = SCRATCH / uuid.uuid4().hex[:10]
-    scratch.mkdir(parents=True)
-    databases = Databases(scratch, pg_admin_url)
-    started = time.time()
-    info = {**machine(), **provenance()}
-    try:
+    with _measuring_apart(pg_admin_url) as (databases, scratch, measured):
         if part == "verify":
             found = {}
             for dialect in dialects:
@@ -182,15 +192,6 @@ def measure_only(
                 found[dialect] = verify_benchmark(config, databases, dialect, rounds=1)
         else:
             found = _reads(config, databases, dialects, scratch)
-    finally:
-        databases.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-    info["load_average_at_end"] = load_average()
-    measured = {
-        "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
-        "duration_s": round(time.time() - started, 1),
-        "machine": info,
-    }
     stamped = {dialect: {**figures, "measured": measured} for dialect, figures in found.items()}
     merged = {**previous, "config": dict(previous["config"])}
     if part == "verify":
