@@ -162,7 +162,7 @@ def settle_and_verify(engine: Engine) -> VerifyReport:
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
         log.integrate(SIGNER)
-        if log.queued() == 0 or time.monotonic() > deadline:
+        if log.backlog().queued == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     report = verify_database(engine, SIGNER.verifier)

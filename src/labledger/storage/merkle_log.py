@@ -190,10 +190,6 @@ class SqlLog:
             )
         return Receipt(entry.leaf_index, size, data, tuple(proof), note)
 
-    def queued(self) -> int:
-        with self._reading() as conn:
-            return int(conn.execute(select(func.count()).select_from(log_queue)).scalar_one())
-
     def backlog(self) -> LogBacklog:
         """How far integration lags: entries waiting, and the newest checkpoint."""
         with self._reading() as conn:
