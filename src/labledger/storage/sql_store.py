@@ -24,7 +24,12 @@ from labledger.core.model import (
     StoredDelivery,
     VerificationResult,
 )
-from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
+from labledger.storage.engine import (
+    WRITE_OPTION,
+    translate_db_errors,
+    translate_driver_errors,
+    writer_lock,
+)
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
@@ -74,10 +79,12 @@ class SqlStore:
 
     @contextmanager
     def transaction(self) -> Iterator[SqlWriter]:
-        # On SQLite, this process's writers queue on one lock (engine.writer_lock).
+        # On SQLite, this process's writers queue on one lock (engine.writer_lock). The writer
+        # runs its INSERTs on the driver itself (storage/driver_writes.py), so both the
+        # driver's errors and SQLAlchemy's are translated.
         with self._write_lock, translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
+            with conn.begin(), translate_driver_errors(conn.dialect):
                 writer = SqlWriter(conn, self.subscribers)
                 yield writer
                 writer.flush_log_queue()

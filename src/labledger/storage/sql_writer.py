@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
 
 from labledger.core.errors import NotFound
 from labledger.core.model import (
@@ -23,10 +20,8 @@ from labledger.core.model import (
     Push,
     SessionSpec,
 )
-from labledger.storage.rows import (
-    session_from_row,
-    session_query,
-)
+from labledger.storage.driver_writes import DriverWriter, InsertShape
+from labledger.storage.rows import session_from_row, session_query
 from labledger.storage.tables import (
     attempts,
     audit_events,
@@ -40,43 +35,58 @@ from labledger.storage.tables import (
     verification_results,
 )
 
+# The hot path's INSERTs run on the driver (storage/driver_writes.py), compiled once.
+DELIVERY = InsertShape(
+    deliveries,
+    ("forge", "delivery_id", "hook_id", "event", "received_at", "body_sha256", "body_size",
+     "body_zlib"),
+    conflict_keys=("forge", "delivery_id"),
+    returning=("id",),
+)  # fmt: skip
+PUSH = InsertShape(
+    pushes,
+    ("delivery_pk", "forge", "repository_id", "repository_full_name", "ref", "before_sha",
+     "after_sha", "created", "deleted", "forced", "pusher_name", "pusher_email", "sender_login",
+     "sender_id", "pushed_at", "commit_count", "commit_list_complete", "personal_salt"),
+    returning=("id",),
+)  # fmt: skip
+PUSH_COMMITS = InsertShape(push_commits, ("push_id", "position", "commit_sha", "is_distinct"))
+# Several rows in one INSERT: those UNIQUE(session_id, commit_sha) already holds are skipped.
+ATTEMPTS = InsertShape(
+    attempts,
+    ("session_id", "commit_sha", "tree_sha", "message", "author_name", "author_email",
+     "author_username", "committer_name", "committer_email", "committer_username",
+     "claimed_timestamp", "is_distinct", "branch", "changed_files", "push_id", "delivery_pk",
+     "pushed_at", "received_at", "personal_salt"),
+    conflict_keys=("session_id", "commit_sha"),
+    returning=("id", "session_id", "commit_sha"),
+)  # fmt: skip
+VERIFICATION = InsertShape(
+    verification_results,
+    ("attempt_id", "verifier", "run_id", "status", "score_milli", "max_score_milli", "details",
+     "reported_at", "actor"),
+    conflict_keys=("attempt_id", "verifier", "run_id"),
+    returning=("id",),
+)  # fmt: skip
+AUDIT = InsertShape(
+    audit_events,
+    ("occurred_at", "actor", "action", "target_type", "target_id", "details"),
+    returning=("id",),
+)
+LOG_QUEUE = InsertShape(log_queue, ("entry_type", "entry_id"))
+OUTBOX = InsertShape(
+    outbox_events, ("subscriber", "event_id", "event_type", "payload", "created_at")
+)
 
-def _upsert_skip(table: Any, keys: list[str], *returned: str) -> Callable[[str], Any]:
-    def build(dialect: str) -> Any:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        columns = [table.c.id, *(table.c[name] for name in returned)]
-        return insert(table).on_conflict_do_nothing(index_elements=keys).returning(*columns)
 
-    return build
-
-
-# The hot path's statements are built once per dialect and executed with parameters: building
-# `insert().values(**literals)` per row made SQLAlchemy re-process every value and recompute its
-# cache key on each call (43 % of the server's Python time in the benchmarks).
-_BUILDERS: dict[str, Callable[[str], Any]] = {
-    "delivery": _upsert_skip(deliveries, ["forge", "delivery_id"]),
-    # Executed with a list of rows: one multi-row INSERT (SQLAlchemy's insertmanyvalues).
-    "attempts": _upsert_skip(attempts, ["session_id", "commit_sha"], "session_id", "commit_sha"),
-    "verification": _upsert_skip(verification_results, ["attempt_id", "verifier", "run_id"]),
-    "push": lambda dialect: pushes.insert().returning(pushes.c.id),
-    "audit": lambda dialect: audit_events.insert().returning(audit_events.c.id),
-    "push_commits": lambda dialect: push_commits.insert(),
-    "log_queue": lambda dialect: log_queue.insert(),
-    "outbox": lambda dialect: outbox_events.insert(),
-    "sessions_of_repository": lambda dialect: (
-        session_query()
-        .where(
-            lab_sessions.c.forge == bindparam("forge"),
-            lab_sessions.c.repository_id == bindparam("repository_id"),
-        )
-        .order_by(lab_sessions.c.id)
-    ),
-}
-
-
-@functools.cache
-def statement(dialect: str, name: str) -> Any:
-    return _BUILDERS[name](dialect)
+SESSIONS_OF_REPOSITORY = (
+    session_query()
+    .where(
+        lab_sessions.c.forge == bindparam("forge"),
+        lab_sessions.c.repository_id == bindparam("repository_id"),
+    )
+    .order_by(lab_sessions.c.id)
+)
 
 
 class SqlWriter:
@@ -84,7 +94,7 @@ class SqlWriter:
 
     def __init__(self, conn: Connection, subscribers: Sequence[str] = ()) -> None:
         self._conn = conn
-        self._dialect = conn.dialect.name
+        self._driver = DriverWriter(conn.connection.driver_connection, conn.dialect)
         self._logged: list[dict[str, object]] = []
         self._subscribers = tuple(subscribers)
         self._outbox: list[dict[str, object]] = []
@@ -111,10 +121,10 @@ class SqlWriter:
     def flush_log_queue(self) -> None:
         """Queue every entry written in this transaction for the Merkle log, in the same commit."""
         if self._logged:
-            self._conn.execute(statement(self._dialect, "log_queue"), self._logged)
+            self._driver.insert(LOG_QUEUE, self._logged)
             self._logged = []
         if self._outbox:
-            self._conn.execute(statement(self._dialect, "outbox"), self._outbox)
+            self._driver.insert(OUTBOX, self._outbox)
             self._outbox = []
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
@@ -128,10 +138,11 @@ class SqlWriter:
             "body_size": len(delivery.body),
             "body_zlib": zlib.compress(delivery.body, 6),
         }
-        stmt = statement(self._dialect, "delivery")
-        delivery_pk: int | None = self._conn.execute(stmt, row).scalar_one_or_none()
-        if delivery_pk is not None:
-            self._log("delivery", delivery_pk)
+        inserted = self._driver.insert_one(DELIVERY, row)
+        if inserted is None:
+            return None
+        delivery_pk: int = inserted[0]
+        self._log("delivery", delivery_pk)
         return delivery_pk
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
@@ -155,12 +166,12 @@ class SqlWriter:
             "commit_list_complete": push.commit_list_complete,
             "personal_salt": os.urandom(16),
         }
-        push_id: int = self._conn.execute(statement(self._dialect, "push"), row).scalar_one()
+        push_id: int = self._driver.insert(PUSH, [row])[0][0]
         self._log("push", push_id)
         carried = push.carried_commits()
         if carried:
-            self._conn.execute(
-                statement(self._dialect, "push_commits"),
+            self._driver.insert(
+                PUSH_COMMITS,
                 [
                     {
                         "push_id": push_id,
@@ -175,8 +186,7 @@ class SqlWriter:
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]:
         rows = self._conn.execute(
-            statement(self._dialect, "sessions_of_repository"),
-            {"forge": forge, "repository_id": repository_id},
+            SESSIONS_OF_REPOSITORY, {"forge": forge, "repository_id": repository_id}
         )
         return [session_from_row(r) for r in rows]
 
@@ -185,10 +195,8 @@ class SqlWriter:
         holds are skipped and return nothing, so the new ids are matched back by that key."""
         if not wanted:
             return []
-        rows = [_attempt_row(a) for a in wanted]
-        stmt = statement(self._dialect, "attempts")
-        found = self._conn.execute(stmt, rows).all()
-        by_key = {(r.session_id, r.commit_sha): r.id for r in found}
+        found = self._driver.insert(ATTEMPTS, [_attempt_row(a) for a in wanted])
+        by_key = {(session_id, sha): attempt_id for attempt_id, session_id, sha in found}
         new: list[tuple[int, NewAttempt]] = []
         for a in wanted:  # pop: a commit listed twice in one push is one attempt
             attempt_id = by_key.pop((a.session_id, a.commit.sha), None)
@@ -228,8 +236,8 @@ class SqlWriter:
             "reported_at": v.reported_at,
             "actor": v.actor,
         }
-        stmt = statement(self._dialect, "verification")
-        result_id: int | None = self._conn.execute(stmt, row).scalar_one_or_none()
+        inserted = self._driver.insert_one(VERIFICATION, row)
+        result_id: int | None = None if inserted is None else inserted[0]
         if result_id is not None:
             self._log("verification", result_id)
             self._announce(
@@ -281,7 +289,7 @@ class SqlWriter:
             "target_id": event.target_id,
             "details": event.details,
         }
-        audit_id: int = self._conn.execute(statement(self._dialect, "audit"), row).scalar_one()
+        audit_id: int = self._driver.insert(AUDIT, [row])[0][0]
         self._log("audit", audit_id)
         return audit_id
 
