@@ -42,7 +42,7 @@ STOP_TIMEOUT_S = 10.0
 def integrate_round(merkle_log: SqlLog, signer: SignerKey) -> None:
     """One integration round; a failure is logged and the next round tries again."""
     try:
-        checkpoint = merkle_log.integrate(signer, None, BACKGROUND_BATCH)
+        checkpoint = merkle_log.integrate(signer, None, BACKGROUND_BATCH, background=True)
     except StoreUnavailable as exc:
         log.warning("integrate.unavailable", detail=str(exc))
         return

@@ -290,3 +290,39 @@ def test_on_sqlite_the_integrator_queues_behind_this_process_s_writers(
         assert integrator.is_alive() and not done  # waiting for the lock this thread holds
     integrator.join(timeout=30)
     assert done and done[0] is not None
+
+
+def test_on_sqlite_a_background_round_gives_way_to_another_process_s_write_lock(
+    sqlite_ledger: Ledger,
+) -> None:
+    """While another connection holds SQLite's write lock, a background integration round
+    is refused at once (StoreUnavailable) instead of waiting out the busy timeout with this
+    process's webhooks queued behind it; its connection keeps the full busy timeout for the
+    writers that use it next, and the next round integrates."""
+    import sqlite3
+    import threading
+
+    from labledger.core.errors import StoreUnavailable
+    from labledger.storage.engine import SQLITE_BUSY_MS, SQLITE_BUSY_TIMEOUT_S
+
+    ledger = sqlite_ledger
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    deliver(ledger.store, push_payload([commit()]))
+    log = SqlLog(ledger.engine)
+    other = sqlite3.connect(
+        ledger.engine.url.database or "", isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")
+    # Released well within the busy timeout: a round that waited it out would succeed.
+    release = threading.Timer(SQLITE_BUSY_TIMEOUT_S / 2, other.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            log.integrate(SIGNER, background=True)
+        with ledger.engine.connect() as conn:  # the pool's one connection, used by the round
+            timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+    finally:
+        release.join()
+        other.close()
+    assert timeout == SQLITE_BUSY_MS
+    assert log.integrate(SIGNER, background=True) is not None

@@ -15,7 +15,12 @@ from sqlalchemy.engine import make_url
 from labledger.core.errors import StoreUnavailable
 
 WRITE_OPTION = "labledger_write"
+# A writer that will simply try again later (a background integration round) waits for
+# SQLite's write lock this long, not the busy timeout.
+BRIEF_WAIT_OPTION = "labledger_brief_wait"
+BRIEF_WAIT_MS = 100
 SQLITE_BUSY_TIMEOUT_S = 5.0
+SQLITE_BUSY_MS = int(SQLITE_BUSY_TIMEOUT_S * 1000)
 
 
 _WRITER_LOCKS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
@@ -77,8 +82,19 @@ def _sqlite_engine(url: str, **engine_args: Any) -> Engine:
     def _begin(connection: Any) -> None:
         # A writer takes the write lock up front: a deferred transaction that later upgrades
         # can fail with SQLITE_BUSY at once instead of waiting out the busy timeout.
-        write = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if not options.get(WRITE_OPTION, False):
+            connection.exec_driver_sql("BEGIN")
+        elif not options.get(BRIEF_WAIT_OPTION, False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            # It holds this process's writer lock while it waits: webhooks queued behind it
+            # would wait out two busy timeouts (past GitHub's 10 s) instead of one.
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {BRIEF_WAIT_MS}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
     return engine
 

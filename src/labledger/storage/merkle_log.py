@@ -39,6 +39,7 @@ from labledger.core.merkle import (
 from labledger.core.note import SignerKey
 from labledger.core.receipt import Receipt
 from labledger.storage.engine import (
+    BRIEF_WAIT_OPTION,
     WRITE_OPTION,
     translate_db_errors,
     translate_driver_errors,
@@ -124,9 +125,17 @@ class SqlLog:
             yield conn
 
     def integrate(
-        self, signer: SignerKey, now: datetime | None = None, limit: int = 100_000
+        self,
+        signer: SignerKey,
+        now: datetime | None = None,
+        limit: int = 100_000,
+        background: bool = False,
     ) -> StoredCheckpoint | None:
         """Move queued entries into the tree and sign a checkpoint; None when nothing was queued.
+
+        A `background` round, which the next one follows, waits only briefly for SQLite's
+        write lock when another process holds it (StoreUnavailable), so that this process's
+        webhooks do not queue behind it for the whole busy timeout.
 
         The checkpoint's time is read once the lock is held (default: the clock) and is never
         earlier than the previous checkpoint's, so signed times only move forward even when
@@ -139,7 +148,7 @@ class SqlLog:
                 batch = _read_batch(conn, limit)
             if batch is None:
                 return None
-            conn = conn.execution_options(**{WRITE_OPTION: True})
+            conn = conn.execution_options(**{WRITE_OPTION: True, BRIEF_WAIT_OPTION: background})
             with writer_lock(self.engine), conn.begin():
                 if not _take_integrator_lock(conn):
                     return None
