@@ -203,8 +203,8 @@ def test_a_conflicting_row_is_skipped_and_returns_nothing(ledger: Ledger) -> Non
 def test_compiled_statement_names_every_column_of_every_row(ledger: Ledger, rows: int) -> None:
     """A compiled INSERT binds each (row, column) once, so no value is dropped or repeated."""
     compiled = sql_writer.ATTEMPTS.compiled(ledger.engine.dialect, rows)
-    expected = {(n, c) for n in range(rows) for c in sql_writer.ATTEMPTS.columns}
-    assert sorted(compiled.slots) == sorted(expected)
+    bound = sorted(zip(compiled.row_of, compiled.columns, strict=True))
+    assert bound == sorted((n, c) for n in range(rows) for c in sql_writer.ATTEMPTS.columns)
 
 
 def test_a_connection_lost_between_driver_inserts_is_a_503_that_stores_nothing(

@@ -1,11 +1,11 @@
-"""INSERT statements compiled once by SQLAlchemy and executed on the DBAPI cursor.
+"""The ingest path's INSERTs, written once per table and number of rows, run on the DBAPI cursor.
 
 Each webhook runs half a dozen INSERTs. Through `Connection.execute` every one of them paid
 about 67 µs of SQLAlchemy's own work (an execution context, parameter processing, a result
-object) on top of the driver's; here a statement is compiled once per dialect and row count,
-and a row's values go through the same bind processors of the column types SQLAlchemy would
-apply (UtcDateTime, JSON, Boolean...), so the rows stored are the same, byte for byte (a
-contract test compares them with rows written through SQLAlchemy).
+object) on top of the driver's. Here a statement is a plain multi-row INSERT written from the
+table's SQLAlchemy definition and kept; its values go through the bind processors of the
+column types SQLAlchemy would apply (UtcDateTime, JSON, Boolean...), so the rows stored are
+the same, byte for byte (a contract test compares them with rows written through SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Table, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Dialect, Table
 
 Row = Mapping[str, Any]
 
@@ -27,19 +26,18 @@ MAX_ROWS = 256
 
 @dataclass(frozen=True, slots=True)
 class DriverInsert:
-    """One compiled INSERT: its SQL, and where each parameter comes from."""
+    """One INSERT of a number of rows: its SQL, and where each parameter comes from."""
 
     sql: str
-    slots: tuple[tuple[int, str], ...]  # (row number, column) of each parameter, in order
-    binds: tuple[Callable[[Any], Any] | None, ...]  # the column type's bind processor
-    names: tuple[str, ...] | None  # parameter names, for drivers with named parameters
+    row_of: tuple[int, ...]  # the row of each parameter, in order
+    columns: tuple[str, ...]  # its column
+    binds: tuple[Callable[[Any], Any] | None, ...]  # that column type's bind processor
 
-    def parameters(self, rows: Sequence[Row]) -> Sequence[Any] | dict[str, Any]:
-        values = [
+    def parameters(self, rows: Sequence[Row]) -> list[Any]:
+        return [
             rows[n][column] if bind is None else bind(rows[n][column])
-            for (n, column), bind in zip(self.slots, self.binds, strict=True)
+            for n, column, bind in zip(self.row_of, self.columns, self.binds, strict=True)
         ]
-        return values if self.names is None else dict(zip(self.names, values, strict=True))
 
 
 def compile_insert(
@@ -50,28 +48,31 @@ def compile_insert(
     conflict_keys: Sequence[str] = (),
     returning: Sequence[str] = (),
 ) -> DriverInsert:
-    """INSERT INTO table (columns) VALUES (...) x rows [ON CONFLICT DO NOTHING] [RETURNING]."""
-    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-    values = [
-        {name: bindparam(f"p{n}_{name}", type_=table.c[name].type) for name in columns}
-        for n in range(rows)
-    ]
-    stmt: Any = insert(table).values(values)
+    """INSERT INTO table (columns) VALUES (...) x rows [ON CONFLICT DO NOTHING] [RETURNING],
+    with positional parameters: `?` for sqlite3; `$n::type` for psycopg's raw cursor, which
+    sends the statement as written (its default cursor parses every statement of more than
+    50 parameters again at each execution to rewrite `%s`)."""
+    quote = dialect.identifier_preparer.quote
+    if dialect.name == "postgresql":
+        casts = [f"::{table.c[c].type.compile(dialect=dialect)}" for c in columns]
+        groups = [
+            ", ".join(f"${n * len(columns) + k + 1}{cast}" for k, cast in enumerate(casts))
+            for n in range(rows)
+        ]
+    else:
+        groups = [", ".join("?" * len(columns))] * rows
+    sql = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "
+    sql += ", ".join(f"({group})" for group in groups)
     if conflict_keys:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict_keys))
+        sql += f" ON CONFLICT ({', '.join(map(quote, conflict_keys))}) DO NOTHING"
     if returning:
-        stmt = stmt.returning(*(table.c[name] for name in returning))
-    compiled = stmt.compile(dialect=dialect)
-    order = compiled.positiontup if compiled.positional else list(compiled.binds)
-    assert order is not None
-    by_name = {f"p{n}_{name}": (n, name) for n in range(rows) for name in columns}
+        sql += f" RETURNING {', '.join(map(quote, returning))}"
+    binds = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
     return DriverInsert(
-        sql=str(compiled),
-        slots=tuple(by_name[key] for key in order),
-        binds=tuple(
-            compiled.binds[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order
-        ),
-        names=None if compiled.positional else tuple(order),
+        sql=sql,
+        row_of=tuple(n for n in range(rows) for _ in columns),
+        columns=tuple(columns) * rows,
+        binds=tuple(binds) * rows,
     )
 
 
@@ -101,7 +102,10 @@ class DriverWriter:
     """Executes InsertShapes on one DBAPI connection, inside a transaction begun elsewhere."""
 
     def __init__(self, dbapi_connection: Any, dialect: Dialect) -> None:
-        self._cursor = dbapi_connection.cursor()
+        if dialect.name == "postgresql":  # `$n` parameters, sent as written
+            self._cursor = dialect.loaded_dbapi.RawCursor(dbapi_connection)
+        else:
+            self._cursor = dbapi_connection.cursor()
         self._dialect = dialect
 
     def insert(self, shape: InsertShape, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
