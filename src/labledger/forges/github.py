@@ -89,6 +89,8 @@ def _storable_text(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8.
     if "\x00" in value:
         raise ValueError("contains a NUL character")
+    if value.isascii():  # a flag CPython keeps on every string: most payload text ends here
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
