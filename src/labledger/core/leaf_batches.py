@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -35,8 +34,16 @@ _BOOL_TEXT = {True: "true", False: "false"}
 _ISO_MICROSECONDS = operator.methodcaller("isoformat", "T", "microseconds")
 _COMMITMENT = "personal_sha256"
 _SALT = "personal_salt"
-JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')  # what JSON text escapes (ensure_ascii off)
+# What JSON text escapes (ensure_ascii off); in UTF-8 these bytes stand only for themselves
+_ESCAPED = bytes(range(0x20)) + b'"\\'
 _DIGEST = operator.methodcaller("digest")
+_TZINFO = operator.attrgetter("tzinfo")
+
+
+def plain_text(text: str) -> bool:
+    """Whether JSON writes `text` as it is between its quotes (nothing in it is escaped)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw.translate(None, _ESCAPED)) == len(raw)
 
 
 class Encoded(list[str]):
@@ -77,7 +84,7 @@ def json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.loads) ->
 
 def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:
     if kind is str:
-        if JSON_ESCAPED.search("".join(values)) is None:  # as encode_basestring leaves them
+        if plain_text("".join(values)):  # as encode_basestring leaves them
             return '"%s"', values
         return "%s", list(map(encode_basestring, values))
     if kind is int:
@@ -88,7 +95,7 @@ def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:
         return '"%s"', list(map(bytes.hex, values))
     if kind is type(None):
         return "null", ()
-    if kind is datetime and all(v.tzinfo is UTC for v in values) and min(values).year >= 1000:
+    if kind is datetime and set(map(_TZINFO, values)) == {UTC} and min(values).year >= 1000:
         # strftime's %Y pads no year below 1000, so those take the per-value path
         return '"%.26sZ"', list(map(_ISO_MICROSECONDS, values))
     return None
@@ -113,7 +120,7 @@ def _fill(head: str, values_by_name: list[tuple[str, Sequence[Any]]], count: int
     filled = [values for _, (spec, values) in columns if spec != "null"]
     if not filled:
         return [template % ()] * count
-    return [template % values for values in zip(*filled, strict=True)]
+    return list(map(template.__mod__, zip(*filled, strict=True)))
 
 
 def _values(name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -133,12 +140,17 @@ def _commitments(
         return stored
     texts = _fill("", [(n, columns[n]) for n in personal], count)
     salts = columns.get(_SALT) or [None] * count
-    if set(map(type, salts)) == {bytes}:
+    salt_types = set(map(type, salts))
+    if salt_types == {bytes}:
         salted = list(map(bytes.__add__, salts, map(str.encode, texts)))
+    elif salt_types == {type(None)}:  # rows without a salt: the text alone
+        salted = list(map(str.encode, texts))
     else:
         salted = list(map(_salted, salts, texts))
-    digests = map(hashlib.sha256, salted)
-    return [c if c is not None else d.digest() for c, d in zip(stored, digests, strict=True)]
+    digests = map(_DIGEST, map(hashlib.sha256, salted))
+    if stored.count(None) == count:
+        return list(digests)
+    return [c if c is not None else d for c, d in zip(stored, digests, strict=True)]
 
 
 def _leaf_texts(

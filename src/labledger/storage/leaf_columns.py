@@ -4,9 +4,10 @@
 columns for `leaf_bytes_columns`, with the conversions done a column at a time and skipped
 where the stored form already is the leaf's: a JSON column is read as its stored text and
 canonicalized once per distinct text (not decoded to Python values and encoded again), and a
-SQLite time stored in SQLAlchemy's own text form becomes the leaf's time text by two string
-replacements. Any column holding something else takes the dialect's own result processor,
-as `leaf_rows` does, so the leaves are the same either way (tests/integration prove it).
+time becomes the leaf's time text by string replacements: on SQLite from the text SQLAlchemy
+stores, on PostgreSQL from `to_char` in UTC (no datetime built to be formatted again). Any
+column holding something else takes the dialect's own result processor, as `leaf_rows` does,
+so the leaves are the same either way (tests/integration prove it).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Dialect
 
-from labledger.core.leaf_batches import JSON_ESCAPED, Encoded, json_texts
+from labledger.core.leaf_batches import Encoded, json_texts, plain_text
 from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE, TIME_COLUMN
 from labledger.storage.tables import UtcDateTime, push_commits, tombstones
 
@@ -34,7 +35,13 @@ Decode = Callable[[Sequence[Any]], Sequence[Any]]
 _SQLITE_TIMES = re.compile(
     r"(?:[1-9][0-9]{3}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\n)*"
 )
+# PostgreSQL writes a time as the leaf does, then its era: a time BC is no datetime at all
+_POSTGRES_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"AD')"
+_POSTGRES_TIMES = re.compile(
+    r"(?:[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}ZAD\n)*"
+)
 _BOOL_TEXT = {0: "false", 1: "true"}  # True and False hash as 1 and 0
+_COMMIT_HEAD = {True: "\x1e", False: ","}
 _BOOLS = {0: False, 1: True}
 
 
@@ -64,13 +71,22 @@ def _sqlite_times(convert: Callable[[Any], Any]) -> Decode:
     return decode
 
 
-def _aware_times(convert: Callable[[Any], Any]) -> Decode:
-    def decode(values: Sequence[Any]) -> Sequence[Any]:
-        if set(map(operator.attrgetter("tzinfo"), filter(None, values))) <= {UTC}:
-            return values
-        return list(map(convert, values))
+def _postgres_times(values: Sequence[Any]) -> Sequence[Any]:
+    if set(map(type, values)) == {str}:
+        joined = "\n".join(values)
+        if _POSTGRES_TIMES.fullmatch(joined + "\n"):
+            return Encoded(('"' + joined.replace("AD\n", '"\n"')[:-2] + '"').split("\n"))
+    return list(map(_postgres_time, values))
 
-    return decode
+
+def _postgres_time(text: str | None) -> datetime | str | None:
+    """The time `to_char` wrote; a time no datetime holds stays text, which no leaf holds."""
+    if text is not None and text.endswith("AD"):
+        try:
+            return datetime.fromisoformat(text[:-2])
+        except ValueError:
+            pass
+    return text
 
 
 def _sqlite_bools(convert: Callable[[Any], Any]) -> Decode:
@@ -88,21 +104,23 @@ def _decoder(column: Any, dialect: Dialect) -> Decode:
     sqlite = dialect.name == "sqlite"
     if isinstance(column.type, JSON):  # read as its stored text (CAST on PostgreSQL)
         return functools.partial(json_texts, decode=convert or json.loads)
-    if isinstance(column.type, UtcDateTime):
-        return (_sqlite_times if sqlite else _aware_times)(convert)
+    if isinstance(column.type, UtcDateTime):  # read with to_char on PostgreSQL
+        return _sqlite_times(convert) if sqlite else _postgres_times
     if isinstance(column.type, Boolean) and convert is not None:
         return _sqlite_bools(convert)
     return _processed(convert)
 
 
-def _moments(raw: Sequence[Any], decoded: Sequence[Any]) -> Sequence[datetime | None]:
-    if type(decoded) is not Encoded:
-        return decoded
-    return list(map(datetime.fromisoformat, ("+00:00\n".join(raw) + "+00:00").split("\n")))
+def _moments(decoded: Sequence[Any]) -> Sequence[datetime | None]:
+    if type(decoded) is Encoded:  # all of them "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+        return list(map(datetime.fromisoformat, "\n".join(decoded).replace('"', "").split("\n")))
+    return [v if type(v) is datetime else None for v in decoded]
 
 
 @dataclass(frozen=True, slots=True)
-class _KindPlan:
+class KindPlan:
+    """How the rows of one kind are read: the query, and a decoder for each column."""
+
     kind: str
     columns: str  # the select list
     source: str
@@ -127,9 +145,7 @@ class _KindPlan:
         if self.kind == "push":
             columns["commits"] = self._commits(fetch, raw[0], ids, bounds)
         moments = (
-            _moments(raw[self.time_at], decoded[self.time_at])
-            if self.time_at is not None
-            else [None] * len(rows)
+            _moments(decoded[self.time_at]) if self.time_at is not None else [None] * len(rows)
         )
         return KindColumns(raw[0], columns, moments)
 
@@ -170,16 +186,15 @@ def commit_texts(push_ids: Sequence[int], carried: Sequence[Sequence[Any]]) -> E
         return Encoded(map(texts.__getitem__, push_ids))
     owners, shas, distinct = zip(*carried, strict=True)
     flags = map(_BOOL_TEXT.__getitem__, distinct)
-    if JSON_ESCAPED.search("".join(shas)) is None:
-        pieces = list(map('["%s",%s]'.__mod__, zip(shas, flags, strict=True)))
-    else:
-        pieces = list(map("[%s,%s]".__mod__, zip(map(encode_basestring, shas), flags, strict=True)))
-    at = 0
-    for owner, group in itertools.groupby(owners):
-        count = len(list(group))
-        if owner in texts:
-            texts[owner] = "[" + ",".join(pieces[at : at + count]) + "]"
-        at += count
+    if not plain_text("".join(shas)):
+        shas = tuple(s[1:-1] for s in map(encode_basestring, shas))
+    # A commit opens with \x1e where its push's list begins, else with ","; one split then
+    # cuts the lists apart (no sha holds a raw \x1e: JSON escapes it).
+    starts = list(map(operator.ne, owners, (None, *owners)))
+    heads = map(_COMMIT_HEAD.__getitem__, starts)
+    joined = "".join(map('%s["%s",%s]'.__mod__, zip(heads, shas, flags, strict=True)))
+    lists = map("[%s]".__mod__, joined.split("\x1e")[1:])
+    texts.update(zip(itertools.compress(owners, starts), lists, strict=True))
     return Encoded(map(texts.__getitem__, push_ids))
 
 
@@ -194,10 +209,10 @@ def _commit_lists(
     return list(lists.values())
 
 
-_PLANS: dict[tuple[type[Dialect], str], _KindPlan] = {}
+_PLANS: dict[tuple[type[Dialect], str], KindPlan] = {}
 
 
-def kind_plan(dialect: Dialect, kind: str) -> _KindPlan:
+def kind_plan(dialect: Dialect, kind: str) -> KindPlan:
     """The query and column decoders of one kind, built once per dialect class."""
     key = (type(dialect), kind)
     if key not in _PLANS:
@@ -205,7 +220,7 @@ def kind_plan(dialect: Dialect, kind: str) -> _KindPlan:
     return _PLANS[key]
 
 
-def _build_plan(dialect: Dialect, kind: str) -> _KindPlan:
+def _build_plan(dialect: Dialect, kind: str) -> KindPlan:
     table = ENTRY_TABLES[kind]
     # Raw bodies are checked separately; never load them just to hash a leaf.
     columns = [c for c in table.columns if c.name != "body_zlib"]
@@ -217,14 +232,17 @@ def _build_plan(dialect: Dialect, kind: str) -> _KindPlan:
             f" AND tombstones.entry_id = {table.name}.id AND tombstones.what = 'personal'"
         )
     postgres = dialect.name == "postgresql"
-    selected = []
-    for c in columns:
-        name = f"{c.table.name}.{c.name}"
-        selected.append(f"CAST({name} AS TEXT)" if postgres and isinstance(c.type, JSON) else name)
+    selected = [f"{c.table.name}.{c.name}" for c in columns]
+    if postgres:
+        for i, c in enumerate(columns):
+            if isinstance(c.type, JSON):
+                selected[i] = f"CAST({selected[i]} AS TEXT)"
+            elif isinstance(c.type, UtcDateTime):
+                selected[i] = _POSTGRES_TIME.format(selected[i])
     names = tuple(c.name for c in columns)
     time_column = TIME_COLUMN.get(kind)
     commit_flag = push_commits.c.is_distinct.type.dialect_impl(dialect)
-    return _KindPlan(
+    return KindPlan(
         kind=kind,
         columns=", ".join(selected),
         source=source,

@@ -10,9 +10,11 @@ The chunks are checked here or by worker processes (storage/verify_workers.py).
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -23,7 +25,7 @@ from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
 from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
 from labledger.storage.engine import translate_driver_errors
-from labledger.storage.leaf_columns import Fetch, driver_fetch, kind_plan
+from labledger.storage.leaf_columns import Fetch, KindPlan, driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ENTRY_TABLES
 
 if TYPE_CHECKING:
@@ -51,24 +53,52 @@ class ChunkJob:
 
 def check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChunk | None:
     """Leaves [start, end) against their rows; None when any of them needs a closer look."""
+    with _no_cycle_collection():
+        return _check_chunk(fetch, job, start, end)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cycle collector paused: a chunk builds hundreds of thousands of short-lived
+    tuples and lists, which would set it off again and again to walk every row still held,
+    though reference counting frees them all (any cycle waits for the next collection)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChunk | None:
     p = "?" if job.dialect.paramstyle == "qmark" else "%s"
     logged = fetch(
-        "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries "
+        "SELECT entry_type, entry_id, leaf_hash FROM log_entries "
         f"WHERE leaf_index >= {p} AND leaf_index < {p} ORDER BY leaf_index",
         (start, end),
     )
     if len(logged) != end - start:  # leaf_index is the key: fewer rows means a gap
         return None
-    _, kinds, ids, hashes = zip(*logged, strict=True)
+    kinds, ids, hashes = zip(*logged, strict=True)
     leaves = list(hashes) if set(map(type, hashes)) == {bytes} else list(map(bytes, hashes))
     rows: dict[str, int] = {}
-    by_kind = sorted(range(end - start), key=kinds.__getitem__)  # stable: leaf order kept
-    for kind, group in itertools.groupby(by_kind, key=kinds.__getitem__):
-        found = _check_kind(fetch, job, kind, start, list(group), ids, leaves)
+    for kind, positions in _by_kind(kinds):
+        found = _check_kind(fetch, job, kind, start, positions, ids, leaves)
         if found is None:
             return None
         rows[kind] = found
     return summarize_chunk(start, leaves, job.sizes, rows)
+
+
+def _by_kind(kinds: Sequence[str]) -> Iterator[tuple[str, Sequence[int]]]:
+    """Each kind in the chunk with its leaves' positions, ascending."""
+    if kinds.count(kinds[0]) == len(kinds):  # the log is mostly long runs of one kind
+        yield kinds[0], range(len(kinds))
+        return
+    by_kind = sorted(range(len(kinds)), key=kinds.__getitem__)  # stable: leaf order kept
+    for kind, group in itertools.groupby(by_kind, key=kinds.__getitem__):
+        yield kind, list(group)
 
 
 def _check_kind(
@@ -76,32 +106,43 @@ def _check_kind(
     job: ChunkJob,
     kind: str,
     start: int,
-    positions: list[int],
+    positions: Sequence[int],
     ids: Sequence[int],
     leaves: list[bytes],
 ) -> int | None:
     """How many of the kind's entries at `positions` have their row; None if any is off."""
     if kind not in ENTRY_TABLES:
         return None
-    plan = kind_plan(job.dialect, kind)
     wanted = list(map(ids.__getitem__, positions))
-    hashes: dict[int, bytes] = {}
-    moments: dict[int, datetime | None] = {}
-    for bounds in _clusters(sorted(wanted)):
-        found = plan.fetch(fetch, None, bounds)
-        leaf = leaf_hashes_columns(kind, found.columns, len(found.ids))
-        hashes.update(zip(found.ids, leaf, strict=True))
-        moments.update(zip(found.ids, found.moments, strict=True))
-    recomputed = list(map(hashes.get, wanted))
+    recomputed, moments = _recompute(fetch, kind_plan(job.dialect, kind), wanted)
     if recomputed != list(map(leaves.__getitem__, positions)):
         for entry_id, row_hash, position in zip(wanted, recomputed, positions, strict=True):
             gone = row_hash is None and (kind, entry_id) in job.purged
             if row_hash != leaves[position] and not gone:
                 return None
     indices = [start + p for p in positions]
-    if backdated(job.floors, indices, list(map(moments.get, wanted))):
+    if backdated(job.floors, indices, moments):
         return None
     return len(wanted) - recomputed.count(None)
+
+
+def _recompute(
+    fetch: Fetch, plan: KindPlan, wanted: list[int]
+) -> tuple[Sequence[bytes | None], Sequence[datetime | None]]:
+    """The leaf hash and own time of each wanted row, in the order asked (None: no row)."""
+    spans = list(_clusters(sorted(wanted)))
+    if len(spans) == 1:
+        found = plan.fetch(fetch, None, spans[0])
+        if found.ids == tuple(wanted):  # the common case: every row there, in log order
+            return leaf_hashes_columns(plan.kind, found.columns, len(wanted)), found.moments
+    hashes: dict[int, bytes] = {}
+    moments: dict[int, datetime | None] = {}
+    for bounds in spans:
+        found = plan.fetch(fetch, None, bounds)
+        leaf = leaf_hashes_columns(plan.kind, found.columns, len(found.ids))
+        hashes.update(zip(found.ids, leaf, strict=True))
+        moments.update(zip(found.ids, found.moments, strict=True))
+    return list(map(hashes.get, wanted)), list(map(moments.get, wanted))
 
 
 def _clusters(ids: list[int]) -> Iterator[tuple[int, int]]:
