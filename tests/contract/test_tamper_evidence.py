@@ -313,8 +313,9 @@ def test_on_sqlite_a_background_round_gives_way_to_another_process_s_write_lock(
         ledger.engine.url.database or "", isolation_level=None, check_same_thread=False
     )
     other.execute("BEGIN IMMEDIATE")
-    # Released well within the busy timeout: a round that waited it out would succeed.
-    release = threading.Timer(SQLITE_BUSY_TIMEOUT_S / 2, other.execute, ("ROLLBACK",))
+    # Released within the busy timeout: a round that waited it out would succeed. Late in
+    # it, so that a round slowed by a loaded machine still meets the lock held.
+    release = threading.Timer(SQLITE_BUSY_TIMEOUT_S * 0.8, other.execute, ("ROLLBACK",))
     release.start()
     try:
         with pytest.raises(StoreUnavailable, match="locked"):
