@@ -234,3 +234,22 @@ def test_a_full_sqlite_database_is_a_503_that_stores_nothing(sqlite_ledger: Ledg
         tx._conn.exec_driver_sql(f"PRAGMA max_page_count = {pages + 2}")
         tx.insert_delivery(delivery)
     assert sqlite_ledger.store.find_delivery("github", "full-1") is None
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        sql_writer.DELIVERY,
+        sql_writer.PUSH,
+        sql_writer.PUSH_COMMITS,
+        sql_writer.ATTEMPTS,
+        sql_writer.VERIFICATION,
+        sql_writer.AUDIT,
+        sql_writer.LOG_QUEUE,
+        sql_writer.OUTBOX,
+    ],
+    ids=lambda shape: shape.table.name,
+)
+def test_every_ingest_insert_writes_every_column_but_the_id(shape: InsertShape) -> None:
+    """A column added to a table and not to its INSERT would be left NULL without a word."""
+    assert set(shape.columns) == {c.name for c in shape.table.c if c.name != "id"}

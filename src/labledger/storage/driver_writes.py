@@ -20,7 +20,7 @@ from sqlalchemy import Dialect, Table
 Row = Mapping[str, Any]
 
 # Rows a multi-row INSERT carries at most: SQLite binds at most 32,766 values a statement, and
-# an attempt has 21 columns. Longer lists go in several statements.
+# an attempt row binds 19. Longer lists go in several statements.
 MAX_ROWS = 256
 
 
