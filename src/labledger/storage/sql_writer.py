@@ -35,7 +35,7 @@ from labledger.storage.tables import (
     verification_results,
 )
 
-# The hot path's INSERTs run on the driver (storage/driver_writes.py), compiled once.
+# The hot path's INSERTs, run on the driver (storage/driver_writes.py): the columns each writes.
 DELIVERY = InsertShape(
     deliveries,
     ("forge", "delivery_id", "hook_id", "event", "received_at", "body_sha256", "body_size",
