@@ -114,7 +114,8 @@ def translate_db_errors() -> Iterator[None]:
 
 @contextmanager
 def translate_driver_errors(dialect: Dialect) -> Iterator[None]:
-    """translate_db_errors for reads made on the DBAPI connection itself, past SQLAlchemy."""
+    """translate_db_errors for statements run on the DBAPI connection itself, past
+    SQLAlchemy (the integrator's and verify's reads, ingest's INSERTs)."""
     try:
         yield
     except dialect.loaded_dbapi.OperationalError as exc:

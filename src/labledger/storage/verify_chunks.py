@@ -130,15 +130,12 @@ def _recompute(
     fetch: Fetch, plan: KindPlan, wanted: list[int]
 ) -> tuple[Sequence[bytes | None], Sequence[datetime | None]]:
     """The leaf hash and own time of each wanted row, in the order asked (None: no row)."""
-    spans = list(_clusters(sorted(wanted)))
-    if len(spans) == 1:
-        found = plan.fetch(fetch, None, spans[0])
-        if found.ids == tuple(wanted):  # the common case: every row there, in log order
-            return leaf_hashes_columns(plan.kind, found.columns, len(wanted)), found.moments
+    spans = [plan.fetch(fetch, None, bounds) for bounds in _clusters(sorted(wanted))]
+    if len(spans) == 1 and spans[0].ids == tuple(wanted):  # every row there, in log order
+        return leaf_hashes_columns(plan.kind, spans[0].columns, len(wanted)), spans[0].moments
     hashes: dict[int, bytes] = {}
     moments: dict[int, datetime | None] = {}
-    for bounds in spans:
-        found = plan.fetch(fetch, None, bounds)
+    for found in spans:
         leaf = leaf_hashes_columns(plan.kind, found.columns, len(found.ids))
         hashes.update(zip(found.ids, leaf, strict=True))
         moments.update(zip(found.ids, found.moments, strict=True))
