@@ -26,6 +26,7 @@ from labledger.core.leaves import (
     LEAF_FIELDS,
     LEAF_VERSION,
     UnknownLeafKind,
+    encode_plain_json,
     value_text,
 )
 
@@ -61,15 +62,12 @@ def _not_plain(text: str) -> Any:
 # JSON text decodes to dicts, lists, str, int, bool and None only (what the canonical form
 # writes directly) unless it holds a float or a constant; those raise and take the reference.
 _decode_plain = json.JSONDecoder(parse_float=_not_plain, parse_constant=_not_plain).decode
-_encode_plain = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
 
 
 def _canonical_text(raw: Any, decode: Callable[[Any], Any]) -> str:
     if type(raw) is str:
         try:
-            return _encode_plain(_decode_plain(raw))
+            return encode_plain_json(_decode_plain(raw))
         except _NotPlain:
             pass
     return value_text(decode(raw))
@@ -80,6 +78,17 @@ def json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.loads) ->
     reader turns it into a value (used for anything but plain JSON text)."""
     canonical = {text: _canonical_text(text, decode) for text in dict.fromkeys(raw)}
     return Encoded(map(canonical.__getitem__, raw))
+
+
+def stored_json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.loads) -> Encoded:
+    """The texts of a JSON column as stored when the first of them is canonical JSON text
+    already (labledger writes them so), else `json_texts`. Leaves built from them are right
+    only if every text is canonical: `verify` compares them with the logged leaves and builds
+    them again from `json_texts` where they differ. A stored text that yields the logged leaf
+    is the canonical text that leaf holds, so nothing passes that `json_texts` would fail."""
+    if raw and set(map(type, raw)) == {str} and _canonical_text(raw[0], decode) == raw[0]:
+        return Encoded(raw)
+    return json_texts(raw, decode)
 
 
 def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:

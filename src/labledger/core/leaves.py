@@ -148,7 +148,8 @@ def _bytes_text(value: bytes) -> str:
 
 
 _SCALARS = frozenset((str, int, bool, type(None)))
-_encode_plain_json = json.JSONEncoder(
+# JSON text as a leaf holds it, for values of the plain types only (what `_plain` leaves as is)
+encode_plain_json = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
 
@@ -167,7 +168,7 @@ def _is_plain_json(value: Any) -> bool:
 
 def _nested_text(value: list[Any] | dict[str, Any]) -> str:
     # A JSON column (changed_files, details) as the database hands it back.
-    return _encode_plain_json(value) if _is_plain_json(value) else _json_text(value)
+    return encode_plain_json(value) if _is_plain_json(value) else _json_text(value)
 
 
 # JSON text of a value by its exact type; anything else (subclasses, containers, floats) takes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -13,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.core.errors import StoreUnavailable
+from labledger.core.leaves import encode_plain_json
 
 WRITE_OPTION = "labledger_write"
 # A writer that will simply try again later (a background integration round) waits for
@@ -51,8 +53,27 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def stored_json(value: Any) -> str:
+    """How JSON columns are written: as canonical JSON text, the form a leaf holds them in
+    (keys sorted, no spaces, UTF-8 unescaped), so that `verify` can hash the text as stored
+    instead of decoding and encoding every value again. What that form cannot hold (NaN, a
+    key that is not text, a lone surrogate no UTF-8 encodes) is written as `json.dumps`
+    writes it; `verify` then canonicalizes it as before."""
+    try:
+        text = encode_plain_json(value)
+    except (TypeError, ValueError):
+        return json.dumps(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value)
+    return text
+
+
 def make_engine(url: str, **engine_args: Any) -> Engine:
     url = normalize_url(url)
+    engine_args.setdefault("json_serializer", stored_json)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, **engine_args)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, Dialect
 
-from labledger.core.leaf_batches import Encoded, json_texts, plain_text
+from labledger.core.leaf_batches import Encoded, json_texts, plain_text, stored_json_texts
 from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE, TIME_COLUMN
 from labledger.storage.tables import UtcDateTime, push_commits, tombstones
 
@@ -99,11 +99,12 @@ def _sqlite_bools(convert: Callable[[Any], Any]) -> Decode:
     return decode
 
 
-def _decoder(column: Any, dialect: Dialect) -> Decode:
+def _decoder(column: Any, dialect: Dialect, as_stored: bool = False) -> Decode:
     convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
     sqlite = dialect.name == "sqlite"
     if isinstance(column.type, JSON):  # read as its stored text (CAST on PostgreSQL)
-        return functools.partial(json_texts, decode=convert or json.loads)
+        texts = stored_json_texts if as_stored else json_texts
+        return functools.partial(texts, decode=convert or json.loads)
     if isinstance(column.type, UtcDateTime):  # read with to_char on PostgreSQL
         return _sqlite_times(convert) if sqlite else _postgres_times
     if isinstance(column.type, Boolean) and convert is not None:
@@ -126,21 +127,29 @@ class KindPlan:
     source: str
     names: tuple[str, ...]
     decoders: tuple[Decode, ...]
+    stored_decoders: tuple[Decode, ...]  # JSON columns taken as stored (stored_json_texts)
+    has_json: bool
     time_at: int | None
     placeholder: str
     array: bool  # PostgreSQL: a list of ids goes as one array parameter
     commit_flag: Callable[[Any], Any] | None  # the dialect's reading of is_distinct
 
     def fetch(
-        self, fetch: Fetch, ids: Sequence[int] | None, bounds: tuple[int, int]
+        self,
+        fetch: Fetch,
+        ids: Sequence[int] | None,
+        bounds: tuple[int, int],
+        json_as_stored: bool = False,
     ) -> KindColumns:
-        """Rows with `bounds[0] <= id <= bounds[1]`, or only those in `ids` when given."""
+        """Rows with `bounds[0] <= id <= bounds[1]`, or only those in `ids` when given; with
+        `json_as_stored`, JSON columns as `stored_json_texts` reads them."""
         where, params = self._where("id", ids, bounds)
         table = ENTRY_TABLES[self.kind].name
         sql = f"SELECT {self.columns} FROM {self.source} WHERE {table}.{where} ORDER BY {table}.id"
         rows = fetch(sql, params)
         raw: list[Sequence[Any]] = list(zip(*rows, strict=True)) or [()] * len(self.names)
-        decoded = [decode(values) for decode, values in zip(self.decoders, raw, strict=True)]
+        decoders = self.stored_decoders if json_as_stored else self.decoders
+        decoded = [decode(values) for decode, values in zip(decoders, raw, strict=True)]
         columns = dict(zip(self.names, decoded, strict=True))
         if self.kind == "push":
             columns["commits"] = self._commits(fetch, raw[0], ids, bounds)
@@ -248,6 +257,8 @@ def _build_plan(dialect: Dialect, kind: str) -> KindPlan:
         source=source,
         names=names,
         decoders=tuple(_decoder(c, dialect) for c in columns),
+        stored_decoders=tuple(_decoder(c, dialect, as_stored=True) for c in columns),
+        has_json=any(isinstance(c.type, JSON) for c in columns),
         time_at=names.index(time_column) if time_column else None,
         placeholder="?" if dialect.paramstyle == "qmark" else "%s",
         array=postgres,

@@ -114,8 +114,11 @@ def _check_kind(
     if kind not in ENTRY_TABLES:
         return None
     wanted = list(map(ids.__getitem__, positions))
-    recomputed, moments = _recompute(fetch, kind_plan(job.dialect, kind), wanted)
-    if recomputed != list(map(leaves.__getitem__, positions)):
+    plan, logged = kind_plan(job.dialect, kind), list(map(leaves.__getitem__, positions))
+    recomputed, moments = _recompute(fetch, plan, wanted, plan.has_json)
+    if recomputed != logged and plan.has_json:  # JSON text stored other than canonical
+        recomputed, moments = _recompute(fetch, plan, wanted, False)
+    if recomputed != logged:
         for entry_id, row_hash, position in zip(wanted, recomputed, positions, strict=True):
             gone = row_hash is None and (kind, entry_id) in job.purged
             if row_hash != leaves[position] and not gone:
@@ -127,10 +130,12 @@ def _check_kind(
 
 
 def _recompute(
-    fetch: Fetch, plan: KindPlan, wanted: list[int]
+    fetch: Fetch, plan: KindPlan, wanted: list[int], json_as_stored: bool
 ) -> tuple[Sequence[bytes | None], Sequence[datetime | None]]:
     """The leaf hash and own time of each wanted row, in the order asked (None: no row)."""
-    spans = [plan.fetch(fetch, None, bounds) for bounds in _clusters(sorted(wanted))]
+    spans = [
+        plan.fetch(fetch, None, bounds, json_as_stored) for bounds in _clusters(sorted(wanted))
+    ]
     if len(spans) == 1 and spans[0].ids == tuple(wanted):  # every row there, in log order
         return leaf_hashes_columns(plan.kind, spans[0].columns, len(wanted)), spans[0].moments
     hashes: dict[int, bytes] = {}
