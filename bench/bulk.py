@@ -3,6 +3,9 @@
 One INSERT ... SELECT per table over a number series (generate_series on PostgreSQL, a
 recursive CTE on SQLite). Each delivery carries five commits of one session; a session's
 deliveries are spread over the whole table, as a deadline interleaves them in real life.
+As in a real ledger, every attempt has changed files of its own and every row with personal
+fields a salt of its own (what `verify` costs depends on both), and JSON is stored as
+labledger writes it, in canonical form.
 The same formulas in Python (below) name rows the read benchmark can ask for.
 """
 
@@ -23,7 +26,6 @@ from labledger.storage.engine import WRITE_OPTION, make_engine
 PER_DELIVERY = 5
 PER_SESSION = 100
 REPO_BASE = 10_000_000
-FILES = '{"added": ["src/lab/step.py"], "modified": ["README.md"], "removed": []}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,17 @@ def _sha(dialect: str, expr: str) -> str:
     return f"{_hex(dialect, f'({expr}) * 2654435761 % 4294967296', 8)} || {_hex(dialect, expr, 32)}"
 
 
+def _files(dialect: str) -> str:
+    """Each attempt's own changed files, as labledger stores them (canonical JSON text)."""
+    files = """'{"added":["src/lab/step' || i || '.py"],"modified":["README.md"],"removed":[]}'"""
+    return f"CAST({files} AS json)" if dialect == "postgresql" else files
+
+
+def _salt(dialect: str) -> str:
+    """16 bytes of personal salt a row, as labledger draws them for rows with personal fields."""
+    return "randomblob(16)" if dialect == "sqlite" else "decode(md5(random()::text), 'hex')"
+
+
 def _insert(dialect: str, table: str, columns: dict[str, str], count: int) -> str:
     names, values = ", ".join(columns), ", ".join(columns.values())
     if dialect == "sqlite":
@@ -70,7 +83,6 @@ def _insert(dialect: str, table: str, columns: dict[str, str], count: int) -> st
 
 def _statements(dialect: str, layout: Layout) -> list[str]:
     s, d = layout.sessions, layout.deliveries
-    json = "CAST(:files AS json)" if dialect == "postgresql" else ":files"
     details = "CAST(:details AS json)" if dialect == "postgresql" else ":details"
     session_of_delivery = f"((i - 1) % {s}) + 1"
     return [
@@ -93,7 +105,7 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
             "created": "false", "deleted": "false", "forced": "false", "pusher_name": "'ada'",
             "pusher_email": "'ada@example.edu'", "sender_login": "'ada'", "sender_id": "777",
             "pushed_at": ":pushed", "commit_count": str(PER_DELIVERY),
-            "commit_list_complete": "true",
+            "commit_list_complete": "true", "personal_salt": _salt(dialect),
         }, d),
         _insert(dialect, "push_commits", {
             "push_id": f"(i - 1) / {PER_DELIVERY} + 1", "position": f"(i - 1) % {PER_DELIVERY}",
@@ -106,10 +118,10 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
             "author_email": "'ada@example.edu'", "author_username": "'ada'",
             "committer_name": "'Ada Student'", "committer_email": "'ada@example.edu'",
             "committer_username": "'ada'", "claimed_timestamp": "'2025-11-24T16:58:12+01:00'",
-            "is_distinct": "true", "branch": "'main'", "changed_files": json,
+            "is_distinct": "true", "branch": "'main'", "changed_files": _files(dialect),
             "push_id": f"(i - 1) / {PER_DELIVERY} + 1",
             "delivery_pk": f"(i - 1) / {PER_DELIVERY} + 1",
-            "pushed_at": ":pushed", "received_at": ":pushed",
+            "pushed_at": ":pushed", "received_at": ":pushed", "personal_salt": _salt(dialect),
         }, layout.attempts),
         _insert(dialect, "audit_events", {
             "id": "i", "occurred_at": ":pushed", "actor": "'github-hook:4242'",
@@ -128,7 +140,7 @@ def _params(dialect: str) -> dict[str, object]:
     if dialect == "sqlite":  # the text form SQLAlchemy's SQLite DateTime writes and reads
         times = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") for k, v in moments.items()}
     return {
-        **times, "files": FILES, "details": '{"event": "push", "attempts": 5}',
+        **times, "details": '{"attempts":5,"event":"push"}',
         "digest": hashlib.sha256(body).digest(), "size": len(body), "blob": zlib.compress(body, 6),
     }  # fmt: skip
 
