@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import JSON, text
 
 import labledger.core.leaf_batches as leaf_batches
 import labledger.storage.verification as verification
 from labledger.core.leaves import value_text
 from labledger.core.model import NewVerification
 from labledger.storage.engine import stored_json
+from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
@@ -154,3 +155,11 @@ def test_what_the_canonical_form_cannot_hold_is_written_as_json_dumps_writes_it(
 def test_a_value_json_cannot_write_still_fails() -> None:
     with pytest.raises(TypeError):
         stored_json({"when": datetime.now(UTC)})
+
+
+def test_no_leaf_holds_more_than_one_stored_json_text() -> None:
+    """What makes a stored text that yields the logged leaf the logged text itself (see
+    stored_json_texts): every other value in the leaf is encoded by labledger."""
+    for kind, table in ENTRY_TABLES.items():
+        json_columns = [c.name for c in table.columns if isinstance(c.type, JSON)]
+        assert len(json_columns) <= 1, (kind, json_columns)

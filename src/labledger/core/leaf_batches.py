@@ -85,7 +85,10 @@ def stored_json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.lo
     already (labledger writes them so), else `json_texts`. Leaves built from them are right
     only if every text is canonical: `verify` compares them with the logged leaves and builds
     them again from `json_texts` where they differ. A stored text that yields the logged leaf
-    is the canonical text that leaf holds, so nothing passes that `json_texts` would fail."""
+    is the canonical text that leaf holds, so nothing passes that `json_texts` would fail: a
+    leaf has at most one JSON column, and every other value in it is encoded, so the stored
+    text can take no place in the leaf but that of the logged JSON value, which ends where
+    the next key begins (keys appear once at the top level of canonical JSON)."""
     if raw and set(map(type, raw)) == {str} and _canonical_text(raw[0], decode) == raw[0]:
         return Encoded(raw)
     return json_texts(raw, decode)
