@@ -3,6 +3,7 @@ a push's commit lists from its commit rows, and strings JSON leaves as they are.
 
 from __future__ import annotations
 
+import re
 from json.encoder import encode_basestring
 
 from hypothesis import given, settings
@@ -10,12 +11,57 @@ from hypothesis import strategies as st
 
 from labledger.core.leaf_batches import plain_text
 from labledger.core.leaves import value_text
-from labledger.storage.leaf_columns import commit_texts
+from labledger.storage.leaf_columns import (
+    POSTGRES_TIME_SHAPE,
+    SQLITE_TIME_SHAPE,
+    all_of_shape,
+    commit_texts,
+)
 
 SHAS = st.one_of(
     st.text(alphabet="0123456789abcdef", min_size=40, max_size=40),
     st.text(),  # quotes, backslashes, control characters (\x1e too), any unicode
 )
+
+
+# the shapes spelled out as patterns (the check reads them with bytes.translate instead)
+TIME_PATTERNS = {
+    SQLITE_TIME_SHAPE: r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}",
+    POSTGRES_TIME_SHAPE: r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}ZAD",
+}
+# near misses: other digits, a year below 1000, separators swapped, newlines, BC, non-ASCII
+TIME_TEXTS = st.one_of(
+    st.sampled_from(["2026-11-25 09:30:00.123456", "9999-12-31T23:59:59.999999ZAD"]),
+    st.builds(
+        "{}{:03d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}.{:06d}{}".format,
+        st.sampled_from(["1", "2", "9", "0", "\u0661", "-", ""]),
+        *(st.integers(0, 999), st.integers(0, 99), st.integers(0, 99)),
+        st.sampled_from([" ", "T", "\n", "  "]),
+        *(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+        st.integers(0, 10**6),
+        st.sampled_from(["", "ZAD", "ZBC", "Z", "\n", "ZAD\n"]),
+    ),
+    st.text(alphabet="0123456789-:. TZAD\n\u0661", max_size=40),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from(sorted(TIME_PATTERNS)), st.lists(TIME_TEXTS, min_size=1, max_size=4))
+def test_time_shapes_are_the_patterns(shape: bytes, texts: list[str]) -> None:
+    """A column of times is taken as text exactly when every value fits its pattern."""
+    expected = all(re.fullmatch(TIME_PATTERNS[shape], t, re.ASCII) for t in texts)
+    assert all_of_shape("\n".join(texts), shape, len(texts)) == expected
+
+
+def test_time_shapes_accept_plain_columns() -> None:
+    """The common case: a column of ordinary times fits (the test above must see both)."""
+    times = ["2026-11-25 09:30:00.123456", "1000-01-01 00:00:00.000000"]
+    assert all_of_shape("\n".join(times), SQLITE_TIME_SHAPE, 2)
+    assert not all_of_shape("\n".join(times), SQLITE_TIME_SHAPE, 3)
+    assert not all_of_shape("0999-01-01 00:00:00.000000", SQLITE_TIME_SHAPE, 1)
+    pg = "2026-11-25T09:30:00.123456ZAD"
+    assert all_of_shape(pg, POSTGRES_TIME_SHAPE, 1)
+    assert not all_of_shape(pg.replace("AD", "BC"), POSTGRES_TIME_SHAPE, 1)
 
 
 @settings(max_examples=300, deadline=None)

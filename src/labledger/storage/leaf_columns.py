@@ -16,7 +16,6 @@ import functools
 import itertools
 import json
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,15 +30,12 @@ from labledger.storage.tables import UtcDateTime, push_commits, tombstones
 
 Fetch = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]  # SQL, parameters -> rows
 Decode = Callable[[Sequence[Any]], Sequence[Any]]
-# SQLAlchemy's SQLite DATETIME text, with a year strftime pads as the leaf format needs it
-_SQLITE_TIMES = re.compile(
-    r"(?:[1-9][0-9]{3}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\n)*"
-)
-# PostgreSQL writes a time as the leaf does, then its era: a time BC is no datetime at all
+# SQLAlchemy's SQLite DATETIME text, and how PostgreSQL's `to_char` writes a time as the leaf
+# does and then its era (a time BC is no datetime at all); "0" stands for any ASCII digit
+SQLITE_TIME_SHAPE = b"0000-00-00 00:00:00.000000\n"
 _POSTGRES_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"AD')"
-_POSTGRES_TIMES = re.compile(
-    r"(?:[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}ZAD\n)*"
-)
+POSTGRES_TIME_SHAPE = b"0000-00-00T00:00:00.000000ZAD\n"
+_ANY_DIGIT = bytes.maketrans(b"123456789", b"000000000")
 _BOOL_TEXT = {0: "false", 1: "true"}  # True and False hash as 1 and 0
 _COMMIT_HEAD = {True: "\x1e", False: ","}
 _BOOLS = {0: False, 1: True}
@@ -54,6 +50,17 @@ class KindColumns:
     moments: Sequence[datetime | None]
 
 
+def all_of_shape(joined: str, shape: bytes, count: int) -> bool:
+    """Whether `joined` is `count` texts, each `shape` with any ASCII digit where it has "0",
+    joined by newlines (shape ends with one), the first digit of each (a year's) not "0"
+    (strftime pads no year below 1000)."""
+    return (
+        joined.isascii()
+        and joined.encode().translate(_ANY_DIGIT) + b"\n" == shape * count
+        and "0" not in joined[:: len(shape)]
+    )
+
+
 def _processed(convert: Callable[[Any], Any] | None) -> Decode:
     return (lambda values: values) if convert is None else (lambda v: list(map(convert, v)))
 
@@ -62,7 +69,7 @@ def _sqlite_times(convert: Callable[[Any], Any]) -> Decode:
     def decode(values: Sequence[Any]) -> Sequence[Any]:
         if set(map(type, values)) == {str}:
             joined = "\n".join(values)
-            if _SQLITE_TIMES.fullmatch(joined + "\n"):
+            if all_of_shape(joined, SQLITE_TIME_SHAPE, len(values)):
                 return Encoded(
                     ('"' + joined.replace(" ", "T").replace("\n", 'Z"\n"') + 'Z"').split("\n")
                 )
@@ -74,7 +81,7 @@ def _sqlite_times(convert: Callable[[Any], Any]) -> Decode:
 def _postgres_times(values: Sequence[Any]) -> Sequence[Any]:
     if set(map(type, values)) == {str}:
         joined = "\n".join(values)
-        if _POSTGRES_TIMES.fullmatch(joined + "\n"):
+        if all_of_shape(joined, POSTGRES_TIME_SHAPE, len(values)):
             return Encoded(('"' + joined.replace("AD\n", '"\n"')[:-2] + '"').split("\n"))
     return list(map(_postgres_time, values))
 
