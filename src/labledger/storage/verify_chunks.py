@@ -1,8 +1,8 @@
 """`verify`'s fast path: the log checked in chunks of leaves, in this process or in workers.
 
-Each chunk reads its leaves [start, end) from `log_entries`, the rows they name (a range of
-ids per kind, column by column: storage/leaf_columns.py), recomputes every leaf hash and
-compares. A chunk where every leaf matches comes back as a `CheckedChunk`; one where anything
+Each chunk reads its leaves [start, end) from `log_entries`, the rows they name (ranges of
+ids per kind, `ROW_BATCH` ids at a time, column by column: storage/leaf_columns.py),
+recomputes every leaf hash and compares. A chunk where every leaf matches comes back as a `CheckedChunk`; one where anything
 is off (a gap, a missing or changed row, a back-dated time, a kind it does not know) comes
 back as None, and `verify` then checks the whole ledger entry by entry to report it.
 The chunks are checked here or by worker processes (storage/verify_workers.py).
@@ -31,9 +31,9 @@ from labledger.storage.leaf_rows import ENTRY_TABLES
 if TYPE_CHECKING:
     from labledger.storage.verify_workers import ChunkWorkers
 
-CHUNK_HEIGHT = 15  # 32,768 leaves a chunk: a few MB of rows, few round trips
+CHUNK_HEIGHT = 15  # 32,768 leaves a chunk: what a worker checks and sums up at a time
 # Rows are read this many ids at a time: the rows of a batch, their columns and their leaf
-# texts stay in the CPU's caches, which whole chunks of rows do not (a third less work a row).
+# texts stay in the CPU's caches, which a whole chunk's rows do not (a fifth less CPU an entry).
 ROW_BATCH = 1024
 _CLUSTER_GAP = 1024  # ids further apart than this are read by separate range queries
 
