@@ -2,16 +2,20 @@
 
 Each chunk reads its leaves [start, end) from `log_entries`, the rows they name (ranges of
 ids per kind, `ROW_BATCH` ids at a time, column by column: storage/leaf_columns.py),
-recomputes every leaf hash and compares. A chunk where every leaf matches comes back as a `CheckedChunk`; one where anything
-is off (a gap, a missing or changed row, a back-dated time, a kind it does not know) comes
-back as None, and `verify` then checks the whole ledger entry by entry to report it.
-The chunks are checked here or by worker processes (storage/verify_workers.py).
+recomputes every leaf hash and compares, and, when asked, checks each delivery's raw body
+against its recorded SHA-256. A chunk where all of that holds comes back as a
+`CheckedChunk`; one where anything is off (a gap, a missing or changed row or body, a
+back-dated time, a kind it does not know) comes back as None, and `verify` then checks the
+whole ledger entry by entry to report it. The chunks are checked here or by worker processes
+(storage/verify_workers.py).
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +52,8 @@ class ChunkJob:
     purged: frozenset[tuple[str, int]]  # rows a vouched purge removed: their logged leaf stands
     slack: timedelta
     height: int = CHUNK_HEIGHT
+    bodies: bool = False  # check each logged delivery's raw body against its recorded SHA-256
+    dropped_bodies: frozenset[int] = frozenset()  # delivery rows whose body a tombstone let go
 
     def chunks(self, tree_size: int) -> list[tuple[int, int]]:
         width = 1 << self.height
@@ -129,7 +135,28 @@ def _check_kind(
     indices = [start + p for p in positions]
     if backdated(job.floors, indices, moments):
         return None
+    if kind == "delivery" and job.bodies and not _bodies_hold(fetch, job, wanted):
+        return None
     return len(wanted) - recomputed.count(None)
+
+
+def _bodies_hold(fetch: Fetch, job: ChunkJob, wanted: list[int]) -> bool:
+    """Whether the raw body of each of these deliveries (and of any other row their id ranges
+    hold) inflates to bytes with its recorded SHA-256, or is gone as a tombstone says."""
+    p = "?" if job.dialect.paramstyle == "qmark" else "%s"
+    sql = f"SELECT id, body_sha256, body_zlib FROM deliveries WHERE id BETWEEN {p} AND {p}"
+    for bounds in _batches(_clusters(sorted(wanted))):
+        for entry_id, recorded, body in fetch(sql, bounds):
+            if not body:
+                if entry_id not in job.dropped_bodies:
+                    return False
+                continue
+            try:
+                if hashlib.sha256(zlib.decompress(body)).digest() != bytes(recorded):
+                    return False
+            except zlib.error:
+                return False
+    return True
 
 
 def _recompute(

@@ -51,8 +51,8 @@ def _connect(snapshot: str | None) -> Any:
 
 def _check_in_worker(chunk: tuple[int, int]) -> CheckedChunk | None:
     if _worker["job"] is None:
-        floors, sizes, purged, slack, height, snapshot = _worker["inbox"].get()
-        _worker["job"] = ChunkJob(_worker["dialect"], floors, sizes, purged, slack, height)
+        *shared, snapshot = _worker["inbox"].get()
+        _worker["job"] = ChunkJob(_worker["dialect"], *shared)
         _worker["connection"] = _connect(snapshot)
     return check_chunk(driver_fetch(_worker["connection"]), _worker["job"], *chunk)
 
@@ -74,8 +74,10 @@ class ChunkWorkers:
     ) -> Iterator[CheckedChunk | None]:
         if snapshot is not None and not _SNAPSHOT.fullmatch(snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        shared = (job.floors, job.sizes, job.purged, job.slack, job.height, job.bodies,
+                  job.dropped_bodies)  # fmt: skip
         for _ in range(self._processes):
-            self._inbox.put((job.floors, job.sizes, job.purged, job.slack, job.height, snapshot))
+            self._inbox.put((*shared, snapshot))
         return self._pool.imap(_check_in_worker, chunks)
 
     def close(self) -> None:
