@@ -35,7 +35,9 @@ def _attempt_ids(ledger: Ledger) -> list[int]:
         return list(conn.execute(select(attempts.c.id).order_by(attempts.c.id)).scalars())
 
 
-def _recompute(ledger: Ledger, wanted: list[int]) -> tuple[list, list]:  # type: ignore[type-arg]
+def _recompute(
+    ledger: Ledger, wanted: list[int]
+) -> tuple[list[bytes | None], list[datetime | None]]:
     plan = kind_plan(ledger.engine.dialect, "attempt")
     raw = ledger.engine.raw_connection()
     try:
@@ -62,7 +64,7 @@ def test_batches_give_what_one_read_gives(grown: Ledger, monkeypatch: pytest.Mon
         assert len(hashes) == len(case)
         assert [h is None for h in hashes] == [i in missing for i in case]
         assert all(m is not None for m, i in zip(moments, case, strict=True) if i not in missing)
-    assert len({h for h in whole[repr(ids)][0]}) == 16  # sixteen different leaves
+    assert len(set(whole[repr(ids)][0])) == 16  # sixteen different leaves
 
 
 @pytest.mark.parametrize("processes", [1, 2])
