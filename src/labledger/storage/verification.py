@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -35,7 +33,13 @@ from labledger.storage.leaf_rows import (
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_queue
 from labledger.storage.tombstones import Removed, vouched_removals
-from labledger.storage.verify_chunks import CHUNK_HEIGHT, ChunkJob, check_in_chunks, unlogged_rows
+from labledger.storage.verify_chunks import (
+    CHUNK_HEIGHT,
+    ChunkJob,
+    check_in_chunks,
+    inflated_sha256,
+    unlogged_rows,
+)
 from labledger.storage.verify_workers import ChunkWorkers
 
 Progress = Callable[[int], None]
@@ -207,10 +211,7 @@ def _check_bodies(
                     )
                 )
             continue
-        try:
-            actual = hashlib.sha256(zlib.decompress(row.body_zlib)).digest()
-        except zlib.error:
-            actual = None  # not a zlib stream at all: as much a mismatch as any other bytes
+        actual = inflated_sha256(row.body_zlib)  # None: as much a mismatch as other bytes
         if actual != bytes(row.body_sha256):
             report.problems.append(
                 Problem(

@@ -151,12 +151,17 @@ def _bodies_hold(fetch: Fetch, job: ChunkJob, wanted: list[int]) -> bool:
                 if entry_id not in job.dropped_bodies:
                     return False
                 continue
-            try:
-                if hashlib.sha256(zlib.decompress(body)).digest() != bytes(recorded):
-                    return False
-            except zlib.error:
+            if inflated_sha256(body) != bytes(recorded):
                 return False
     return True
+
+
+def inflated_sha256(stored: bytes) -> bytes | None:
+    """The SHA-256 of a stored raw body once inflated; None when its bytes do not inflate."""
+    try:
+        return hashlib.sha256(zlib.decompress(stored)).digest()
+    except zlib.error:
+        return None
 
 
 def _recompute(
