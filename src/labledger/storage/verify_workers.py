@@ -11,6 +11,7 @@ the verifying transaction itself, so the report describes one state of the datab
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import re
 from collections.abc import Iterator
@@ -74,8 +75,8 @@ class ChunkWorkers:
     ) -> Iterator[CheckedChunk | None]:
         if snapshot is not None and not _SNAPSHOT.fullmatch(snapshot):
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
-        shared = (job.floors, job.sizes, job.purged, job.slack, job.height, job.bodies,
-                  job.dropped_bodies)  # fmt: skip
+        # every field but the dialect, which each worker was forked with
+        shared = tuple(getattr(job, f.name) for f in dataclasses.fields(job)[1:])
         for _ in range(self._processes):
             self._inbox.put((*shared, snapshot))
         return self._pool.imap(_check_in_worker, chunks)
