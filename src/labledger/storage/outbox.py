@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, func, or_, select
 
 from labledger.core.errors import NotFound
 from labledger.storage.engine import WRITE_OPTION, writer_lock
+from labledger.storage.leaf_rows import IN_CHUNK
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import outbox_events, outbox_states
 
@@ -35,7 +36,6 @@ from labledger.storage.tables import outbox_events, outbox_states
 DISPATCHER_LOCK = 0x4C414244  # "LABD"
 RESCAN_SECONDS = 300.0  # `due` reads the whole outbox this often, and otherwise what is new
 TRAIL = 1000  # the newest event and state ids `due` reads again at every round
-_IN_CHUNK = 500  # ids per IN list (SQLite binds a bounded number)
 _SETTLED = ("delivered", "dead")
 
 
@@ -106,8 +106,8 @@ class SqlOutbox:
             every = seen.floor == 0 and self.engine.dialect.name == "postgresql"
             above = _unsettled(outbox_events.c.id > seen.floor, every)
             unsettled = list(conn.execute(above))
-            for at in range(0, len(below), _IN_CHUNK):
-                part = outbox_events.c.id.in_(below[at : at + _IN_CHUNK])
+            for at in range(0, len(below), IN_CHUNK):
+                part = outbox_events.c.id.in_(below[at : at + IN_CHUNK])
                 unsettled += conn.execute(_unsettled(part))
             unsettled.sort(key=lambda row: row.id)
             wanted = [row.id for row in unsettled if _is_due(row, now)][:limit]
