@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from fastapi import FastAPI
 
 from labledger.config import Settings
+from labledger.core.model import Delivery, Push
 from labledger.http.app import create_app
 from labledger.http.asgi import few_malloc_arenas, startup_objects_are_permanent
 from labledger.logs import configure_logging
@@ -26,8 +27,8 @@ class UnloggedStore(SqlStore):
     """labledger's SqlStore whose write transactions skip `flush_log_queue`."""
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlWriter]:
-        with super().transaction() as writer:
+    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
+        with super().transaction(ahead) as writer:
             writer.flush_log_queue = _skip  # type: ignore[method-assign]
             yield writer
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from labledger.core.model import NewAttempt
+from labledger.core.model import Delivery, NewAttempt, Push
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore, SqlWriter
 from labledger.storage.tables import APPEND_ONLY_TABLES, metadata
@@ -82,8 +82,8 @@ class CrashingStore(SqlStore):
     """Fails after some rows of a delivery are written, as a crash would."""
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlWriter]:
-        with super().transaction() as writer:
+    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
+        with super().transaction(ahead) as writer:
             original = writer.insert_attempts
 
             def insert_then_crash(attempts: Sequence[NewAttempt]) -> list[int]:

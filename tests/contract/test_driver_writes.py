@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -200,11 +201,17 @@ def test_a_conflicting_row_is_skipped_and_returns_nothing(ledger: Ledger) -> Non
 
 
 @pytest.mark.parametrize("rows", [1, 2, MAX_ROWS])
-def test_compiled_statement_names_every_column_of_every_row(ledger: Ledger, rows: int) -> None:
+def test_compiled_statement_has_a_parameter_for_every_column_of_every_row(
+    ledger: Ledger, rows: int
+) -> None:
     """A compiled INSERT binds each (row, column) once, so no value is dropped or repeated."""
-    compiled = sql_writer.ATTEMPTS.compiled(ledger.engine.dialect, rows)
-    bound = sorted(zip(compiled.row_of, compiled.columns, strict=True))
-    assert bound == sorted((n, c) for n in range(rows) for c in sql_writer.ATTEMPTS.columns)
+    sql = sql_writer.ATTEMPTS.sql(ledger.engine.dialect, rows)
+    width = len(sql_writer.ATTEMPTS.columns)
+    if ledger.dialect == "postgresql":
+        numbers = [int(n) for n in re.findall(r"\$(\d+)::", sql)]
+        assert numbers == list(range(1, rows * width + 1))
+    else:
+        assert sql.count("?") == rows * width
 
 
 def test_a_connection_lost_between_driver_inserts_is_a_503_that_stores_nothing(

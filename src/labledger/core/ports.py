@@ -46,7 +46,12 @@ class LedgerWriter(Protocol):
 class LedgerStore(Protocol):
     """Append-only storage: nothing written through a LedgerWriter is ever updated or deleted."""
 
-    def transaction(self) -> AbstractContextManager[LedgerWriter]: ...
+    def transaction(
+        self, ahead: tuple[Delivery, Push] | None = None
+    ) -> AbstractContextManager[LedgerWriter]:
+        """A write transaction. `ahead` names a delivery and push it will record, whose rows
+        the store may work out before it waits for its write lock."""
+        ...
 
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None: ...
 

@@ -25,19 +25,18 @@ MAX_ROWS = 256
 
 
 @dataclass(frozen=True, slots=True)
-class DriverInsert:
-    """One INSERT of a number of rows: its SQL, and where each parameter comes from."""
+class Binder:
+    """Turns rows into the values the driver is given: each column through the bind processor
+    of its type that SQLAlchemy would apply, in the order of the shape's columns."""
 
-    sql: str
-    row_of: tuple[int, ...]  # the row of each parameter, in order
-    columns: tuple[str, ...]  # its column
-    binds: tuple[Callable[[Any], Any] | None, ...]  # that column type's bind processor
+    columns: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
 
-    def parameters(self, rows: Sequence[Row]) -> list[Any]:
-        return [
-            rows[n][column] if bind is None else bind(rows[n][column])
-            for n, column, bind in zip(self.row_of, self.columns, self.binds, strict=True)
-        ]
+    def values(self, row: Row) -> tuple[Any, ...]:
+        return tuple(
+            row[column] if bind is None else bind(row[column])
+            for column, bind in zip(self.columns, self.binds, strict=True)
+        )
 
 
 def compile_insert(
@@ -47,7 +46,7 @@ def compile_insert(
     rows: int = 1,
     conflict_keys: Sequence[str] = (),
     returning: Sequence[str] = (),
-) -> DriverInsert:
+) -> str:
     """INSERT INTO table (columns) VALUES (...) x rows [ON CONFLICT DO NOTHING] [RETURNING],
     with positional parameters: `?` for sqlite3; `$n::type` for psycopg's raw cursor, which
     sends the statement as written (its default cursor parses every statement of more than
@@ -67,13 +66,7 @@ def compile_insert(
         sql += f" ON CONFLICT ({', '.join(map(quote, conflict_keys))}) DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(map(quote, returning))}"
-    binds = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    return DriverInsert(
-        sql=sql,
-        row_of=tuple(n for n in range(rows) for _ in columns),
-        columns=tuple(columns) * rows,
-        binds=tuple(binds) * rows,
-    )
+    return sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +78,27 @@ class InsertShape:
     conflict_keys: tuple[str, ...] = ()
     returning: tuple[str, ...] = ()
 
-    def compiled(self, dialect: Dialect, rows: int) -> DriverInsert:
+    def sql(self, dialect: Dialect, rows: int) -> str:
         return _compiled(self, dialect, rows)
+
+    def binder(self, dialect: Dialect) -> Binder:
+        return _binder(self, dialect)
 
 
 # A server has one dialect and meets a handful of row counts; the bound keeps pushes of
 # unusual sizes (and tests' many engines) from growing it.
 @functools.lru_cache(maxsize=64)
-def _compiled(shape: InsertShape, dialect: Dialect, rows: int) -> DriverInsert:
+def _compiled(shape: InsertShape, dialect: Dialect, rows: int) -> str:
     return compile_insert(
         dialect, shape.table, shape.columns, rows, shape.conflict_keys, shape.returning
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _binder(shape: InsertShape, dialect: Dialect) -> Binder:
+    table = shape.table
+    binds = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in shape.columns]
+    return Binder(shape.columns, tuple(binds))
 
 
 class DriverWriter:
@@ -110,11 +113,18 @@ class DriverWriter:
 
     def insert(self, shape: InsertShape, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
         """Insert `rows`; the RETURNING rows of those inserted (none for conflicts skipped)."""
+        binder = shape.binder(self._dialect)
+        return self.insert_values(shape, [binder.values(row) for row in rows])
+
+    def insert_values(
+        self, shape: InsertShape, rows: Sequence[Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        """`insert` for rows already bound (Binder.values): the driver's values, in column order."""
         returned: list[tuple[Any, ...]] = []
         for start in range(0, len(rows), MAX_ROWS):
             part = rows[start : start + MAX_ROWS]
-            compiled = shape.compiled(self._dialect, len(part))
-            self._cursor.execute(compiled.sql, compiled.parameters(part))
+            parameters = [value for row in part for value in row]
+            self._cursor.execute(shape.sql(self._dialect, len(part)), parameters)
             if shape.returning:
                 returned.extend(self._cursor.fetchall())
         return returned

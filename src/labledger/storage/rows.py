@@ -252,18 +252,16 @@ def session_query() -> Select[Any]:
     ).select_from(lab_sessions.outerjoin(newest, newest.c.id == newest_id))
 
 
-def session_from_row(row: Row[Any]) -> LabSession:
+def session_from_row(row: Any) -> LabSession:
+    """A row of session_query (a SQLAlchemy Row, or DriverSelect's), or of lab_sessions alone."""
     session = _original_session(row)
-    mapping = row._mapping
-    if mapping.get("change_id") is None:
+    if getattr(row, "change_id", None) is None:
         return session
-    spec = replace(
-        session.spec, due_at=mapping["changed_due_at"], closes_at=mapping["changed_closes_at"]
-    )
-    return replace(session, spec=spec, deadline_changes=int(mapping["deadline_changes"]))
+    spec = replace(session.spec, due_at=row.changed_due_at, closes_at=row.changed_closes_at)
+    return replace(session, spec=spec, deadline_changes=int(row.deadline_changes))
 
 
-def _original_session(row: Row[Any]) -> LabSession:
+def _original_session(row: Any) -> LabSession:
     spec = SessionSpec(
         lab_id=row.lab_id,
         subject_id=row.subject_id,

@@ -15,10 +15,12 @@ from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
     DeadlineChange,
+    Delivery,
     DeliveryReport,
     LabAttempt,
     LabSession,
     NewVerification,
+    Push,
     PushRecord,
     SessionSpec,
     StoredDelivery,
@@ -30,6 +32,7 @@ from labledger.storage.engine import (
     translate_driver_errors,
     writer_lock,
 )
+from labledger.storage.row_values import RowValues
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
@@ -78,14 +81,18 @@ class SqlStore:
         self._write_lock = writer_lock(engine)
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlWriter]:
-        # On SQLite, this process's writers queue on one lock (engine.writer_lock). The writer
-        # runs its INSERTs on the driver itself (storage/driver_writes.py), so both the
-        # driver's errors and SQLAlchemy's are translated.
+    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
+        # On SQLite, this process's writers queue on one lock (engine.writer_lock); the rows
+        # of `ahead` are worked out before it (storage/row_values.py). The writer runs its
+        # INSERTs on the driver itself (storage/driver_writes.py), so both the driver's errors
+        # and SQLAlchemy's are translated.
+        values = RowValues(self.engine.dialect)
+        if ahead is not None:
+            values.warm(*ahead)
         with self._write_lock, translate_db_errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin(), translate_driver_errors(conn.dialect):
-                writer = SqlWriter(conn, self.subscribers)
+                writer = SqlWriter(conn, self.subscribers, values)
                 yield writer
                 writer.flush_log_queue()
 

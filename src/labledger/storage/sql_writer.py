@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -20,47 +18,27 @@ from labledger.core.model import (
     Push,
     SessionSpec,
 )
+from labledger.storage.driver_reads import driver_select
 from labledger.storage.driver_writes import DriverWriter, InsertShape
+from labledger.storage.row_values import (
+    ATTEMPTS,
+    DELIVERY,
+    PUSH,
+    PUSH_COMMITS,
+    RowValues,
+    salts,
+)
 from labledger.storage.rows import session_from_row, session_query
 from labledger.storage.tables import (
-    attempts,
     audit_events,
-    deliveries,
     lab_sessions,
     log_queue,
     outbox_events,
-    push_commits,
-    pushes,
     session_changes,
     verification_results,
 )
 
-# The hot path's INSERTs, run on the driver (storage/driver_writes.py): the columns each writes.
-DELIVERY = InsertShape(
-    deliveries,
-    ("forge", "delivery_id", "hook_id", "event", "received_at", "body_sha256", "body_size",
-     "body_zlib"),
-    conflict_keys=("forge", "delivery_id"),
-    returning=("id",),
-)  # fmt: skip
-PUSH = InsertShape(
-    pushes,
-    ("delivery_pk", "forge", "repository_id", "repository_full_name", "ref", "before_sha",
-     "after_sha", "created", "deleted", "forced", "pusher_name", "pusher_email", "sender_login",
-     "sender_id", "pushed_at", "commit_count", "commit_list_complete", "personal_salt"),
-    returning=("id",),
-)  # fmt: skip
-PUSH_COMMITS = InsertShape(push_commits, ("push_id", "position", "commit_sha", "is_distinct"))
-# Several rows in one INSERT: those UNIQUE(session_id, commit_sha) already holds are skipped.
-ATTEMPTS = InsertShape(
-    attempts,
-    ("session_id", "commit_sha", "tree_sha", "message", "author_name", "author_email",
-     "author_username", "committer_name", "committer_email", "committer_username",
-     "claimed_timestamp", "is_distinct", "branch", "changed_files", "push_id", "delivery_pk",
-     "pushed_at", "received_at", "personal_salt"),
-    conflict_keys=("session_id", "commit_sha"),
-    returning=("id", "session_id", "commit_sha"),
-)  # fmt: skip
+# The other INSERTs run on the driver (storage/driver_writes.py): the columns each writes.
 VERIFICATION = InsertShape(
     verification_results,
     ("attempt_id", "verifier", "run_id", "status", "score_milli", "max_score_milli", "details",
@@ -92,9 +70,14 @@ SESSIONS_OF_REPOSITORY = (
 class SqlWriter:
     """A LedgerWriter bound to one open transaction."""
 
-    def __init__(self, conn: Connection, subscribers: Sequence[str] = ()) -> None:
+    def __init__(
+        self, conn: Connection, subscribers: Sequence[str] = (), values: RowValues | None = None
+    ) -> None:
+        """`values`: rows worked out before the transaction began (SqlStore.transaction)."""
         self._conn = conn
-        self._driver = DriverWriter(conn.connection.driver_connection, conn.dialect)
+        self._raw = conn.connection.driver_connection
+        self._driver = DriverWriter(self._raw, conn.dialect)
+        self._values = values if values is not None else RowValues(conn.dialect)
         self._logged: list[dict[str, object]] = []
         self._subscribers = tuple(subscribers)
         self._outbox: list[dict[str, object]] = []
@@ -106,6 +89,8 @@ class SqlWriter:
         self, event_type: str, event_id: str, at: datetime, data: dict[str, object]
     ) -> None:
         """One outbox row per subscriber, committed with the entry it announces (or not at all)."""
+        if not self._subscribers:
+            return
         envelope = {"type": event_type, "timestamp": at.isoformat(), "data": data}
         self._outbox.extend(
             {
@@ -128,66 +113,24 @@ class SqlWriter:
             self._outbox = []
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
-        row = {
-            "forge": delivery.forge,
-            "delivery_id": delivery.delivery_id,
-            "hook_id": delivery.hook_id,
-            "event": delivery.event,
-            "received_at": delivery.received_at,
-            "body_sha256": delivery.body_sha256,
-            "body_size": len(delivery.body),
-            "body_zlib": zlib.compress(delivery.body, 6),
-        }
-        inserted = self._driver.insert_one(DELIVERY, row)
-        if inserted is None:
+        found = self._driver.insert_values(DELIVERY, [self._values.delivery(delivery)])
+        if not found:
             return None
-        delivery_pk: int = inserted[0]
+        delivery_pk: int = found[0][0]
         self._log("delivery", delivery_pk)
         return delivery_pk
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
-        row = {
-            "delivery_pk": delivery_pk,
-            "forge": forge,
-            "repository_id": push.repository_id,
-            "repository_full_name": push.repository_full_name,
-            "ref": push.ref,
-            "before_sha": push.before,
-            "after_sha": push.after,
-            "created": push.created,
-            "deleted": push.deleted,
-            "forced": push.forced,
-            "pusher_name": push.pusher.name,
-            "pusher_email": push.pusher.email,
-            "sender_login": push.sender.login,
-            "sender_id": push.sender.id,
-            "pushed_at": push.pushed_at,
-            "commit_count": len(push.commits),
-            "commit_list_complete": push.commit_list_complete,
-            "personal_salt": os.urandom(16),
-        }
-        push_id: int = self._driver.insert(PUSH, [row])[0][0]
+        row, carried = self._values.push(forge, push)
+        push_id: int = self._driver.insert_values(PUSH, [(delivery_pk, *row)])[0][0]
         self._log("push", push_id)
-        carried = push.carried_commits()
         if carried:
-            self._driver.insert(
-                PUSH_COMMITS,
-                [
-                    {
-                        "push_id": push_id,
-                        "position": i,
-                        "commit_sha": c.sha,
-                        "is_distinct": c.distinct,
-                    }
-                    for i, c in enumerate(carried)
-                ],
-            )
+            self._driver.insert_values(PUSH_COMMITS, [(push_id, *c) for c in carried])
         return push_id
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]:
-        rows = self._conn.execute(
-            SESSIONS_OF_REPOSITORY, {"forge": forge, "repository_id": repository_id}
-        )
+        read = driver_select(SESSIONS_OF_REPOSITORY, self._conn.dialect)
+        rows = read.rows(self._raw, {"forge": forge, "repository_id": repository_id})
         return [session_from_row(r) for r in rows]
 
     def insert_attempts(self, wanted: Sequence[NewAttempt]) -> list[int]:
@@ -195,7 +138,11 @@ class SqlWriter:
         holds are skipped and return nothing, so the new ids are matched back by that key."""
         if not wanted:
             return []
-        found = self._driver.insert(ATTEMPTS, [_attempt_row(a) for a in wanted])
+        rows = [
+            (a.session_id, a.push_id, a.delivery_pk, *self._values.attempt(a), salt)
+            for a, salt in zip(wanted, salts(len(wanted)), strict=True)
+        ]
+        found = self._driver.insert_values(ATTEMPTS, rows)
         by_key = {(session_id, sha): attempt_id for attempt_id, session_id, sha in found}
         new: list[tuple[int, NewAttempt]] = []
         for a in wanted:  # pop: a commit listed twice in one push is one attempt
@@ -209,6 +156,8 @@ class SqlWriter:
         return [attempt_id for attempt_id, _ in new]
 
     def _announce_attempt(self, attempt_id: int, attempt: NewAttempt) -> None:
+        if not self._subscribers:  # the usual case: spare the event's making
+            return
         self._announce(
             "attempt.recorded",
             f"evt_attempt_{attempt_id}",
@@ -312,32 +261,3 @@ class SqlWriter:
         ).one()
         self._log("session", row.id)
         return session_from_row(row)
-
-
-def _attempt_row(attempt: NewAttempt) -> dict[str, object]:
-    c = attempt.commit
-    return {
-        "session_id": attempt.session_id,
-        "commit_sha": c.sha,
-        "tree_sha": c.tree_sha,
-        "message": c.message,
-        "author_name": c.author.name,
-        "author_email": c.author.email,
-        "author_username": c.author.username,
-        "committer_name": c.committer.name,
-        "committer_email": c.committer.email,
-        "committer_username": c.committer.username,
-        "claimed_timestamp": c.timestamp,
-        "is_distinct": c.distinct,
-        "branch": attempt.branch,
-        "changed_files": {
-            "added": list(c.files.added),
-            "modified": list(c.files.modified),
-            "removed": list(c.files.removed),
-        },
-        "push_id": attempt.push_id,
-        "delivery_pk": attempt.delivery_pk,
-        "pushed_at": attempt.pushed_at,
-        "received_at": attempt.received_at,
-        "personal_salt": os.urandom(16),
-    }
