@@ -30,6 +30,7 @@ class BenchConfig:
     read_rounds: int
     tamper_level: int = 8  # concurrent writers for tamper evidence on vs off (issue 3)
     verify_attempts: int = 1_000_000  # bulk-loaded attempts whose entries `verify` checks
+    verify_rounds: int = 3  # `verify` timings (with and without bodies) on that one ledger
     receipts: int = 200  # receipts generated, one random attempt each
     coverage_samples: int = 120  # deliveries timed from their 202 to their receipt
     coverage_rate: float = 4.0  # those deliveries per second (one proof poller each)
@@ -86,6 +87,7 @@ SMOKE = BenchConfig(
     read_rounds=1,
     tamper_level=4,
     verify_attempts=2_000,
+    verify_rounds=1,
     receipts=10,
     coverage_samples=4,
     coverage_rate=8.0,

@@ -14,8 +14,9 @@ WRITE_TARGETS = ("labledger", "naive", "db_bound")
 HTTP_SCENARIOS = ("saturation", "rate")
 STORED_SCENARIOS = ("burst", "duplicate_storm")
 READ_KINDS = ("session_page", "commit_lookup", "delivery_lookup")
-TAMPER_CONFIG = ("runs", "warmup_s", "measure_s", "tamper_level", "verify_attempts", "receipts",
-                 "coverage_samples", "coverage_rate", "coverage_poll_s")  # fmt: skip
+TAMPER_CONFIG = ("runs", "warmup_s", "measure_s", "tamper_level", "verify_attempts",
+                 "verify_rounds", "receipts", "coverage_samples", "coverage_rate",
+                 "coverage_poll_s")  # fmt: skip
 
 
 class MalformedResults(ValueError):

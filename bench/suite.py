@@ -189,7 +189,7 @@ def measure_only(
             found = {}
             for dialect in dialects:
                 log.info("verify at %s attempts: %s", f"{config.verify_attempts:,}", dialect)
-                found[dialect] = verify_benchmark(config, databases, dialect, rounds=1)
+                found[dialect] = verify_benchmark(config, databases, dialect)
         else:
             found = _reads(config, databases, dialects, scratch)
     stamped = {dialect: {**figures, "measured": measured} for dialect, figures in found.items()}
@@ -198,6 +198,7 @@ def measure_only(
         tamper = previous["tamper"]
         merged["tamper"] = {**tamper, "verify": {**tamper["verify"], **stamped}}
         merged["config"]["verify_attempts"] = config.verify_attempts
+        merged["config"]["verify_rounds"] = config.verify_rounds
         merged["config"]["receipts"] = config.receipts
     else:
         merged["reads"] = {**previous["reads"], **stamped}
