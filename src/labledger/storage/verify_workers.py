@@ -14,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import re
+import signal
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Dialect, Engine
@@ -31,6 +34,12 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(dialect: Dialect, url: Any, inbox: Any) -> None:
+    # A fork keeps the parent's signal handlers. `ChunkWorkers.close` stops the workers with
+    # SIGTERM, so a handler that does not exit (uvicorn's sets a flag; a tool's may raise
+    # inside the pool's queue lock) would leave `verify` waiting for them for ever.
+    # Ctrl-C reaches the whole process group: the verifying process handles it, not these.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker.update(dialect=dialect, url=url, inbox=inbox, job=None, connection=None)
 
 
@@ -50,6 +59,21 @@ def _connect(snapshot: str | None) -> Any:
     return raw
 
 
+@contextmanager
+def _sigterm_default() -> Iterator[None]:
+    """SIGTERM's default action while the workers are forked, so that each can be stopped
+    from its first instant (before `_start_worker` runs). Only the main thread may change a
+    handler; forked from another thread, a worker relies on `_start_worker` alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _check_in_worker(chunk: tuple[int, int]) -> CheckedChunk | None:
     if _worker["job"] is None:
         *shared, snapshot = _worker["inbox"].get()
@@ -66,9 +90,10 @@ class ChunkWorkers:
         context = multiprocessing.get_context("fork")
         self._inbox = context.SimpleQueue()
         self._processes = processes
-        self._pool = context.Pool(
-            processes, _start_worker, (engine.dialect, engine.url, self._inbox)
-        )
+        with _sigterm_default():
+            self._pool = context.Pool(
+                processes, _start_worker, (engine.dialect, engine.url, self._inbox)
+            )
 
     def check(
         self, job: ChunkJob, chunks: list[tuple[int, int]], snapshot: str | None
