@@ -4,8 +4,10 @@
 columns for `leaf_bytes_columns`, with the conversions done a column at a time and skipped
 where the stored form already is the leaf's: a JSON column is read as its stored text and
 canonicalized once per distinct text (not decoded to Python values and encoded again), and a
-time becomes the leaf's time text by string replacements: on SQLite from the text SQLAlchemy
-stores, on PostgreSQL from `to_char` in UTC (no datetime built to be formatted again). Any
+time becomes the leaf's time text: on SQLite by string replacements on the text SQLAlchemy
+stores (no datetime built to be formatted again), on PostgreSQL from the 8 bytes it sends for a
+time (`timestamptz_send`, no text formatted by the server), converted once per distinct value
+(a push's attempts share their times). Any
 column holding something else takes the dialect's own result processor, as `leaf_rows` does,
 so the leaves are the same either way (tests/integration prove it).
 """
@@ -25,16 +27,20 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Dialect
 
 from labledger.core.leaf_batches import Encoded, json_texts, plain_text, stored_json_texts
-from labledger.storage.leaf_rows import ENTRY_TABLES, ERASABLE, TIME_COLUMN
+from labledger.core.leaves import value_text
+from labledger.storage.leaf_rows import (
+    ENTRY_TABLES,
+    ERASABLE,
+    POSTGRES_TIME,
+    TIME_COLUMN,
+    postgres_time,
+)
 from labledger.storage.tables import UtcDateTime, push_commits, tombstones
 
 Fetch = Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]]  # SQL, parameters -> rows
 Decode = Callable[[Sequence[Any]], Sequence[Any]]
-# SQLAlchemy's SQLite DATETIME text, and how PostgreSQL's `to_char` writes a time as the leaf
-# does and then its era (a time BC is no datetime at all); "0" stands for any ASCII digit
+# SQLAlchemy's SQLite DATETIME text; "0" stands for any ASCII digit
 SQLITE_TIME_SHAPE = b"0000-00-00 00:00:00.000000\n"
-_POSTGRES_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"AD')"
-POSTGRES_TIME_SHAPE = b"0000-00-00T00:00:00.000000ZAD\n"
 _ANY_DIGIT = bytes.maketrans(b"123456789", b"000000000")
 _BOOL_TEXT = {0: "false", 1: "true"}  # True and False hash as 1 and 0
 _COMMIT_HEAD = {True: "\x1e", False: ","}
@@ -78,22 +84,17 @@ def _sqlite_times(convert: Callable[[Any], Any]) -> Decode:
     return decode
 
 
-def _postgres_times(values: Sequence[Any]) -> Sequence[Any]:
-    if set(map(type, values)) == {str}:
-        joined = "\n".join(values)
-        if all_of_shape(joined, POSTGRES_TIME_SHAPE, len(values)):
-            return Encoded(('"' + joined.replace("AD\n", '"\n"')[:-2] + '"').split("\n"))
-    return list(map(_postgres_time, values))
+def _postgres_times(values: Sequence[Any]) -> Encoded:
+    """The leaf's JSON text of each time PostgreSQL sent, converted once per distinct value."""
+    texts = {sent: value_text(postgres_time(sent)) for sent in dict.fromkeys(values)}
+    return Encoded(map(texts.__getitem__, values))
 
 
-def _postgres_time(text: str | None) -> datetime | str | None:
-    """The time `to_char` wrote; a time no datetime holds stays text, which no leaf holds."""
-    if text is not None and text.endswith("AD"):
-        try:
-            return datetime.fromisoformat(text[:-2])
-        except ValueError:
-            pass
-    return text
+def _postgres_moments(values: Sequence[Any]) -> Sequence[datetime | None]:
+    """The own time of each row from the times PostgreSQL sent (None: no time, or none a
+    datetime holds, which its leaf then does not match)."""
+    moments = {sent: postgres_time(sent) for sent in dict.fromkeys(values)}
+    return [m if type(m) is datetime else None for m in map(moments.__getitem__, values)]
 
 
 def _sqlite_bools(convert: Callable[[Any], Any]) -> Decode:
@@ -160,9 +161,12 @@ class KindPlan:
         columns = dict(zip(self.names, decoded, strict=True))
         if self.kind == "push":
             columns["commits"] = self._commits(fetch, raw[0], ids, bounds)
-        moments = (
-            _moments(decoded[self.time_at]) if self.time_at is not None else [None] * len(rows)
-        )
+        if self.time_at is None:
+            moments: Sequence[datetime | None] = [None] * len(rows)
+        elif self.array:  # PostgreSQL: from the times as sent
+            moments = _postgres_moments(raw[self.time_at])
+        else:
+            moments = _moments(decoded[self.time_at])
         return KindColumns(raw[0], columns, moments)
 
     def _where(
@@ -254,7 +258,7 @@ def _build_plan(dialect: Dialect, kind: str) -> KindPlan:
             if isinstance(c.type, JSON):
                 selected[i] = f"CAST({selected[i]} AS TEXT)"
             elif isinstance(c.type, UtcDateTime):
-                selected[i] = _POSTGRES_TIME.format(selected[i])
+                selected[i] = POSTGRES_TIME.format(selected[i])
     names = tuple(c.name for c in columns)
     time_column = TIME_COLUMN.get(kind)
     commit_flag = push_commits.c.is_distinct.type.dialect_impl(dialect)

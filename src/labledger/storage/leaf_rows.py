@@ -7,6 +7,11 @@ driver's own parameter style (`exec_driver_sql`: SQLAlchemy still translates err
 broken connections, but builds no statement and converts no value per call) and convert
 whole columns at once: `verify` loads every row of the ledger, and statement building plus
 per-row mappings used to cost more than the hashing itself.
+
+`all_entry_rows` (`verify`'s one-by-one check) reads a PostgreSQL time as the server sends it
+in binary (`timestamptz_send`): a time no datetime holds (BC, past 9999, an infinity), which
+only a change behind labledger's back can store and which the driver refuses to read, then
+becomes a text that matches no leaf, and `verify` reports its row instead of failing.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 
 from labledger.storage.tables import (
+    UtcDateTime,
     attempts,
     audit_events,
     deliveries,
@@ -58,6 +65,23 @@ TIME_COLUMN = {
 
 
 Convert = Callable[[Any], Any]
+# A PostgreSQL time as the server sends it in binary: microseconds since 2000-01-01 00:00 UTC,
+# 8 bytes big-endian and signed, whatever the session's time zone (the extremes stand for
+# -infinity and infinity). Schema-qualified, so that no function of the same name can stand in.
+POSTGRES_TIME = "pg_catalog.timestamptz_send({})"
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def postgres_time(sent: bytes | None) -> datetime | str | None:
+    """The time PostgreSQL sent; one no datetime holds (a time BC, past 9999, an infinity)
+    becomes a text that no leaf holds where a time belongs, so that its row never checks out."""
+    if sent is None:
+        return None
+    micros = int.from_bytes(sent, "big", signed=True)
+    try:
+        return _POSTGRES_EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return f"PostgreSQL time {micros} us after 2000-01-01 UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +108,9 @@ class _Select:
         return rows
 
 
-def _select(dialect: Dialect, kind: str, where: str, order: str) -> _Select:
+def _select(
+    dialect: Dialect, kind: str, where: str, order: str, sent_times: bool = False
+) -> _Select:
     table = ENTRY_TABLES[kind]
     # Raw bodies are checked separately; never load them just to hash a leaf.
     columns = [c for c in table.columns if c.name != "body_zlib"]
@@ -95,26 +121,36 @@ def _select(dialect: Dialect, kind: str, where: str, order: str) -> _Select:
             f" LEFT JOIN tombstones ON tombstones.entry_type = '{kind}'"
             f" AND tombstones.entry_id = {table.name}.id AND tombstones.what = 'personal'"
         )
-    return _driver_select(dialect, columns, source, where, order)
+    return _driver_select(dialect, columns, source, where, order, sent_times)
 
 
 def _driver_select(
-    dialect: Dialect, columns: list[Any], source: str, where: str, order: str
+    dialect: Dialect,
+    columns: list[Any],
+    source: str,
+    where: str,
+    order: str,
+    sent_times: bool = False,
 ) -> _Select:
-    converters = []
+    """With `sent_times`, PostgreSQL times are read as sent (`postgres_time`)."""
+    converters: list[tuple[int, Convert]] = []
+    selected = [f"{c.table.name}.{c.name}" for c in columns]
     for i, column in enumerate(columns):
+        if sent_times and dialect.name == "postgresql" and isinstance(column.type, UtcDateTime):
+            selected[i] = POSTGRES_TIME.format(selected[i])
+            converters.append((i, postgres_time))
+            continue
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
             converters.append((i, convert))
-    names = ", ".join(f"{c.table.name}.{c.name}" for c in columns)
-    sql = f"SELECT {names} FROM {source} WHERE {where} ORDER BY {order}"
+    sql = f"SELECT {', '.join(selected)} FROM {source} WHERE {where} ORDER BY {order}"
     return _Select(sql, tuple(c.name for c in columns), tuple(converters))
 
 
 @dataclass(frozen=True, slots=True)
 class _KindQueries:
     by_ids: Callable[[int], _Select]  # for a number of ids
-    after: _Select  # id > ?, first BATCH rows
+    after: _Select  # id > ?, first BATCH rows (PostgreSQL times as sent)
     commits_by_ids: Callable[[int], _Select]
     commits_between: _Select  # push_id BETWEEN ? AND ?
     chunk: int  # ids per `by_ids` query
@@ -147,7 +183,7 @@ def _build_queries(dialect: Dialect, kind: str) -> _KindQueries:
 
     return _KindQueries(
         functools.cache(lambda n: _select(dialect, kind, among(f"{table}.id", n), f"{table}.id")),
-        _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}"),
+        _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}", True),
         functools.cache(lambda n: commits(among("push_commits.push_id", n))),
         commits(f"push_commits.push_id BETWEEN {p} AND {p}"),
         ARRAY_CHUNK if as_array else IN_CHUNK,

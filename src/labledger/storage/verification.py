@@ -170,11 +170,17 @@ def _recompute(conn: Any, progress: Progress) -> Recomputed:
         found[kind] = hashes
         for rows in entry_row_batches(conn, kind):
             ids = [row["id"] for row in rows]
-            moments = [row[time_column] for row in rows] if time_column else [None] * len(rows)
+            # a time no datetime holds (read as text, see leaf_rows) is no moment: its row
+            # does not match its leaf anyway
+            moments = [_moment(row[time_column]) if time_column else None for row in rows]
             leaves = map(leaf_hash, leaf_bytes_many(kind, rows))
             hashes.update(zip(ids, zip(leaves, moments, strict=True), strict=True))
             progress(len(rows))
     return found
+
+
+def _moment(value: Any) -> datetime | None:
+    return value if type(value) is datetime else None
 
 
 def _log_entries(conn: Any) -> Iterator[Any]:

@@ -52,7 +52,6 @@ def _connect(snapshot: str | None) -> Any:
         raw.execute("BEGIN")  # one read transaction for all of this worker's chunks
         return raw
     raw.autocommit = True  # the transaction below is begun by hand, as the snapshot needs
-    raw.execute("SET TIME ZONE 'UTC'")  # times come back in UTC, as the leaves write them
     raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot is not None:
         raw.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
