@@ -8,10 +8,12 @@ broken connections, but builds no statement and converts no value per call) and 
 whole columns at once: `verify` loads every row of the ledger, and statement building plus
 per-row mappings used to cost more than the hashing itself.
 
-`all_entry_rows` (`verify`'s one-by-one check) reads a PostgreSQL time as the server sends it
-in binary (`timestamptz_send`): a time no datetime holds (BC, past 9999, an infinity), which
-only a change behind labledger's back can store and which the driver refuses to read, then
-becomes a text that matches no leaf, and `verify` reports its row instead of failing.
+`all_entry_rows` (`verify`'s one-by-one check) reads leniently: a value its column's reader
+refuses, which only a change behind labledger's back can store (a time that is no time, JSON
+that does not parse, text in a bytes column), comes back as an `Unreadable`, which no leaf
+holds, and a PostgreSQL time is read as the server sends it in binary (`timestamptz_send`),
+so that one no datetime holds (BC, past 9999, an infinity; the driver refuses those) becomes
+a text no leaf holds. `verify` then reports such a row instead of failing.
 """
 
 from __future__ import annotations
@@ -84,6 +86,28 @@ def postgres_time(sent: bytes | None) -> datetime | str | None:
         return f"PostgreSQL time {micros} us after 2000-01-01 UTC"
 
 
+class Unreadable:
+    """A stored value its column's reader refused, with why: no leaf holds one."""
+
+    __slots__ = ("error", "raw")
+
+    def __init__(self, raw: Any, error: Exception) -> None:
+        self.raw, self.error = raw, error
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.raw!r}, {self.error!r})"
+
+
+def _lenient(convert: Convert) -> Convert:
+    def read(value: Any) -> Any:
+        try:
+            return convert(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            return Unreadable(value, exc)
+
+    return read
+
+
 @dataclass(frozen=True, slots=True)
 class _Select:
     """One query in the driver's SQL and the conversions that make its rows typed."""
@@ -108,9 +132,7 @@ class _Select:
         return rows
 
 
-def _select(
-    dialect: Dialect, kind: str, where: str, order: str, sent_times: bool = False
-) -> _Select:
+def _select(dialect: Dialect, kind: str, where: str, order: str, lenient: bool = False) -> _Select:
     table = ENTRY_TABLES[kind]
     # Raw bodies are checked separately; never load them just to hash a leaf.
     columns = [c for c in table.columns if c.name != "body_zlib"]
@@ -121,7 +143,7 @@ def _select(
             f" LEFT JOIN tombstones ON tombstones.entry_type = '{kind}'"
             f" AND tombstones.entry_id = {table.name}.id AND tombstones.what = 'personal'"
         )
-    return _driver_select(dialect, columns, source, where, order, sent_times)
+    return _driver_select(dialect, columns, source, where, order, lenient)
 
 
 def _driver_select(
@@ -130,19 +152,20 @@ def _driver_select(
     source: str,
     where: str,
     order: str,
-    sent_times: bool = False,
+    lenient: bool = False,
 ) -> _Select:
-    """With `sent_times`, PostgreSQL times are read as sent (`postgres_time`)."""
+    """`lenient`: PostgreSQL times read as sent (`postgres_time`), and a value the column's
+    reader refuses kept as an `Unreadable`."""
     converters: list[tuple[int, Convert]] = []
     selected = [f"{c.table.name}.{c.name}" for c in columns]
     for i, column in enumerate(columns):
-        if sent_times and dialect.name == "postgresql" and isinstance(column.type, UtcDateTime):
+        if lenient and dialect.name == "postgresql" and isinstance(column.type, UtcDateTime):
             selected[i] = POSTGRES_TIME.format(selected[i])
             converters.append((i, postgres_time))
             continue
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
-            converters.append((i, convert))
+            converters.append((i, _lenient(convert) if lenient else convert))
     sql = f"SELECT {', '.join(selected)} FROM {source} WHERE {where} ORDER BY {order}"
     return _Select(sql, tuple(c.name for c in columns), tuple(converters))
 
@@ -150,7 +173,7 @@ def _driver_select(
 @dataclass(frozen=True, slots=True)
 class _KindQueries:
     by_ids: Callable[[int], _Select]  # for a number of ids
-    after: _Select  # id > ?, first BATCH rows (PostgreSQL times as sent)
+    after: _Select  # id > ?, first BATCH rows, read leniently
     commits_by_ids: Callable[[int], _Select]
     commits_between: _Select  # push_id BETWEEN ? AND ?
     chunk: int  # ids per `by_ids` query

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.leaves import leaf_bytes
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import (
@@ -132,7 +133,8 @@ def _verify(
         if check_bodies:  # the chunks checked the bodies of every logged delivery
             _check_bodies(conn, report, removed.bodies, only=unlogged.get("delivery", []))
         return
-    _verify_entry_by_entry(conn, report, signed, removed, backdate_slack, progress, queued)
+    with _undecodable_text_kept(conn):
+        _verify_entry_by_entry(conn, report, signed, removed, backdate_slack, progress, queued)
     if check_bodies:
         _check_bodies(conn, report, removed.bodies)
 
@@ -173,10 +175,49 @@ def _recompute(conn: Any, progress: Progress) -> Recomputed:
             # a time no datetime holds (read as text, see leaf_rows) is no moment: its row
             # does not match its leaf anyway
             moments = [_moment(row[time_column]) if time_column else None for row in rows]
-            leaves = map(leaf_hash, leaf_bytes_many(kind, rows))
+            leaves = _leaf_hashes(kind, rows)
             hashes.update(zip(ids, zip(leaves, moments, strict=True), strict=True))
             progress(len(rows))
     return found
+
+
+def _leaf_hashes(kind: str, rows: list[dict[str, Any]]) -> list[bytes]:
+    """Each row's leaf hash; for a row whose leaf cannot be written (it holds an `Unreadable`,
+    a float, text that is not UTF-8), the SHA-256 of what it holds instead, which matches no
+    leaf: a leaf begins with its version line, and this does not."""
+    try:
+        return list(map(leaf_hash, leaf_bytes_many(kind, rows)))
+    except (ValueError, TypeError, OverflowError):
+        return [_row_hash(kind, row) for row in rows]
+
+
+def _row_hash(kind: str, row: dict[str, Any]) -> bytes:
+    try:
+        return leaf_hash(leaf_bytes(kind, row))
+    except (ValueError, TypeError, OverflowError) as exc:
+        held = f"unreadable {kind} {row.get('id')!r}: {exc!r} in {row!r}"
+        return leaf_hash(held.encode("utf-8", "backslashreplace"))
+
+
+@contextmanager
+def _undecodable_text_kept(conn: Connection) -> Iterator[None]:
+    """On SQLite, text that is not UTF-8 (only a change behind labledger's back stores it;
+    sqlite3 refuses to read it) read with its bad bytes as lone surrogates, which no leaf
+    holds (a leaf is UTF-8), instead of failing the query."""
+    raw = conn.connection.driver_connection
+    if conn.dialect.name != "sqlite" or raw is None:
+        yield
+        return
+    previous = raw.text_factory
+    raw.text_factory = _utf8_or_escaped
+    try:
+        yield
+    finally:
+        raw.text_factory = previous
+
+
+def _utf8_or_escaped(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _moment(value: Any) -> datetime | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
+import sqlite3
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +40,8 @@ CHUNK_HEIGHT = 15  # 32,768 leaves a chunk: what a worker checks and sums up at 
 # Rows are read this many ids at a time: the rows of a batch, their columns and their leaf
 # texts stay in the CPU's caches, which a whole chunk's rows do not (a fifth less CPU an entry).
 ROW_BATCH = 1024
+# How sqlite3 says a stored text is not UTF-8 (it raises OperationalError, as for much else)
+_NOT_UTF8 = "Could not decode to UTF-8"
 _CLUSTER_GAP = 1024  # ids further apart than this are read by separate range queries
 
 
@@ -61,9 +64,18 @@ class ChunkJob:
 
 
 def check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChunk | None:
-    """Leaves [start, end) against their rows; None when any of them needs a closer look."""
+    """Leaves [start, end) against their rows; None when any of them needs a closer look,
+    such as a row holding a value its column's reader refuses (only a change behind
+    labledger's back stores one: the one-by-one check reads it leniently and reports it)."""
     with _no_cycle_collection():
-        return _check_chunk(fetch, job, start, end)
+        try:
+            return _check_chunk(fetch, job, start, end)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith(_NOT_UTF8):
+                return None
+            raise
 
 
 @contextmanager
