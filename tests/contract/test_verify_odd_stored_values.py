@@ -32,6 +32,7 @@ CHANGES = [
     ("sqlite", "UPDATE pushes SET commit_count = 'five' WHERE id = 1", "pushes"),
     ("sqlite", "UPDATE pushes SET sender_id = 1.5 WHERE id = 1", "pushes"),
     ("sqlite", "UPDATE pushes SET forced = 'no' WHERE id = 1", "pushes"),
+    ("sqlite", "UPDATE deliveries SET body_sha256 = 'text' WHERE id = 1", "deliveries"),
     ("postgresql", "UPDATE attempts SET received_at = 'infinity' WHERE id = 2", "attempts"),
     ("postgresql", "UPDATE attempts SET message = E'\\x01 \\u2028' WHERE id = 2", "attempts"),
 ]
@@ -48,7 +49,26 @@ def test_an_odd_stored_value_is_reported_not_fatal(
         assert conn.execute(text(change)).rowcount == 1
     report = _verify(grown)
     changed = (table, 2 if table == "attempts" else 1)
-    assert set(_codes(report)) == {"leaf_mismatch", "checkpoint_root"}, report.problems
+    bodies = {"body_mismatch"} if table == "deliveries" else set()
+    assert set(_codes(report)) == {"leaf_mismatch", "checkpoint_root", *bodies}, report.problems
     assert [(p.table, p.entry_id) for p in report.problems if p.code == "leaf_mismatch"] == [
         changed
+    ]
+
+
+@pytest.mark.parametrize("body", ["'text'", "42", "X'00ff'"])
+def test_a_raw_body_that_is_no_compressed_bytes_is_a_body_mismatch(
+    grown: Ledger, body: str
+) -> None:
+    """The raw body is not in the delivery's leaf (its recorded SHA-256 is): text, a number
+    or bytes that do not inflate where it was are reported as that body's mismatch."""
+    if grown.dialect != "sqlite" and body != "X'00ff'":
+        pytest.skip("PostgreSQL stores only bytes there")
+    if grown.dialect == "postgresql":
+        body = "'\\x00ff'"
+    with superuser(grown) as conn:
+        conn.execute(text(f"UPDATE deliveries SET body_zlib = {body} WHERE id = 1"))
+    report = _verify(grown)
+    assert [(p.code, p.table, p.entry_id) for p in report.problems] == [
+        ("body_mismatch", "deliveries", 1)
     ]

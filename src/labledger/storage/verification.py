@@ -259,7 +259,10 @@ def _check_bodies(
                 )
             continue
         actual = inflated_sha256(row.body_zlib)  # None: as much a mismatch as other bytes
-        if actual != bytes(row.body_sha256):
+        recorded = row.body_sha256
+        if not isinstance(recorded, bytes | bytearray | memoryview):  # text stored by hand
+            recorded = str(recorded).encode("utf-8", "backslashreplace")
+        if actual != bytes(recorded):
             report.problems.append(
                 Problem(
                     "body_mismatch",
@@ -267,7 +270,7 @@ def _check_bodies(
                     + ("" if actual else " (its stored bytes do not inflate)"),
                     table="deliveries",
                     entry_id=row.id,
-                    expected=bytes(row.body_sha256).hex(),
+                    expected=bytes(recorded).hex(),
                     actual=actual.hex() if actual else None,
                 )
             )

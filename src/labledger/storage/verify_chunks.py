@@ -168,8 +168,11 @@ def _bodies_hold(fetch: Fetch, job: ChunkJob, wanted: list[int]) -> bool:
     return True
 
 
-def inflated_sha256(stored: bytes) -> bytes | None:
-    """The SHA-256 of a stored raw body once inflated; None when its bytes do not inflate."""
+def inflated_sha256(stored: object) -> bytes | None:
+    """The SHA-256 of a stored raw body once inflated; None when it does not inflate (or is
+    no bytes at all: a change behind labledger's back can store text there on SQLite)."""
+    if not isinstance(stored, bytes | bytearray | memoryview):
+        return None
     try:
         return hashlib.sha256(zlib.decompress(stored)).digest()
     except zlib.error:
