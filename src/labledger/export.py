@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import LedgerError
 from labledger.core.leaf_batches import leaf_bytes_many
@@ -26,7 +27,7 @@ from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows, undecodable_text
 from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"
@@ -112,8 +113,22 @@ def _export_chunk(conn: Any, out: Any, start: int, end: int, purged: set[tuple[s
 
 
 def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
-    rows = entry_rows(conn, kind, ids)
-    return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+    """The leaf bytes of these rows; an ExportError when one holds a value labledger never
+    writes and cannot read (only a change behind its back stores one: `verify` names it)."""
+    try:
+        rows = entry_rows(conn, kind, ids)
+        return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+    except DBAPIError as exc:
+        if not undecodable_text(exc):
+            raise
+        reason: BaseException = exc.orig or exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        reason = exc
+    table = ENTRY_TABLES[kind].name
+    raise ExportError(
+        f"{table} rows {min(ids)}-{max(ids)}: one holds a value labledger cannot read "
+        f"({reason}); run `labledger verify` to name it"
+    ) from reason
 
 
 def sha256_file(path: Path) -> str:

@@ -6,12 +6,14 @@ roots above it no longer rebuild) and goes on with the rest; it never fails on o
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from labledger.export import ExportError, export_log
 from tests.conftest import Ledger
-from tests.contract.test_tamper_evidence import _codes, _grow, _verify, grown, superuser
+from tests.contract.test_tamper_evidence import KEY, _codes, _grow, _verify, grown, superuser
 from tests.support import session_spec
 
 __all__ = ["grown"]  # the fixture
@@ -106,3 +108,24 @@ def _body_mismatch(ledger: Ledger, body: str) -> None:
     assert [(p.code, p.table, p.entry_id) for p in report.problems] == [
         ("body_mismatch", "deliveries", 1)
     ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE attempts SET message = CAST(X'c328' AS TEXT) WHERE id = 2",
+        "UPDATE attempts SET received_at = 'not a time' WHERE id = 2",
+        "UPDATE attempts SET changed_files = '[1.5]' WHERE id = 2",
+    ],
+)
+def test_an_export_of_an_odd_stored_value_is_refused_with_a_clear_error(
+    sqlite_ledger: Ledger, tmp_path: Path, change: str
+) -> None:
+    """`export` writes leaves from rows: one it cannot write stops it with an error naming
+    the table and pointing at `verify`, not with a driver's traceback."""
+    ledger = _grown(sqlite_ledger)
+    export_log(ledger.engine, tmp_path / "before", KEY)  # the same ledger exports untouched
+    with superuser(ledger) as conn:
+        conn.execute(text(change))
+    with pytest.raises(ExportError, match=r"attempts rows 1-[0-9]+: .* run `labledger verify`"):
+        export_log(ledger.engine, tmp_path / "after", KEY)

@@ -19,6 +19,7 @@ a text no leaf holds. `verify` then reports such a row instead of failing.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,18 @@ def postgres_time(sent: bytes | None) -> datetime | str | None:
         return _POSTGRES_EPOCH + timedelta(microseconds=micros)
     except OverflowError:
         return f"PostgreSQL time {micros} us after 2000-01-01 UTC"
+
+
+# How sqlite3 says a stored text is not UTF-8 (it raises OperationalError, as for much else)
+_NOT_UTF8 = "Could not decode to UTF-8"
+
+
+def undecodable_text(exc: BaseException) -> bool:
+    """Whether `exc` (sqlite3's, or SQLAlchemy's wrapping it) says a stored text is not UTF-8."""
+    driver_error = getattr(exc, "orig", exc)
+    return isinstance(driver_error, sqlite3.OperationalError) and str(driver_error).startswith(
+        _NOT_UTF8
+    )
 
 
 class Unreadable:

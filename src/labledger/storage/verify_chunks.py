@@ -31,7 +31,7 @@ from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
 from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
 from labledger.storage.engine import translate_driver_errors
 from labledger.storage.leaf_columns import Fetch, KindPlan, driver_fetch, kind_plan
-from labledger.storage.leaf_rows import ENTRY_TABLES
+from labledger.storage.leaf_rows import ENTRY_TABLES, undecodable_text
 
 if TYPE_CHECKING:
     from labledger.storage.verify_workers import ChunkWorkers
@@ -40,8 +40,6 @@ CHUNK_HEIGHT = 15  # 32,768 leaves a chunk: what a worker checks and sums up at 
 # Rows are read this many ids at a time: the rows of a batch, their columns and their leaf
 # texts stay in the CPU's caches, which a whole chunk's rows do not (a fifth less CPU an entry).
 ROW_BATCH = 1024
-# How sqlite3 says a stored text is not UTF-8 (it raises OperationalError, as for much else)
-_NOT_UTF8 = "Could not decode to UTF-8"
 _CLUSTER_GAP = 1024  # ids further apart than this are read by separate range queries
 
 
@@ -73,7 +71,7 @@ def check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChu
         except (ValueError, TypeError, OverflowError):
             return None
         except sqlite3.OperationalError as exc:
-            if str(exc).startswith(_NOT_UTF8):
+            if undecodable_text(exc):
                 return None
             raise
 
