@@ -8,12 +8,13 @@ broken connections, but builds no statement and converts no value per call) and 
 whole columns at once: `verify` loads every row of the ledger, and statement building plus
 per-row mappings used to cost more than the hashing itself.
 
-`all_entry_rows` (`verify`'s one-by-one check) reads leniently: a value its column's reader
-refuses, which only a change behind labledger's back can store (a time that is no time, JSON
-that does not parse, text in a bytes column), comes back as an `Unreadable`, which no leaf
-holds, and a PostgreSQL time is read as the server sends it in binary (`timestamptz_send`),
-so that one no datetime holds (BC, past 9999, an infinity; the driver refuses those) becomes
-a text no leaf holds. `verify` then reports such a row instead of failing.
+`entry_row_batches` and `all_entry_rows` (`verify`'s one-by-one check) read leniently: a
+value its column's reader refuses, which only a change behind labledger's back can store (a
+time that is no time, JSON that does not parse, text in a bytes column), comes back as an
+`Unreadable`, which no leaf holds, and a PostgreSQL time is read as the server sends it in
+binary (`timestamptz_send`), so that one no datetime holds (BC, past 9999, an infinity; the
+driver refuses those) becomes a text no leaf holds. `verify` then reports such a row instead
+of failing.
 """
 
 from __future__ import annotations
