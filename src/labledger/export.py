@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import LedgerError
 from labledger.core.leaf_batches import leaf_bytes_many
@@ -27,7 +26,7 @@ from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows, undecodable_text
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, UnreadableRows, entry_rows
 from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"
@@ -118,17 +117,10 @@ def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
     try:
         rows = entry_rows(conn, kind, ids)
         return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
-    except DBAPIError as exc:
-        if not undecodable_text(exc):
-            raise
-        reason: BaseException = exc.orig or exc
-    except (ValueError, TypeError, OverflowError) as exc:
-        reason = exc
-    table = ENTRY_TABLES[kind].name
-    raise ExportError(
-        f"{table} rows {min(ids)}-{max(ids)}: one holds a value labledger cannot read "
-        f"({reason}); run `labledger verify` to name it"
-    ) from reason
+    except UnreadableRows as exc:
+        raise ExportError(str(exc)) from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # read, but no leaf holds it
+        raise ExportError(str(UnreadableRows(ENTRY_TABLES[kind].name, ids, exc))) from exc
 
 
 def sha256_file(path: Path) -> str:

@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from labledger.export import ExportError, export_log
+from labledger.storage.leaf_rows import UnreadableRows
+from labledger.storage.merkle_log import SqlLog
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.contract.test_tamper_evidence import KEY, _codes, _grow, _verify, grown, superuser
@@ -152,3 +154,23 @@ def test_worker_processes_hand_an_odd_stored_value_to_the_one_by_one_check(
     assert [(p.table, p.entry_id) for p in alone.problems if p.code == "leaf_mismatch"] == [
         ("attempts", 2)
     ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE attempts SET message = CAST(X'c328' AS TEXT) WHERE id = 2",
+        "UPDATE attempts SET received_at = 'not a time' WHERE id = 2",
+    ],
+)
+def test_a_receipt_for_a_row_labledger_cannot_read_is_refused_with_a_clear_error(
+    sqlite_ledger: Ledger, change: str
+) -> None:
+    """Receipts, exports, archives and erasures read rows as labledger's readers do: one they
+    refuse stops them with an error naming the table and pointing at `verify`."""
+    ledger = _grown(sqlite_ledger)
+    assert SqlLog(ledger.engine).receipt("attempt", 2).leaf_index >= 0
+    with superuser(ledger) as conn:
+        conn.execute(text(change))
+    with pytest.raises(UnreadableRows, match=r"attempts rows 2-2: .* run `labledger verify`"):
+        SqlLog(ledger.engine).receipt("attempt", 2)

@@ -27,7 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy.exc import DBAPIError
 
+from labledger.core.errors import LedgerError
 from labledger.storage.tables import (
     UtcDateTime,
     attempts,
@@ -238,9 +240,32 @@ def _with_commits(rows: list[dict[str, Any]], commits: list[dict[str, Any]]) -> 
             pushed["commits"].append([c["commit_sha"], c["is_distinct"]])
 
 
+class UnreadableRows(LedgerError):
+    """Rows of which one holds a value labledger never writes and its readers refuse."""
+
+    def __init__(self, table: str, ids: Sequence[int], reason: BaseException) -> None:
+        super().__init__(
+            f"{table} rows {min(ids)}-{max(ids)}: one holds a value labledger cannot read "
+            f"({reason}); run `labledger verify` to name it"
+        )
+
+
 def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """The rows of one kind, as mappings ready for `leaf_bytes` (pushes with their commits,
-    erased rows with the personal commitment their erasure kept)."""
+    erased rows with the personal commitment their erasure kept). UnreadableRows when one
+    holds a value its column's reader refuses (only a change behind labledger's back stores
+    one), for receipts, exports, archives and erasures to stop on with a clear error."""
+    try:
+        return _entry_rows(conn, kind, ids)
+    except DBAPIError as exc:
+        if not undecodable_text(exc):
+            raise
+        raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc.orig or exc) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc) from exc
+
+
+def _entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     queries = _queries(conn.dialect, kind)
     found: dict[int, dict[str, Any]] = {}
     for start in range(0, len(ids), queries.chunk):
