@@ -161,6 +161,7 @@ def test_worker_processes_hand_an_odd_stored_value_to_the_one_by_one_check(
     [
         "UPDATE attempts SET message = CAST(X'c328' AS TEXT) WHERE id = 2",
         "UPDATE attempts SET received_at = 'not a time' WHERE id = 2",
+        "UPDATE attempts SET changed_files = '[1.5]' WHERE id = 2",
     ],
 )
 def test_a_receipt_for_a_row_labledger_cannot_read_is_refused_with_a_clear_error(

@@ -477,7 +477,14 @@ def test_erased_data_is_absent_from_new_exports_and_archives(aged: Aged, tmp_pat
     assert b"mira@example.edu" in archived
 
 
-def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(aged: Aged) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [{"author_name": "Someone Else"}, {"changed_files": [1.5]}],  # a float: no leaf holds one
+    ids=["author", "float"],
+)
+def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(
+    aged: Aged, change: dict[str, Any]
+) -> None:
     """Erasure refuses to launder a row that was tampered with, and changes nothing."""
     ledger = aged.ledger
     with ledger.engine.begin() as conn:
@@ -486,9 +493,7 @@ def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(aged: Aged) -> No
         else:
             conn.execute(text("DROP TRIGGER attempts_no_update"))
         conn.execute(
-            attempts.update()
-            .where(attempts.c.id == aged.new_attempts[0])
-            .values(author_name="Someone Else")
+            attempts.update().where(attempts.c.id == aged.new_attempts[0]).values(**change)
         )
     with pytest.raises(RetentionError, match="no longer matches its logged leaf"):
         erase(

@@ -177,7 +177,7 @@ def _commitments(conn: Connection, kind: str, ids: list[int]) -> list[Tombstone]
     stones = []
     for entry_id in ids:
         row = rows[entry_id]
-        if entry_leaf_hash(kind, row) != logged[entry_id]:
+        if not _matches(kind, row, logged[entry_id]):
             raise RetentionError(
                 f"{kind} {entry_id} no longer matches its logged leaf; erasing it would hide "
                 "that: run `labledger verify` and resolve it first"
@@ -186,3 +186,12 @@ def _commitments(conn: Connection, kind: str, ids: list[int]) -> list[Tombstone]
         commitment = personal_commitment(salt, {n: row[n] for n in personal})
         stones.append(Tombstone(kind, entry_id, "personal", None, commitment))
     return stones
+
+
+def _matches(kind: str, row: dict[str, Any], logged: bytes) -> bool:
+    """Whether the row still hashes to its logged leaf; one holding what no leaf can (a float
+    in its JSON, stored behind labledger's back) does not."""
+    try:
+        return entry_leaf_hash(kind, row) == logged
+    except (ValueError, TypeError, OverflowError):
+        return False

@@ -46,7 +46,13 @@ from labledger.storage.engine import (
     writer_lock,
 )
 from labledger.storage.leaf_columns import driver_fetch, kind_plan
-from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_rows
+from labledger.storage.leaf_rows import (
+    ARRAY_CHUNK,
+    ENTRY_TABLES,
+    IN_CHUNK,
+    UnreadableRows,
+    entry_rows,
+)
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,
@@ -267,7 +273,11 @@ def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes]
     row = entry_rows(conn, kind, [entry_id]).get(entry_id) if logged else None
     if row is None:
         return None
-    (index, leaf), data = logged[0], leaf_bytes(kind, row)
+    try:
+        data = leaf_bytes(kind, row)
+    except (ValueError, TypeError, OverflowError) as exc:  # a value read that no leaf holds
+        raise UnreadableRows(ENTRY_TABLES[kind].name, [entry_id], exc) from exc
+    index, leaf = logged[0]
     return LogEntry(index, kind, entry_id, bytes(leaf)), data
 
 
