@@ -21,12 +21,16 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from labledger.core.errors import LedgerError
-from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, UnreadableRows, entry_rows
+from labledger.storage.leaf_rows import (
+    ENTRY_TABLES,
+    TIME_COLUMN,
+    UnreadableRows,
+    entry_leaves,
+)
 from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"
@@ -115,12 +119,9 @@ def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
     """The leaf bytes of these rows; an ExportError when one holds a value labledger never
     writes and cannot read (only a change behind its back stores one: `verify` names it)."""
     try:
-        rows = entry_rows(conn, kind, ids)
-        return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+        return entry_leaves(conn, kind, ids)
     except UnreadableRows as exc:
         raise ExportError(str(exc)) from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # read, but no leaf holds it
-        raise ExportError(str(UnreadableRows(ENTRY_TABLES[kind].name, ids, exc))) from exc
 
 
 def sha256_file(path: Path) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from labledger.core.leaves import LEAF_FIELDS, entry_leaf_hash, personal_commitment
 from labledger.core.retention import RetentionError, Tombstone
-from labledger.storage.leaf_rows import entry_rows
+from labledger.storage.leaf_rows import UNREADABLE_ERRORS, entry_rows
 from labledger.storage.maintenance import compact, maintenance
 from labledger.storage.retention import TABLE_OF, chunks, file_tombstones
 from labledger.storage.tables import (
@@ -193,5 +193,5 @@ def _matches(kind: str, row: dict[str, Any], logged: bytes) -> bool:
     in its JSON, stored behind labledger's back) does not."""
     try:
         return entry_leaf_hash(kind, row) == logged
-    except (ValueError, TypeError, OverflowError):
+    except UNREADABLE_ERRORS:
         return False

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import LedgerError
+from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.storage.tables import (
     UtcDateTime,
     attempts,
@@ -71,6 +72,10 @@ TIME_COLUMN = {
 
 
 Convert = Callable[[Any], Any]
+# What a column's reader or the leaf encoder raises on a value labledger never writes (only a
+# change behind its back stores one): a time that is no time, JSON that does not parse or holds
+# a float, text where bytes belong, a number out of range.
+UNREADABLE_ERRORS = (ValueError, TypeError, OverflowError)
 # A PostgreSQL time as the server sends it in binary: microseconds since 2000-01-01 00:00 UTC,
 # 8 bytes big-endian and signed, whatever the session's time zone (the extremes stand for
 # -infinity and infinity). Schema-qualified, so that no function of the same name can stand in.
@@ -118,7 +123,7 @@ def _lenient(convert: Convert) -> Convert:
     def read(value: Any) -> Any:
         try:
             return convert(value)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except UNREADABLE_ERRORS as exc:
             return Unreadable(value, exc)
 
     return read
@@ -261,7 +266,17 @@ def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dic
         if not undecodable_text(exc):
             raise
         raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc.orig or exc) from exc
-    except (ValueError, TypeError, OverflowError) as exc:
+    except UNREADABLE_ERRORS as exc:
+        raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc) from exc
+
+
+def entry_leaves(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, bytes]:
+    """The leaf bytes of the rows of one kind that exist, by id; UnreadableRows as
+    `entry_rows`, and also when a row read holds a value no leaf holds (a float in its JSON)."""
+    rows = entry_rows(conn, kind, ids)
+    try:
+        return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+    except UNREADABLE_ERRORS as exc:
         raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc) from exc
 
 

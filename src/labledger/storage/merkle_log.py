@@ -28,7 +28,6 @@ from sqlalchemy import Connection, Dialect, Engine, func, select
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
 from labledger.core.leaf_batches import leaf_hashes_columns
-from labledger.core.leaves import leaf_bytes
 from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
@@ -46,13 +45,7 @@ from labledger.storage.engine import (
     writer_lock,
 )
 from labledger.storage.leaf_columns import driver_fetch, kind_plan
-from labledger.storage.leaf_rows import (
-    ARRAY_CHUNK,
-    ENTRY_TABLES,
-    IN_CHUNK,
-    UnreadableRows,
-    entry_rows,
-)
+from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_leaves
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,
@@ -270,13 +263,9 @@ def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes]
         f"SELECT leaf_index, leaf_hash FROM log_entries WHERE entry_type = {p} AND entry_id = {p}",
         (kind, entry_id),
     )
-    row = entry_rows(conn, kind, [entry_id]).get(entry_id) if logged else None
-    if row is None:
+    data = entry_leaves(conn, kind, [entry_id]).get(entry_id) if logged else None
+    if data is None:
         return None
-    try:
-        data = leaf_bytes(kind, row)
-    except (ValueError, TypeError, OverflowError) as exc:  # a value read that no leaf holds
-        raise UnreadableRows(ENTRY_TABLES[kind].name, [entry_id], exc) from exc
     index, leaf = logged[0]
     return LogEntry(index, kind, entry_id, bytes(leaf)), data
 

@@ -29,6 +29,7 @@ from labledger.storage.leaf_rows import (
     ENTRY_TABLES,
     IN_CHUNK,
     TIME_COLUMN,
+    UNREADABLE_ERRORS,
     entry_row_batches,
 )
 from labledger.storage.sql_store import translate_db_errors
@@ -187,14 +188,14 @@ def _leaf_hashes(kind: str, rows: list[dict[str, Any]]) -> list[bytes]:
     leaf: a leaf begins with its version line, and this does not."""
     try:
         return list(map(leaf_hash, leaf_bytes_many(kind, rows)))
-    except (ValueError, TypeError, OverflowError):
+    except UNREADABLE_ERRORS:
         return [_row_hash(kind, row) for row in rows]
 
 
 def _row_hash(kind: str, row: dict[str, Any]) -> bytes:
     try:
         return leaf_hash(leaf_bytes(kind, row))
-    except (ValueError, TypeError, OverflowError) as exc:
+    except UNREADABLE_ERRORS as exc:
         held = f"unreadable {kind} {row.get('id')!r}: {exc!r} in {row!r}"
         return leaf_hash(held.encode("utf-8", "backslashreplace"))
 

@@ -31,7 +31,7 @@ from labledger.core.verify import LedgerVerifier, SignedCheckpoint, VerifyReport
 from labledger.core.verify_chunks import CheckedChunk, Floors, backdated, summarize_chunk
 from labledger.storage.engine import translate_driver_errors
 from labledger.storage.leaf_columns import Fetch, KindPlan, driver_fetch, kind_plan
-from labledger.storage.leaf_rows import ENTRY_TABLES, undecodable_text
+from labledger.storage.leaf_rows import ENTRY_TABLES, UNREADABLE_ERRORS, undecodable_text
 
 if TYPE_CHECKING:
     from labledger.storage.verify_workers import ChunkWorkers
@@ -68,7 +68,7 @@ def check_chunk(fetch: Fetch, job: ChunkJob, start: int, end: int) -> CheckedChu
     with _no_cycle_collection():
         try:
             return _check_chunk(fetch, job, start, end)
-        except (ValueError, TypeError, OverflowError):
+        except UNREADABLE_ERRORS:
             return None
         except sqlite3.OperationalError as exc:
             if undecodable_text(exc):
