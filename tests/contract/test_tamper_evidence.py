@@ -256,10 +256,10 @@ def test_an_integrator_that_read_before_another_signed_gives_way(grown: Ledger) 
     deliver(grown.store, push_payload([commit(), commit()]))
     with grown.engine.connect() as conn, conn.begin():
         stale = merkle_log._read_batch(conn, 100)
-    assert stale is not None and stale.queued
+    assert stale is not None and stale.entries
     deliver(grown.store, push_payload([commit()]))
     winner = log.integrate(SIGNER)  # logs the stale batch's entries and the newer ones
-    assert winner is not None and winner.tree_size == stale.base_size + len(stale.queued) + 4
+    assert winner is not None and winner.tree_size == stale.base_size + len(stale.entries) + 4
     with grown.engine.begin() as conn:
         assert merkle_log._append_batch(conn, SIGNER, None, stale) is None
     latest = log.latest_checkpoint()

@@ -3,12 +3,12 @@
 Ingest only queues `(entry_type, entry_id)` in its own transaction; integration runs in
 batches, elsewhere (the integrator of `serve`, or `labledger integrate`), in two steps:
 
-1. in a read transaction, the queued entries' rows are read and their leaves hashed: most of
-   the work, and it blocks no writer;
+1. in a read transaction, the queued entries' rows are read, their leaves hashed and the
+   tree grown by them in memory: most of the work, and it blocks no writer;
 2. in a write transaction, under a lock several server processes can share
    (`pg_try_advisory_xact_lock` on PostgreSQL, the write lock of `BEGIN IMMEDIATE` on SQLite),
-   the tree grows by those hashes and a checkpoint is signed, unless another integrator
-   signed one since step 1, in which case this round gives way to the next.
+   the entries and new tree nodes are stored and a checkpoint is signed, unless another
+   integrator signed one since step 1, in which case this round gives way to the next.
 
 Rows are append-only, so what step 1 read is still what step 2 logs. An entry is covered by a
 checkpoint within one integration interval after its transaction commits (plus the batch's
@@ -73,7 +73,6 @@ _TRY_LOCK = select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))
 _LATEST = select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
 _INSERT_CHECKPOINT = checkpoints.insert()
 _NEWEST_NOTE = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-_NEWEST_SIZE = "SELECT tree_size FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +215,14 @@ def _take_integrator_lock(conn: Connection) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """Queued entries and their leaf hashes, read while no lock was held."""
+    """Queued entries, their leaf hashes and the tree they grow, worked out while no lock was
+    held: the write step only stores them, so writers wait on it for as short a time as can be."""
 
     base_size: int  # the tree size they were read against
-    queued: list[Any]  # (queue id, entry type, entry id), in queue order
-    hashes: list[bytes]
+    entries: list[tuple[int, str, int, bytes]]  # (leaf index, entry type, entry id, leaf hash)
+    queue_ids: list[int]
+    frontier: CompactRange  # the tree with them
+    nodes: list[Node]  # the subtrees they complete
 
 
 def _read_batch(conn: Connection, limit: int) -> _Batch | None:
@@ -231,29 +233,31 @@ def _read_batch(conn: Connection, limit: int) -> _Batch | None:
     queued = _driver_rows(conn, sql.queued, (limit,))
     if not queued:
         return None
-    size = _driver_rows(conn, _NEWEST_SIZE, ())
+    latest = conn.execute(_LATEST).one_or_none()
+    base = checkpoint_from_row(latest).frontier if latest else CompactRange()
     hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
-    return _Batch(size[0][0] if size else 0, queued, hashes)
+    frontier, nodes = append_leaves(base, hashes)
+    entries = [
+        (base.size + i, kind, entry_id, h)
+        for i, ((_, kind, entry_id), h) in enumerate(zip(queued, hashes, strict=True))
+    ]
+    return _Batch(base.size, entries, [q[0] for q in queued], frontier, nodes)
 
 
 def _append_batch(
     conn: Connection, signer: SignerKey, now: datetime | None, batch: _Batch
 ) -> StoredCheckpoint | None:
     latest = conn.execute(_LATEST).one_or_none()
-    frontier = checkpoint_from_row(latest).frontier if latest else CompactRange()
-    if frontier.size != batch.base_size:
+    if (latest.tree_size if latest else 0) != batch.base_size:
         return None  # another integrator logged entries since the read; the next round goes on
+    # tree_size is the checkpoints' key: the same size is the same checkpoint, so the batch's
+    # frontier grew from the one signed there.
     now = now or datetime.now(UTC)
     if latest is not None:
         now = max(now, latest.created_at)
-    start, queued = frontier.size, batch.queued
-    frontier, nodes = append_leaves(frontier, batch.hashes)
-    entries = [
-        (start + i, kind, entry_id, h)
-        for i, ((_, kind, entry_id), h) in enumerate(zip(queued, batch.hashes, strict=True))
-    ]
-    _IntegratorSql.of(conn.dialect).write(conn, entries, now, nodes, [q[0] for q in queued])
-    return _sign(conn, signer, frontier, now)
+    sql = _IntegratorSql.of(conn.dialect)
+    sql.write(conn, batch.entries, now, batch.nodes, batch.queue_ids)
+    return _sign(conn, signer, batch.frontier, now)
 
 
 def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
