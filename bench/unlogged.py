@@ -33,8 +33,8 @@ class UnloggedStore(SqlStore):
             yield writer
 
 
-def _skip() -> None:
-    return None
+def _skip() -> int:
+    return 0
 
 
 def create_unlogged_app() -> FastAPI:

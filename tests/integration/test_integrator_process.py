@@ -173,6 +173,30 @@ def test_the_modes_decide_who_integrates(ledger: Ledger, tmp_path: Path) -> None
     assert report.ok and report.pending == 0, report.problems
 
 
+def test_under_load_the_integrator_thread_does_not_wait_for_the_interval(
+    sqlite_ledger: Ledger, tmp_path: Path
+) -> None:
+    """On SQLite the integrator shares the web worker: a round starts once EARLY_ROUND_ENTRIES
+    entries of the worker wait, even when the interval is an hour, so no round is large."""
+    from labledger.http.integrator import EARLY_ROUND_ENTRIES
+
+    sqlite_ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    hour = {"LABLEDGER_INTEGRATE_INTERVAL_SECONDS": "3600", "LABLEDGER_INTEGRATOR": "thread"}
+    with serving(sqlite_ledger, tmp_path, **hour) as (url, _server):
+        first = _push(url, "one")
+        time.sleep(1.0)
+        assert _proof_status(url, first) == 409  # a few entries: the hour applies
+        for batch in range(EARLY_ROUND_ENTRIES // 20 + 1):
+            commits = [commit(f"load-{batch}-{n}") for n in range(20)]
+            body = body_of(push_payload(commits))
+            headers = headers_for(body, delivery_id=f"load-{batch}")
+            answer = httpx2.post(f"{url}/webhooks/github", content=body, headers=headers)
+            assert answer.status_code == 202, answer.text
+        assert _eventually(lambda: _covered(url, first))
+    report = verify_database(sqlite_ledger.engine, SIGNER.verifier)
+    assert report.ok, report.problems
+
+
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ConfigError, match="LABLEDGER_INTEGRATOR"):
         Settings.from_env({"LABLEDGER_INTEGRATOR": "cron"})

@@ -110,7 +110,9 @@ def create_app(
         else None
     )
     lifespan = (
-        integrator_lifespan(log, signer, settings, dispatcher) if integrate_in_background else None
+        integrator_lifespan(log, signer, settings, dispatcher, lambda: store.entries_queued)
+        if integrate_in_background
+        else None
     )
     app = FastAPI(
         title="labledger",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, func, select
@@ -282,9 +283,11 @@ def _driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]
 class _IntegratorSql:
     """The integrator's statements in the driver's own parameter style, written once.
 
-    SQLite runs each insert and delete over its C `executemany` in-process; PostgreSQL takes
-    each as one statement over arrays (`unnest`, `= ANY`), a round trip per table instead of
-    one per row.
+    PostgreSQL takes each insert and delete as one statement over arrays (`unnest`, `= ANY`),
+    a round trip per table instead of one per row. SQLite takes many rows per statement
+    (`VALUES (...), (...)`, `IN (...)`): its driver lets go of the GIL around every step of a
+    statement, so inserting row by row (`executemany`) would wait to take it back once a row,
+    behind the web worker's threads, while this process's writers wait for the write lock.
     """
 
     queued: str
@@ -314,9 +317,9 @@ class _IntegratorSql:
             )
         return _IntegratorSql(
             f"{queued} ?",
-            f"{entries} VALUES (?, ?, ?, ?, ?)",
-            f"{nodes} VALUES (?, ?, ?)",
-            "DELETE FROM log_queue WHERE id = ?",
+            f"{entries} VALUES",
+            f"{nodes} VALUES",
+            "DELETE FROM log_queue WHERE id IN",
             bind or (lambda moment: moment),
             arrays=False,
         )
@@ -347,11 +350,28 @@ class _IntegratorSql:
                 columns = ([n.level for n in nodes], [n.index for n in nodes])
                 run(self.insert_nodes, (*columns, [n.hash for n in nodes]))
             run(self.delete_queued, (queue_ids,))
-        else:  # a list of parameter tuples: the driver's executemany
-            run(self.insert_entries, [(*e, stamp) for e in entries])
-            if nodes:
-                run(self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
-            run(self.delete_queued, [(i,) for i in queue_ids])
+        else:
+            _many_rows(conn, self.insert_entries, [(*e, stamp) for e in entries])
+            _many_rows(conn, self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
+            _many_rows(conn, self.delete_queued, [(i,) for i in queue_ids], rows_as_list=True)
+
+
+def _many_rows(
+    conn: Connection, statement: str, rows: list[tuple[Any, ...]], rows_as_list: bool = False
+) -> None:
+    """`statement` followed by as many rows as one statement may bind: `(?, ?), (?, ?)`, or
+    with `rows_as_list` one list, `(?, ?, ?)`. SQLite before 3.32 binds at most 999 values."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = IN_CHUNK if rows_as_list else 999 // width
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        if rows_as_list:
+            marks = f"({', '.join('?' * len(chunk))})"
+        else:
+            marks = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
+        conn.exec_driver_sql(f"{statement} {marks}", tuple(chain.from_iterable(chunk)))
 
 
 _INTEGRATOR_SQL: dict[tuple[str, str], _IntegratorSql] = {}

@@ -79,6 +79,9 @@ class SqlStore:
         self.engine = engine
         self.subscribers = tuple(subscribers)
         self._write_lock = writer_lock(engine)
+        # Entries this store's transactions have queued for the Merkle log and committed: the
+        # integrator thread of `serve` starts a round early once enough are waiting.
+        self.entries_queued = 0
 
     @contextmanager
     def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
@@ -94,7 +97,8 @@ class SqlStore:
             with conn.begin(), translate_driver_errors(conn.dialect):
                 writer = SqlWriter(conn, self.subscribers, values)
                 yield writer
-                writer.flush_log_queue()
+                queued = writer.flush_log_queue()
+            self.entries_queued += queued  # not atomic: a count lost only delays a round
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:

@@ -103,14 +103,17 @@ class SqlWriter:
             for name in self._subscribers
         )
 
-    def flush_log_queue(self) -> None:
-        """Queue every entry written in this transaction for the Merkle log, in the same commit."""
+    def flush_log_queue(self) -> int:
+        """Queue every entry written in this transaction for the Merkle log, in the same commit;
+        how many entries that was."""
+        queued = len(self._logged)
         if self._logged:
             self._driver.insert(LOG_QUEUE, self._logged)
             self._logged = []
         if self._outbox:
             self._driver.insert(OUTBOX, self._outbox)
             self._outbox = []
+        return queued
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
         found = self._driver.insert_values(DELIVERY, [self._values.delivery(delivery)])
