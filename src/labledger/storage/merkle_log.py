@@ -17,18 +17,16 @@ own time).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
-from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.log import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
@@ -42,15 +40,13 @@ from labledger.storage.engine import (
     BRIEF_WAIT_OPTION,
     WRITE_OPTION,
     translate_db_errors,
-    translate_driver_errors,
     writer_lock,
 )
-from labledger.storage.leaf_columns import driver_fetch, kind_plan
-from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK, entry_leaves
+from labledger.storage.integrator_sql import IntegratorSql, leaf_hashes
+from labledger.storage.leaf_rows import entry_leaves
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,
-    log_entries,
     log_queue,
 )
 
@@ -230,13 +226,13 @@ def _read_batch(conn: Connection, limit: int) -> _Batch | None:
     # The per-entry work runs as once-written SQL in the driver's style: it shares the CPU
     # with request handling, and SQLAlchemy's per-row parameter processing used to cost as
     # much as hashing the leaves.
-    sql = _IntegratorSql.of(conn.dialect)
+    sql = IntegratorSql.of(conn.dialect)
     queued = _driver_rows(conn, sql.queued, (limit,))
     if not queued:
         return None
     latest = conn.execute(_LATEST).one_or_none()
     base = checkpoint_from_row(latest).frontier if latest else CompactRange()
-    hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
+    hashes = leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
     frontier, nodes = append_leaves(base, hashes)
     entries = [
         (base.size + i, kind, entry_id, h)
@@ -256,7 +252,7 @@ def _append_batch(
     now = now or datetime.now(UTC)
     if latest is not None:
         now = max(now, latest.created_at)
-    sql = _IntegratorSql.of(conn.dialect)
+    sql = IntegratorSql.of(conn.dialect)
     sql.write(conn, batch.entries, now, batch.nodes, batch.queue_ids)
     return _sign(conn, signer, batch.frontier, now)
 
@@ -277,126 +273,6 @@ def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes]
 
 def _driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     return list(conn.exec_driver_sql(sql, tuple(params)).all())
-
-
-@dataclass(frozen=True, slots=True)
-class _IntegratorSql:
-    """The integrator's statements in the driver's own parameter style, written once.
-
-    PostgreSQL takes each insert and delete as one statement over arrays (`unnest`, `= ANY`),
-    a round trip per table instead of one per row. SQLite takes many rows per statement
-    (`VALUES (...), (...)`, `IN (...)`): its driver lets go of the GIL around every step of a
-    statement, so inserting row by row (`executemany`) would wait to take it back once a row,
-    behind the web worker's threads, while this process's writers wait for the write lock.
-    """
-
-    queued: str
-    insert_entries: str
-    insert_nodes: str
-    delete_queued: str
-    bind_time: Callable[[datetime], Any]
-    arrays: bool
-
-    @staticmethod
-    def _build(dialect: Dialect) -> _IntegratorSql:
-        bind = log_entries.c.integrated_at.type.dialect_impl(dialect).bind_processor(dialect)
-        entries = (
-            "INSERT INTO log_entries (leaf_index, entry_type, entry_id, leaf_hash, integrated_at)"
-        )
-        nodes = "INSERT INTO merkle_nodes (level, node_index, hash)"
-        queued = "SELECT id, entry_type, entry_id FROM log_queue ORDER BY id LIMIT"
-        if dialect.name == "postgresql":
-            return _IntegratorSql(
-                f"{queued} %s",
-                f"{entries} SELECT u.i, u.t, u.e, u.h, %s FROM "
-                "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bytea[]) AS u(i, t, e, h)",
-                f"{nodes} SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])",
-                "DELETE FROM log_queue WHERE id = ANY(%s)",
-                bind or (lambda moment: moment),
-                arrays=True,
-            )
-        return _IntegratorSql(
-            f"{queued} ?",
-            f"{entries} VALUES",
-            f"{nodes} VALUES",
-            "DELETE FROM log_queue WHERE id IN",
-            bind or (lambda moment: moment),
-            arrays=False,
-        )
-
-    @classmethod
-    def of(cls, dialect: Dialect) -> _IntegratorSql:
-        # Once per kind of dialect, not per engine (tests and tools make many engines).
-        key = (dialect.name, dialect.driver)
-        if key not in _INTEGRATOR_SQL:
-            _INTEGRATOR_SQL[key] = cls._build(dialect)
-        return _INTEGRATOR_SQL[key]
-
-    def write(
-        self,
-        conn: Connection,
-        entries: list[tuple[int, str, int, bytes]],
-        now: datetime,
-        nodes: list[Node],
-        queue_ids: list[int],
-    ) -> None:
-        # The queue loses each integrated id exactly: a writer whose transaction took a lower
-        # id may commit after this batch was read, so "up to the last id" could drop its entry.
-        stamp = self.bind_time(now)
-        run = conn.exec_driver_sql
-        if self.arrays:
-            run(self.insert_entries, (stamp, *map(list, zip(*entries, strict=True))))
-            if nodes:
-                columns = ([n.level for n in nodes], [n.index for n in nodes])
-                run(self.insert_nodes, (*columns, [n.hash for n in nodes]))
-            run(self.delete_queued, (queue_ids,))
-        else:
-            _many_rows(conn, self.insert_entries, [(*e, stamp) for e in entries])
-            _many_rows(conn, self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
-            _many_rows(conn, self.delete_queued, [(i,) for i in queue_ids], rows_as_list=True)
-
-
-def _many_rows(
-    conn: Connection, statement: str, rows: list[tuple[Any, ...]], rows_as_list: bool = False
-) -> None:
-    """`statement` followed by as many rows as one statement may bind: `(?, ?), (?, ?)`, or
-    with `rows_as_list` one list, `(?, ?, ?)`. SQLite before 3.32 binds at most 999 values."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per_statement = IN_CHUNK if rows_as_list else 999 // width
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        if rows_as_list:
-            marks = f"({', '.join('?' * len(chunk))})"
-        else:
-            marks = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
-        conn.exec_driver_sql(f"{statement} {marks}", tuple(chain.from_iterable(chunk)))
-
-
-_INTEGRATOR_SQL: dict[tuple[str, str], _IntegratorSql] = {}
-
-
-def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
-    """The leaf hash of each queued entry, from its row: the rows of a kind read column by
-    column and hashed as `verify` hashes them (storage/leaf_columns.py)."""
-    by_kind: dict[str, list[int]] = {}
-    for kind, entry_id in keys:
-        by_kind.setdefault(kind, []).append(entry_id)
-    fetch = driver_fetch(conn.connection.driver_connection)
-    hashes: dict[str, dict[int, bytes]] = {}
-    with translate_driver_errors(conn.dialect):
-        for kind, ids in by_kind.items():
-            plan, hashes[kind] = kind_plan(conn.dialect, kind), {}
-            step = ARRAY_CHUNK if plan.array else IN_CHUNK  # SQLite binds a bounded number
-            for part in (ids[i : i + step] for i in range(0, len(ids), step)):
-                found = plan.fetch(fetch, part, (min(part), max(part)))
-                computed = leaf_hashes_columns(kind, found.columns, len(found.ids))
-                hashes[kind].update(zip(found.ids, computed, strict=True))
-    missing = [(k, i) for k, i in keys if i not in hashes[k]]
-    if missing:
-        raise RuntimeError(f"queued entries without rows: {missing[:5]}")
-    return [hashes[kind][entry_id] for kind, entry_id in keys]
 
 
 def checkpoint_extensions(now: datetime) -> list[str]:
