@@ -188,6 +188,29 @@ def test_receipts_and_consistency_proofs_verify(grown: Ledger) -> None:
     verify_consistency(first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof)
 
 
+def test_one_large_round_stores_every_entry_and_node(ledger: Ledger) -> None:
+    """A round larger than one statement binds (SQLite writes many rows per statement, at
+    most 999 values each) still logs every entry, leaves the queue empty, stores every
+    completed subtree, and every attempt's receipt verifies."""
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    for _ in range(50):  # 50 pushes of 20 commits: over a thousand entries, not a round number
+        deliver(ledger.store, push_payload([commit() for _ in range(20)]))
+    log = SqlLog(ledger.engine)
+    checkpoint = log.integrate(SIGNER)
+    assert checkpoint is not None and checkpoint.tree_size > 1000
+    size = checkpoint.tree_size
+    with ledger.engine.connect() as conn:
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("log_entries", "log_queue", "merkle_nodes")
+        ]
+    # Growing from an empty tree to `size` leaves completes size - popcount(size) subtrees.
+    assert counts == [size, 0, size - bin(size).count("1")]
+    for attempt in range(1, 501):
+        assert verify_receipt(log.receipt("attempt", attempt), KEY).size == size
+    assert _verify(ledger).ok
+
+
 def test_an_export_verifies_offline_and_detects_edits(grown: Ledger, tmp_path: Path) -> None:
     """An export verifies with only the key; an edited entry in it is caught."""
     out = tmp_path / "export"
