@@ -37,9 +37,10 @@ from labledger.storage.merkle_log import SqlLog
 log = structlog.get_logger("labledger.integrator")
 
 RESTART_BACKOFF_MAX_S = 30.0
-# A round in the web worker starts early once this many entries wait: about 35 deliveries,
-# which at 200 deliveries/s holds SQLite's write lock for about 5 ms instead of 15 a second.
-# Checkpoints stay at most one per this many entries, or one per interval when it is quiet.
+# A round in the web worker starts early once this many entries wait: about 35 deliveries.
+# At 200 deliveries/s on SQLite a round then held the write lock about 6 ms, against about 17
+# for one round a second (bench/ANALYSIS.md). Under load that is a checkpoint about every
+# this many entries; when it is quiet, still at most one per interval.
 EARLY_ROUND_ENTRIES = 256
 EARLY_ROUND_POLL_S = 0.05
 
