@@ -38,7 +38,7 @@ log = structlog.get_logger("labledger.integrator")
 
 RESTART_BACKOFF_MAX_S = 30.0
 # A round in the web worker starts early once this many entries wait: about 35 deliveries.
-# At 200 deliveries/s on SQLite a round then held the write lock about 6 ms, against about 17
+# At 200 deliveries/s on SQLite a round then held the write lock 7 ms at the median, against 17
 # for one round a second (bench/ANALYSIS.md). Under load that is a checkpoint about every
 # this many entries; when it is quiet, still at most one per interval.
 EARLY_ROUND_ENTRIES = 256
