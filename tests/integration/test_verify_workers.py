@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text
 
 from labledger.core.leaf_batches import leaf_bytes_columns
@@ -167,3 +168,42 @@ def test_columns_read_give_the_reference_leaves_of_odd_rows(ledger: Ledger) -> N
             conn.execute(text("UPDATE attempts SET received_at = '2026-01-02T03:04:05.5+01:00'"))
         conn.execute(text('UPDATE audit_events SET details = \'{ "b" : [1, "\\u00e9"], "a": {}}\''))
     assert _column_leaves(ledger) == _row_leaves(ledger)
+
+
+def test_workers_check_the_checkpoints_signatures_and_name_a_forged_one(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With enough checkpoints their signatures are checked in the workers: the report is the
+    one a single process gives, and a checkpoint signed by another key is still named."""
+    from labledger.core.checkpoint import sign_checkpoint
+    from labledger.core.note import SignerKey
+    from labledger.storage import verify_workers
+
+    shared: list[int] = []
+    in_parent = ChunkWorkers.open_notes
+
+    def counting(self: ChunkWorkers, notes: list[tuple[str, str]], key: object) -> object:
+        shared.append(len(notes))
+        return in_parent(self, notes, key)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify_workers, "NOTES_WORTH_SHARING", 2)
+    monkeypatch.setattr(ChunkWorkers, "open_notes", counting)
+    _grow(ledger)
+    report = _in_workers(ledger)
+    assert shared == [3] and report.ok and report.checkpoints == 3
+    _same(report, _alone(ledger))
+    other = SignerKey.generate(SIGNER.name)
+    forged = sign_checkpoint(SIGNER.name, 1, b"\0" * 32, other.private_key, SIGNER.name)
+    with superuser(ledger) as conn:
+        conn.execute(
+            text("UPDATE checkpoints SET note = :n WHERE tree_size = (SELECT min(tree_size) "
+                 "FROM checkpoints)"),
+            {"n": forged},
+        )  # fmt: skip
+    report = _in_workers(ledger)
+    assert shared == [3, 3]
+    named = [p.detail for p in report.problems if p.code == "checkpoint_signature"]
+    with ledger.engine.connect() as conn:
+        first = conn.execute(text("SELECT min(tree_size) FROM checkpoints")).scalar_one()
+    assert len(named) == 1 and named[0].startswith(f"checkpoint {first}: ")
+    _same(report, _alone(ledger))

@@ -7,6 +7,7 @@ checkpoint. The result is a report with data, not a string to parse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,16 +61,32 @@ def checkpoint_time(checkpoint: Checkpoint) -> datetime | None:
     return None
 
 
-def open_checkpoints(
-    notes: list[tuple[str, str]], key: VerifierKey, report: VerifyReport
-) -> list[SignedCheckpoint]:
-    """Verify each (source, note); bad ones become problems, good ones come back by size."""
-    opened = []
-    for source, note in notes:
+def open_notes(notes: list[tuple[str, str]], key: VerifierKey) -> list[Checkpoint | str]:
+    """Each (source, note)'s checkpoint once its signature by `key` checks out, or why not."""
+    found: list[Checkpoint | str] = []
+    for _source, note in notes:
         try:
-            cp = parse_and_verify(note, key, origin=key.name)
+            found.append(parse_and_verify(note, key, origin=key.name))
         except NoteRejected as exc:
-            report.problems.append(Problem("checkpoint_signature", f"{source}: {exc}"))
+            found.append(str(exc))
+    return found
+
+
+NoteOpener = Callable[[list[tuple[str, str]], VerifierKey], list[Checkpoint | str]]
+
+
+def open_checkpoints(
+    notes: list[tuple[str, str]],
+    key: VerifierKey,
+    report: VerifyReport,
+    opener: NoteOpener = open_notes,
+) -> list[SignedCheckpoint]:
+    """Verify each (source, note); bad ones become problems, good ones come back by size.
+    `opener` does what open_notes does, perhaps elsewhere (verify's worker processes)."""
+    opened = []
+    for (source, _note), cp in zip(notes, opener(notes, key), strict=True):
+        if isinstance(cp, str):
+            report.problems.append(Problem("checkpoint_signature", f"{source}: {cp}"))
             continue
         opened.append(SignedCheckpoint(cp, checkpoint_time(cp), source))
     opened.sort(key=lambda s: s.checkpoint.size)

@@ -22,6 +22,7 @@ from labledger.core.verify import (
     SignedCheckpoint,
     VerifyReport,
     open_checkpoints,
+    open_notes,
 )
 from labledger.core.verify_chunks import backdate_floors
 from labledger.storage.leaf_rows import (
@@ -118,7 +119,8 @@ def _verify(
     height: int,
 ) -> None:
     notes = [(f"checkpoint {r.tree_size}", r.note) for r in conn.execute(select(checkpoints))]
-    signed = open_checkpoints([*notes, *witnesses], key, report)
+    opener = workers.open_notes if workers is not None else open_notes
+    signed = open_checkpoints([*notes, *witnesses], key, report, opener)
     removed = vouched_removals(conn, report)
     floors = backdate_floors([(s.checkpoint.size, s.timestamp) for s in signed], backdate_slack)
     sizes = tuple(sorted({s.checkpoint.size for s in signed}))
