@@ -189,8 +189,8 @@ def test_receipts_and_consistency_proofs_verify(grown: Ledger) -> None:
 
 
 def test_one_large_round_stores_every_entry_and_node(ledger: Ledger) -> None:
-    """A round larger than one statement binds (SQLite writes many rows per statement, at
-    most 999 values each) still logs every entry, leaves the queue empty, stores every
+    """A round larger than one statement takes (SQLite writes at most 256 rows per INSERT and
+    500 ids per DELETE) still logs every entry, leaves the queue empty, stores every
     completed subtree, and every attempt's receipt verifies."""
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     for _ in range(50):  # 50 pushes of 20 commits: over a thousand entries, not a round number

@@ -6,62 +6,60 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
 from labledger.core.leaf_batches import leaf_hashes_columns
 from labledger.core.log import Node
+from labledger.storage.driver_writes import DriverWriter, InsertShape
 from labledger.storage.engine import translate_driver_errors
 from labledger.storage.leaf_columns import driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK
-from labledger.storage.tables import log_entries
+from labledger.storage.tables import log_entries, merkle_nodes
+
+# PostgreSQL takes each insert and delete as one statement over arrays (`unnest`, `= ANY`).
+_PG_INSERT_ENTRIES = (
+    "INSERT INTO log_entries (leaf_index, entry_type, entry_id, leaf_hash, integrated_at) "
+    "SELECT u.i, u.t, u.e, u.h, %s FROM "
+    "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bytea[]) AS u(i, t, e, h)"
+)
+_PG_INSERT_NODES = (
+    "INSERT INTO merkle_nodes (level, node_index, hash) "
+    "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])"
+)
+_PG_DELETE_QUEUED = "DELETE FROM log_queue WHERE id = ANY(%s)"
+# SQLite takes the ingest path's multi-row INSERTs (storage/driver_writes.py).
+LOG_ENTRIES = InsertShape(
+    log_entries, ("leaf_index", "entry_type", "entry_id", "leaf_hash", "integrated_at")
+)
+MERKLE_NODES = InsertShape(merkle_nodes, ("level", "node_index", "hash"))
 
 
 @dataclass(frozen=True, slots=True)
 class IntegratorSql:
     """The integrator's statements in the driver's own parameter style, written once.
 
-    PostgreSQL takes each insert and delete as one statement over arrays (`unnest`, `= ANY`),
-    a round trip per table instead of one per row. SQLite takes many rows per statement
-    (`VALUES (...), (...)`, `IN (...)`): its driver lets go of the GIL around every step of a
-    statement, so inserting row by row (`executemany`) would wait to take it back once a row,
-    behind the web worker's threads, while this process's writers wait for the write lock.
+    PostgreSQL stores a batch in a round trip per table instead of one per row. SQLite takes
+    many rows per statement (`VALUES (...), (...)`, `IN (...)`): its driver lets go of the GIL
+    around every step of a statement, so inserting row by row (`executemany`) would wait to
+    take it back once a row, behind the web worker's threads, while this process's writers
+    wait for the write lock.
     """
 
     queued: str
-    insert_entries: str
-    insert_nodes: str
-    delete_queued: str
     bind_time: Callable[[datetime], Any]
     arrays: bool
 
     @staticmethod
     def _build(dialect: Dialect) -> IntegratorSql:
         bind = log_entries.c.integrated_at.type.dialect_impl(dialect).bind_processor(dialect)
-        entries = (
-            "INSERT INTO log_entries (leaf_index, entry_type, entry_id, leaf_hash, integrated_at)"
-        )
-        nodes = "INSERT INTO merkle_nodes (level, node_index, hash)"
         queued = "SELECT id, entry_type, entry_id FROM log_queue ORDER BY id LIMIT"
-        if dialect.name == "postgresql":
-            return IntegratorSql(
-                f"{queued} %s",
-                f"{entries} SELECT u.i, u.t, u.e, u.h, %s FROM "
-                "unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bytea[]) AS u(i, t, e, h)",
-                f"{nodes} SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])",
-                "DELETE FROM log_queue WHERE id = ANY(%s)",
-                bind or (lambda moment: moment),
-                arrays=True,
-            )
+        arrays = dialect.name == "postgresql"
         return IntegratorSql(
-            f"{queued} ?",
-            f"{entries} VALUES",
-            f"{nodes} VALUES",
-            "DELETE FROM log_queue WHERE id IN",
+            f"{queued} %s" if arrays else f"{queued} ?",
             bind or (lambda moment: moment),
-            arrays=False,
+            arrays,
         )
 
     @classmethod
@@ -85,33 +83,18 @@ class IntegratorSql:
         stamp = self.bind_time(now)
         run = conn.exec_driver_sql
         if self.arrays:
-            run(self.insert_entries, (stamp, *map(list, zip(*entries, strict=True))))
+            run(_PG_INSERT_ENTRIES, (stamp, *map(list, zip(*entries, strict=True))))
             if nodes:
                 columns = ([n.level for n in nodes], [n.index for n in nodes])
-                run(self.insert_nodes, (*columns, [n.hash for n in nodes]))
-            run(self.delete_queued, (queue_ids,))
-        else:
-            _many_rows(conn, self.insert_entries, [(*e, stamp) for e in entries])
-            _many_rows(conn, self.insert_nodes, [(n.level, n.index, n.hash) for n in nodes])
-            _many_rows(conn, self.delete_queued, [(i,) for i in queue_ids], rows_as_list=True)
-
-
-def _many_rows(
-    conn: Connection, statement: str, rows: list[tuple[Any, ...]], rows_as_list: bool = False
-) -> None:
-    """`statement` followed by as many rows as one statement may bind: `(?, ?), (?, ?)`, or
-    with `rows_as_list` one list, `(?, ?, ?)`. SQLite before 3.32 binds at most 999 values."""
-    if not rows:
-        return
-    width = len(rows[0])
-    per_statement = IN_CHUNK if rows_as_list else 999 // width
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        if rows_as_list:
-            marks = f"({', '.join('?' * len(chunk))})"
-        else:
-            marks = ", ".join([f"({', '.join('?' * width)})"] * len(chunk))
-        conn.exec_driver_sql(f"{statement} {marks}", tuple(chain.from_iterable(chunk)))
+                run(_PG_INSERT_NODES, (*columns, [n.hash for n in nodes]))
+            run(_PG_DELETE_QUEUED, (queue_ids,))
+            return
+        writer = DriverWriter(conn.connection.driver_connection, conn.dialect)
+        writer.insert_values(LOG_ENTRIES, [(*e, stamp) for e in entries])
+        writer.insert_values(MERKLE_NODES, [(n.level, n.index, n.hash) for n in nodes])
+        for start in range(0, len(queue_ids), IN_CHUNK):
+            part = tuple(queue_ids[start : start + IN_CHUNK])
+            run(f"DELETE FROM log_queue WHERE id IN ({', '.join('?' * len(part))})", part)
 
 
 _INTEGRATOR_SQL: dict[tuple[str, str], IntegratorSql] = {}
