@@ -90,8 +90,9 @@ class IntegratorSql:
             run(_PG_DELETE_QUEUED, (queue_ids,))
             return
         writer = DriverWriter(conn.connection.driver_connection, conn.dialect)
-        writer.insert_values(LOG_ENTRIES, [(*e, stamp) for e in entries])
-        writer.insert_values(MERKLE_NODES, [(n.level, n.index, n.hash) for n in nodes])
+        with translate_driver_errors(conn.dialect):  # the raw cursor's, as SQLAlchemy's are
+            writer.insert_values(LOG_ENTRIES, [(*e, stamp) for e in entries])
+            writer.insert_values(MERKLE_NODES, [(n.level, n.index, n.hash) for n in nodes])
         for start in range(0, len(queue_ids), IN_CHUNK):
             part = tuple(queue_ids[start : start + IN_CHUNK])
             run(f"DELETE FROM log_queue WHERE id IN ({', '.join('?' * len(part))})", part)
