@@ -42,6 +42,14 @@ def ratio(results: dict[str, Any], dialect: str, baseline: str) -> dict[str, Any
     return spread([a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True)])
 
 
+def ratio_at(results: dict[str, Any], dialect: str, baseline: str, level: str) -> dict[str, Any]:
+    """labledger's deliveries/s over the baseline's at one concurrency level, run by run."""
+    found = targets_of(results, dialect)
+    ours = found["labledger"]["saturation"][level]["deliveries_per_s"]["runs"]
+    theirs = found[baseline]["saturation"][level]["deliveries_per_s"]["runs"]
+    return spread([a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True)])
+
+
 def describe(value: Any, digits: int = 0) -> str:
     """`median (min-max)` for a spread, the plain value otherwise."""
     if is_spread(value):

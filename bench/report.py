@@ -23,9 +23,21 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- run on {m['date']}, {results['duration_s']:.0f} s in all; load average "
         f"{m['load_average_at_start']} at the start, {m.get('load_average_at_end')} at the end",
         "- Absolute figures depend on what else the machine was doing (the load averages "
-        "above); every target ran in the same run, interleaved, so the **ratios** hold.",
+        f"above); every target ran in the same run, {_interleaving(results)}, so the "
+        "**ratios** hold.",
         "",
     ]
+
+
+def _interleaving(results: dict[str, Any]) -> str:
+    """How the targets took turns: step by step since `interleaving` was recorded, before
+    that target by target within each run."""
+    if results.get("interleaving") == "step":
+        return (
+            "step by step (each concurrency level, the offered rate, the burst and the storm "
+            "taken by every target in turn, the order rotating run by run)"
+        )
+    return "run by run (each target's scenarios one after another within a run)"
 
 
 def _method(results: dict[str, Any]) -> list[str]:
@@ -34,7 +46,8 @@ def _method(results: dict[str, Any]) -> list[str]:
         "## Method",
         "",
         f"- **Runs**: every write figure is the median of {c['runs']} runs, with (min-max) "
-        "beside it. Each run starts every server afresh on a new database; targets interleave.",
+        "beside it. Each run starts every server afresh on a new database; "
+        f"targets interleave {_interleaving(results)}.",
         "- **Workload**: realistic GitHub push deliveries (a full repository object, sender, "
         "file lists): 60 % with 1 commit (8 KB), 30 % with 5 (11 KB), 10 % with 20 (22 KB); "
         "4.1 attempts per delivery. Every delivery id and SHA is unique; every push matches "

@@ -30,19 +30,16 @@ def _pool_size(config: BenchConfig, last_rate: float | None) -> int:
     return min(config.pool_cap, max(400, guess))
 
 
-def saturation(target: Target, config: BenchConfig, nonce: str) -> dict[str, Any]:
-    """Closed loops at each concurrency level, on fresh deliveries each time."""
-    figures: dict[str, Any] = {}
-    last_rate = None
-    for level in config.levels:
-        pushes = signed_pushes(SECRET, SATURATION_REPOS, _pool_size(config, last_rate), nonce)
-        nonce += "+"
-        figures[str(level)] = _saturate(target, config, pushes, level)
-        last_rate = figures[str(level)]["deliveries_per_s"]
-    return figures
+def saturation_level(
+    target: Target, config: BenchConfig, level: int, nonce: str, last_rate: float | None
+) -> dict[str, Any]:
+    """A closed loop at one concurrency level, on fresh deliveries (as many as the previous
+    level's rate suggests)."""
+    pushes = signed_pushes(SECRET, SATURATION_REPOS, _pool_size(config, last_rate), nonce)
+    return saturate(target, config, pushes, level)
 
 
-def _saturate(
+def saturate(
     target: Target, config: BenchConfig, pushes: list[SignedPush], level: int
 ) -> dict[str, Any]:
     warmup, window = config.warmup_s, config.measure_s

@@ -9,7 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import partial
@@ -26,7 +26,7 @@ from bench.plot import plot
 from bench.procstat import load_average, machine
 from bench.reads import read_benchmark
 from bench.report import render
-from bench.scenarios import burst, duplicate_storm, offered_rate, saturation
+from bench.scenarios import burst, duplicate_storm, offered_rate, saturation_level
 from bench.servers import ROOT
 from bench.stats import combine
 from bench.tamper import measure_tamper, verify_benchmark
@@ -39,22 +39,47 @@ SCRATCH = ROOT / "bench" / "results" / "tmp"  # on the real disk: SQLite's fsync
 def _write_scenarios(
     make: Callable[[], AbstractContextManager[Target]], config: BenchConfig, nonce: str
 ) -> dict[str, Any]:
+    """Every write scenario against one target on its own (the HTTP bound)."""
     with make() as target:
-        log.info("  %s: saturation at %s", target.name, config.levels)
-        figures: dict[str, Any] = {"saturation": saturation(target, config, nonce + "-sat")}
-        if target.server is not None:
-            log.info("  %s: %g deliveries/s offered", target.name, config.rate)
-            figures["rate"] = offered_rate(target, config, nonce + "-rate")
-        if target.name in ("labledger", "naive"):
-            log.info("  %s: deadline burst and duplicate storm", target.name)
-            figures["burst"] = burst(target, config, nonce + "-burst")
-            figures["duplicate_storm"] = duplicate_storm(target, config, nonce + "-storm")
+        return _interleaved([target], config, nonce, 0)[target.name]
+
+
+def _interleaved(
+    started: list[Target], config: BenchConfig, nonce: str, index: int
+) -> dict[str, dict[str, Any]]:
+    """Every write scenario against each target, step by step: each concurrency level, then
+    the offered rate, the burst and the storm, taken by every target in turn before the next
+    step, so that the figures a ratio compares were measured seconds apart, not minutes (the
+    host's speed drifts). The order rotates run by run, so no target always goes first."""
+    shift = index % len(started)
+    order = started[shift:] + started[:shift]
+    figures: dict[str, dict[str, Any]] = {t.name: {"saturation": {}} for t in started}
+    last_rate: dict[str, float | None] = dict.fromkeys(figures)
+    for level in config.levels:
+        for target in order:
+            log.info("  %s: saturation at concurrency %d", target.name, level)
+            found = saturation_level(
+                target, config, level, f"{nonce}-sat{level}", last_rate[target.name]
+            )
+            figures[target.name]["saturation"][str(level)] = found
+            last_rate[target.name] = found["deliveries_per_s"]
+    servers = [t for t in order if t.server is not None]
+    for target in servers:
+        log.info("  %s: %g deliveries/s offered", target.name, config.rate)
+        figures[target.name]["rate"] = offered_rate(target, config, nonce + "-rate")
+    ledgers = [t for t in servers if t.name in ("labledger", "naive")]
+    for target in ledgers:
+        log.info("  %s: deadline burst", target.name)
+        figures[target.name]["burst"] = burst(target, config, nonce + "-burst")
+    for target in ledgers:
+        log.info("  %s: duplicate storm", target.name)
+        figures[target.name]["duplicate_storm"] = duplicate_storm(target, config, nonce + "-storm")
+    for target in servers:
         if target.name == "http_bound":
             log.info("  generator cost: raw client and httpx2")
-            figures["generator_calibration"] = generator_cost(target, config)
-        if target.server is not None:
-            figures["peak_rss_mb"] = target.peak_rss_mb()
-        return figures
+            figures[target.name]["generator_calibration"] = generator_cost(target, config)
+        figures[target.name]["peak_rss_mb"] = target.peak_rss_mb()
+    return figures
 
 
 def _one_run(
@@ -68,12 +93,14 @@ def _one_run(
     repos = config.all_repos
     for dialect in dialects:
         log.info("run %d of %d: %s", index + 1, config.runs, dialect)
-        makers = {
-            "labledger": partial(targets.labledger, databases, dialect, repos, logs),
-            "naive": partial(targets.naive, databases, dialect, repos, logs),
-            "db_bound": partial(targets.db_bound, databases, dialect, list(SATURATION_REPOS)),
-        }
-        run[dialect] = {name: _write_scenarios(m, config, nonce) for name, m in makers.items()}
+        makers = (
+            partial(targets.labledger, databases, dialect, repos, logs),
+            partial(targets.naive, databases, dialect, repos, logs),
+            partial(targets.db_bound, databases, dialect, list(SATURATION_REPOS)),
+        )
+        with ExitStack() as running:  # all three up at once; the idle ones cost nothing
+            started = [running.enter_context(make()) for make in makers]
+            run[dialect] = _interleaved(started, config, nonce, index)
     return run
 
 
@@ -117,6 +144,7 @@ def measure_everything(
         "config": asdict(config),
         "dialects": dialects,
         "writes": combine(runs),
+        "interleaving": "step",  # see _interleaved
         "reads": reads,
         "tamper": {**tamper, "measured_with_the_suite": True},
         "pending": {},

@@ -13,6 +13,7 @@ from bench.figures import (
     markdown_table,
     median,
     ratio,
+    ratio_at,
     targets_of,
 )
 from bench.results import PENDING, READ_KINDS
@@ -252,6 +253,12 @@ def ratios(results: dict[str, Any]) -> list[str]:
         + [describe(ratio(results, d, b), 2) for d in _dialects(results)]
         for b in ("naive", "http_bound", "db_bound")
     ]
+    if results.get("interleaving") == "step":  # the two measured seconds apart, level by level
+        rows += [
+            [f"labledger ÷ {NAMES['naive']} at concurrency {level}"]
+            + [describe(ratio_at(results, d, "naive", level), 2) for d in _dialects(results)]
+            for level in map(str, results["config"]["levels"])
+        ]
     header = ["best deliveries/s", *(DIALECTS[d] for d in _dialects(results))]
     return ["## Ratios (run by run, then median)", "", *markdown_table(header, rows)]
 

@@ -35,7 +35,7 @@ from bench import bulk, targets
 from bench.config import SATURATION_REPOS, BenchConfig
 from bench.databases import Databases, migrate_ledger
 from bench.payloads import PUSHED_AT, get_request, post_request, signed_pushes
-from bench.scenarios import _saturate
+from bench.scenarios import saturate
 from bench.servers import SECRET, TOKEN
 from bench.stats import combine, latency_ms
 from bench.targets import Target
@@ -79,7 +79,7 @@ def _on_off_run(
         with _maker(mode, databases, dialect, logs)() as target:
             count = min(config.pool_cap, TAMPER_POOL)
             pushes = signed_pushes(SECRET, SATURATION_REPOS, count, f"t{index}-{mode}-{dialect}")
-            found[mode] = _saturate(target, config, pushes, config.tamper_level)
+            found[mode] = saturate(target, config, pushes, config.tamper_level)
             found[mode]["peak_rss_mb"] = target.peak_rss_mb()
         log.info(
             "  tamper %s run %d: %s %.0f/s", dialect, index + 1, mode,
