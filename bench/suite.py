@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,9 @@ from bench.tamper import measure_tamper, verify_benchmark
 from bench.targets import Target
 
 log = logging.getLogger("bench")
+# The second open loop offers this share of the naive stack's best rate in the same run: a
+# latency both servers can be compared at on a host too slow to carry the fixed rate.
+RELAXED_SHARE = 0.5
 SCRATCH = ROOT / "bench" / "results" / "tmp"  # on the real disk: SQLite's fsyncs must count
 
 
@@ -68,6 +71,13 @@ def _interleaved(
         log.info("  %s: %g deliveries/s offered", target.name, config.rate)
         figures[target.name]["rate"] = offered_rate(target, config, nonce + "-rate")
     ledgers = [t for t in servers if t.name in ("labledger", "naive")]
+    if "naive" in figures:  # a rate both servers carry on this host, whatever its speed
+        best = max(f["deliveries_per_s"] for f in figures["naive"]["saturation"].values())
+        relaxed = replace(config, rate=round(RELAXED_SHARE * best, 1))
+        for target in ledgers:
+            log.info("  %s: %g deliveries/s offered", target.name, relaxed.rate)
+            found = offered_rate(target, relaxed, nonce + "-relaxed")
+            figures[target.name]["relaxed_rate"] = found
     for target in ledgers:
         log.info("  %s: deadline burst", target.name)
         figures[target.name]["burst"] = burst(target, config, nonce + "-burst")

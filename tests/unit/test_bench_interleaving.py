@@ -33,10 +33,15 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
         return {"deliveries_per_s": 100.0 + level}
 
     def step(name: str) -> Any:
-        return lambda target, _config, _nonce: made.append((name, target.name)) or {"ok": 1}
+        return lambda target, config, _nonce: made.append((name, target.name)) or {"ok": 1}
+
+    def rate(target: Target, config: Any, _nonce: str) -> dict[str, Any]:
+        made.append(("offered_rate", target.name, str(config.rate)))
+        return {"offered_per_s": config.rate}
 
     monkeypatch.setattr(suite, "saturation_level", level)
-    for name in ("offered_rate", "burst", "duplicate_storm"):
+    monkeypatch.setattr(suite, "offered_rate", rate)
+    for name in ("burst", "duplicate_storm"):
         monkeypatch.setattr(suite, name, step(name))
     monkeypatch.setattr(Target, "peak_rss_mb", lambda self: 1.0)
     return made
@@ -56,14 +61,18 @@ def test_every_level_is_taken_by_every_target_before_the_next(
         "None", "101.0", "108.0",
     ]  # fmt: skip
     rest = [c for c in calls if c[0] != "saturation"]
+    fixed, half = str(config.rate), str(0.5 * 132.0)  # naive's best level here: 100 + 32
     assert rest == [
-        ("offered_rate", "labledger"), ("offered_rate", "naive"),
+        ("offered_rate", "labledger", fixed), ("offered_rate", "naive", fixed),
+        ("offered_rate", "labledger", half), ("offered_rate", "naive", half),
         ("burst", "labledger"), ("burst", "naive"),
         ("duplicate_storm", "labledger"), ("duplicate_storm", "naive"),
     ]  # fmt: skip
     assert set(figures["db_bound"]) == {"saturation"}  # no server: no rate, burst or RSS
     assert figures["naive"]["saturation"]["32"] == {"deliveries_per_s": 132.0}
     assert figures["labledger"]["peak_rss_mb"] == 1.0
+    assert figures["labledger"]["relaxed_rate"] == {"offered_per_s": 66.0}
+    assert "relaxed_rate" not in figures["db_bound"]
 
 
 @pytest.mark.parametrize(
