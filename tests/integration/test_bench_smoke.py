@@ -60,6 +60,7 @@ def _assert_tamper_shape(results: dict[str, object], report: str) -> None:
         assert on_off["on_over_off"]["median"] > 0
         coverage = tamper["coverage"][dialect]
         assert coverage["covered"] == coverage["samples"] > 0
+        assert coverage["first_after_start_ms"] > 0  # covered before the measured ones
         verify = tamper["verify"][dialect]
         assert verify["entries"] > verify["attempts"]  # sessions, deliveries, pushes, audit too
         for key in ("verify", "verify_with_bodies"):
