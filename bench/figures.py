@@ -39,7 +39,7 @@ def ratio(results: dict[str, Any], dialect: str, baseline: str) -> dict[str, Any
     found = targets_of(results, dialect)
     ours = best_per_run(found["labledger"]["saturation"])
     theirs = best_per_run(found[baseline]["saturation"])
-    return spread([a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True)])
+    return _run_by_run(ours, theirs)
 
 
 def ratio_at(results: dict[str, Any], dialect: str, baseline: str, level: str) -> dict[str, Any]:
@@ -47,6 +47,11 @@ def ratio_at(results: dict[str, Any], dialect: str, baseline: str, level: str) -
     found = targets_of(results, dialect)
     ours = found["labledger"]["saturation"][level]["deliveries_per_s"]["runs"]
     theirs = found[baseline]["saturation"][level]["deliveries_per_s"]["runs"]
+    return _run_by_run(ours, theirs)
+
+
+def _run_by_run(ours: list[float], theirs: list[float]) -> dict[str, Any]:
+    """The spread of ours ÷ theirs, run by run (0 where theirs is 0)."""
     return spread([a / b if b else 0.0 for a, b in zip(ours, theirs, strict=True)])
 
 
