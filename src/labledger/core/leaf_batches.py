@@ -3,9 +3,10 @@
 Byte for byte what `leaves.leaf_bytes` writes for each row. Encoding a whole column at a time
 lets the common cases run at C speed: a column whose values all have one plain type (every
 `id` an int, every `message` a str, every time an aware UTC datetime) is turned into JSON
-text by one `map` over a built-in, and each leaf is then one `%` over a template built once
-per batch. A column with mixed or unusual values falls back to the per-value encoder of
-`leaves`, itself checked against the reference encoder.
+text by one `map` over a built-in, and each leaf is then joined from those texts and the
+constant text between them, worked out once per batch. A column with mixed or unusual values
+falls back to the per-value encoder of `leaves`, itself checked against the reference
+encoder.
 
 `leaf_bytes_columns` takes the columns themselves (no row mappings at all), and a column may
 come as `Encoded`: JSON text already in canonical form, such as `json_texts` writes from the
@@ -15,9 +16,10 @@ text a database stores for a JSON column (decoded and re-encoded once per distin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
@@ -30,7 +32,9 @@ from labledger.core.leaves import (
     value_text,
 )
 
-Column = tuple[str, Sequence[Any]]  # a %-format piece and the values it takes, one per row
+# A column as the text before each of its values, the values as JSON text (None: the text
+# before is the whole value, the same in every row) and the text after each.
+Column = tuple[str, Sequence[str] | None, str]
 _BOOL_TEXT = {True: "true", False: "false"}
 _ISO_MICROSECONDS = operator.methodcaller("isoformat", "T", "microseconds")
 _COMMITMENT = "personal_sha256"
@@ -97,42 +101,54 @@ def stored_json_texts(raw: Sequence[Any], decode: Callable[[Any], Any] = json.lo
 def _same_type_column(kind: type, values: Sequence[Any]) -> Column | None:
     if kind is str:
         if plain_text("".join(values)):  # as encode_basestring leaves them
-            return '"%s"', values
-        return "%s", list(map(encode_basestring, values))
+            return '"', values, '"'
+        return "", list(map(encode_basestring, values)), ""
     if kind is int:
-        return "%d", values
+        return "", list(map(int.__repr__, values)), ""
     if kind is bool:
-        return "%s", list(map(_BOOL_TEXT.__getitem__, values))
+        return "", list(map(_BOOL_TEXT.__getitem__, values)), ""
     if kind is bytes:
-        return '"%s"', list(map(bytes.hex, values))
+        return '"', list(map(bytes.hex, values)), '"'
     if kind is type(None):
-        return "null", ()
+        return "null", None, ""
     if kind is datetime and set(map(_TZINFO, values)) == {UTC} and min(values).year >= 1000:
-        # strftime's %Y pads no year below 1000, so those take the per-value path
-        return '"%.26sZ"', list(map(_ISO_MICROSECONDS, values))
+        # strftime's %Y pads no year below 1000, so those take the per-value path; the
+        # others' isoformat is 26 characters, then "+00:00"
+        return '"', [t[:26] for t in map(_ISO_MICROSECONDS, values)], 'Z"'
     return None
 
 
 def _column(values: Sequence[Any]) -> Column:
     if type(values) is Encoded:
-        return "%s", values
+        return "", values, ""
     types = set(map(type, values))
     if len(types) == 1:
         found = _same_type_column(types.pop(), values)
         if found is not None:
             return found
-    return "%s", [value_text(v) for v in values]
+    return "", [value_text(v) for v in values], ""
 
 
 def _fill(head: str, values_by_name: list[tuple[str, Sequence[Any]]], count: int) -> list[str]:
-    """`head` and the canonical JSON object of each row, keys in sorted order."""
-    columns = sorted((name, _column(values)) for name, values in values_by_name)
-    body = ",".join(f'"{name}":{spec}' for name, (spec, _) in columns)
-    template = head.replace("%", "%%") + "{" + body + "}"
-    filled = [values for _, (spec, values) in columns if spec != "null"]
-    if not filled:
-        return [template % ()] * count
-    return list(map(template.__mod__, zip(*filled, strict=True)))
+    """`head` and the canonical JSON object of each row, keys in sorted order: each row's
+    text joined from its values' texts and the constant text between them (one `str.join` a
+    row, with no format string to parse)."""
+    pieces: list[Iterable[str]] = []
+    text, comma = head + "{", ""
+    for name, (before, values, after) in sorted(
+        (name, _column(values)) for name, values in values_by_name
+    ):
+        text += f'{comma}"{name}":{before}'
+        comma = ","
+        if values is not None:
+            pieces += (itertools.repeat(text, count), values)
+            text = ""
+        text += after
+    text += "}"
+    if not pieces:
+        return [text] * count
+    pieces.append(itertools.repeat(text, count))
+    return list(map("".join, zip(*pieces, strict=True)))
 
 
 def _values(name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
