@@ -205,7 +205,31 @@ def _verify_section(found: dict[str, Any], c: dict[str, Any]) -> list[str]:
             describe(bodies["entries_per_s"]), str(bodies["intact"]),
             describe(r["p50_ms"], 1), describe(r["p99_ms"], 1),
         ])  # fmt: skip
-    return [*lines, *markdown_table(header, rows)]
+    return [*lines, *measured_apart(found["verify"], "verify"), *markdown_table(header, rows)]
+
+
+def measured_apart(by_dialect: dict[str, Any], part: str) -> list[str]:
+    """Where figures of `part` were measured apart from the rest of the report (`--only`):
+    when, on which source and how loaded the machine was, for the databases so measured."""
+    runs: dict[str, list[str]] = {}  # one `--only` run may have measured several databases
+    for dialect, figures in by_dialect.items():
+        measured = figures.get("measured")
+        if measured is None:
+            continue
+        m = measured["machine"]
+        when = (
+            f"on {measured['started_at']} (HEAD {m['git_head']}, load average "
+            f"{m['load_average_at_start']} at the start)"
+        )
+        runs.setdefault(when, []).append(DIALECTS[dialect])
+    if not runs:
+        return []
+    said = "; ".join(f"{' and '.join(names)} {when}" for when, names in runs.items())
+    return [
+        f"Measured apart from the rest of this report (`python -m bench full --only {part}`): "
+        f"{said}.",
+        "",
+    ]
 
 
 def _coverage_section(found: dict[str, Any], c: dict[str, Any]) -> list[str]:
@@ -411,6 +435,7 @@ def reads(results: dict[str, Any]) -> list[str]:
             f"### {DIALECTS[dialect]} (bulk load {r['load_s']} s; answers verified: "
             f"{r['verified']})",
             "",
+            *measured_apart({dialect: r}, "reads"),
             *markdown_table(header, rows),
         ]
     return lines

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from bench import tables
 from bench.config import SMOKE
 from bench.results import validate
 from bench.suite import measure_only
@@ -98,3 +99,6 @@ def test_only_one_part_is_measured_and_merged_into_earlier_results(part: str) ->
         assert found["verified"] and merged["config"]["read_attempts"] == 300
         assert merged["tamper"] == previous["tamper"]
     assert found["measured"]["machine"] and found["measured"]["started_at"]
+    said = "\n".join(tables.measured_apart({"sqlite": found, "postgresql": kept}, part))
+    assert f"--only {part}`): SQLite on {found['measured']['started_at']}" in said
+    assert "PostgreSQL" not in said  # measured with the rest of the report
