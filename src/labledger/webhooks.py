@@ -55,5 +55,6 @@ def receive_github(
             "delivery_id": result.delivery_id,
             "push_id": result.push_id,
             "attempt_ids": list(result.attempt_ids),
+            **({"reason": result.no_attempt_reason} if result.no_attempt_reason else {}),
         },
     )

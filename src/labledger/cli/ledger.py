@@ -49,8 +49,10 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     )
     spec = body.to_spec()
     check_session_spec(spec)
-    created = schemas.SessionOut.of(obj.store.create_session(spec, "cli", datetime.now(UTC)))
-    emit(created, as_json, [f"created session {created.id}"])
+    opened = obj.store.open_sessions([spec], "cli", datetime.now(UTC))[0]
+    created = schemas.SessionOut.picked_up(opened)
+    picked = f"; picked up {created.picked_up_attempts} earlier attempts"
+    emit(created, as_json, [f"created session {created.id}{picked}"])
 
 
 @sessions.command("list")

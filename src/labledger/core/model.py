@@ -10,6 +10,12 @@ from datetime import datetime
 ZERO_SHA = "0" * 40
 
 
+def branch_of(ref: str) -> str | None:
+    """The branch a ref names; None for tags and other refs."""
+    prefix = "refs/heads/"
+    return ref[len(prefix) :] if ref.startswith(prefix) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A name/email pair as *claimed* by a commit or reported for a pusher."""
@@ -75,8 +81,7 @@ class Push:
 
     @property
     def branch(self) -> str | None:
-        prefix = "refs/heads/"
-        return self.ref[len(prefix) :] if self.ref.startswith(prefix) else None
+        return branch_of(self.ref)
 
     @property
     def rewrites_history(self) -> bool:
@@ -145,6 +150,10 @@ class LabSession:
             return False
         return self.spec.closes_at is None or moment <= self.spec.closes_at
 
+    def takes(self, branch: str, trusted_time: datetime) -> bool:
+        """Whether a push to `branch` at `trusted_time` yields attempts of this session."""
+        return self.matches_branch(branch) and self.is_open_at(trusted_time)
+
     def is_late(self, trusted_time: datetime) -> bool:
         """Lateness against the session's *current* due date, judged by trusted time only."""
         return self.spec.due_at is not None and trusted_time > self.spec.due_at
@@ -161,6 +170,31 @@ class NewAttempt:
     delivery_pk: int
     pushed_at: datetime | None
     received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedPush:
+    """A push already in the ledger, with the raw body it was parsed from (empty once
+    retention dropped it), so that a session created later can derive its attempts."""
+
+    push_id: int
+    delivery_pk: int
+    ref: str
+    pushed_at: datetime | None
+    received_at: datetime
+    body: bytes
+
+    @property
+    def trusted_time(self) -> datetime:
+        return self.pushed_at if self.pushed_at is not None else self.received_at
+
+
+@dataclass(frozen=True, slots=True)
+class PickedUp:
+    """A session as created or changed, and the attempts it picked up from recorded pushes."""
+
+    session: LabSession
+    attempt_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +228,7 @@ class RecordResult:
     delivery_id: str
     push_id: int | None
     attempt_ids: tuple[int, ...]
+    no_attempt_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from labledger.core.model import (
     LabSession,
     NewAttempt,
     Push,
+    RecordedPush,
     StoredDelivery,
 )
 
@@ -32,6 +33,10 @@ class LedgerWriter(Protocol):
         ...
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]: ...
+
+    def recorded_pushes(self, forge: str, repository_id: int) -> list[RecordedPush]:
+        """Every push recorded for the repository, in ledger (id) order."""
+        ...
 
     def insert_attempts(self, attempts: Sequence[NewAttempt]) -> list[int]:
         """Insert the attempts; the ids of those inserted, in ledger (id) order.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from labledger.core.errors import DeliveryAlreadyRecorded, DeliveryConflict, InvalidRequest
@@ -18,6 +19,7 @@ from labledger.core.model import (
     RecordResult,
     SessionSpec,
     StoredDelivery,
+    branch_of,
 )
 from labledger.core.ports import LedgerStore, LedgerWriter
 
@@ -41,6 +43,7 @@ def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResul
     sessions = tx.sessions_for_repository(delivery.forge, push.repository_id)
     wanted = plan_attempts(push, sessions, push_id, delivery_pk, delivery.received_at)
     attempt_ids = tuple(tx.insert_attempts(wanted))
+    reason = None if attempt_ids else why_no_attempt(push, sessions, delivery.received_at)
     tx.append_audit(
         _audit(
             delivery,
@@ -50,9 +53,10 @@ def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResul
             commits_carried=len(push.carried_commits()),
             forced=push.rewrites_history,
             commit_list_complete=push.commit_list_complete,
+            **({"no_attempt_reason": reason} if reason else {}),
         )
     )
-    return RecordResult(Outcome.RECORDED, delivery.delivery_id, push_id, attempt_ids)
+    return RecordResult(Outcome.RECORDED, delivery.delivery_id, push_id, attempt_ids, reason)
 
 
 def plan_attempts(
@@ -61,18 +65,73 @@ def plan_attempts(
     push_id: int,
     delivery_pk: int,
     received_at: datetime,
+    picked_up_at: datetime | None = None,
 ) -> list[NewAttempt]:
-    """Every (session, commit) pair this push could add; tags and deletions add none."""
+    """Every (session, commit) pair this push could add; tags and deletions add none.
+
+    `picked_up_at`: the moment a session created (or widened) later derives them. Such an
+    attempt enters the log then, so that is its received_at (`verify` refuses entries older
+    than a checkpoint signed before them); the push's trusted time stays its pushed_at.
+    """
     branch = push.branch
     if branch is None or push.deleted:
         return []
     trusted_time = push.pushed_at or received_at
+    pushed_at, entered_at = push.pushed_at, received_at
+    if picked_up_at is not None:
+        pushed_at, entered_at = trusted_time, picked_up_at
     return [
-        NewAttempt(s.id, commit, branch, push_id, delivery_pk, push.pushed_at, received_at)
+        NewAttempt(s.id, commit, branch, push_id, delivery_pk, pushed_at, entered_at)
         for s in sessions
-        if s.matches_branch(branch) and s.is_open_at(trusted_time)
+        if s.takes(branch, trusted_time)
         for commit in push.carried_commits()
     ]
+
+
+def why_no_attempt(push: Push, sessions: list[LabSession], received_at: datetime) -> str:
+    """Why a recorded push yielded no attempt, in words a teacher can act on."""
+    branch = push.branch
+    if branch is None:
+        return f"not a branch: {push.ref}"
+    if push.deleted:
+        return "branch deleted"
+    if not sessions:
+        return f"no session for repository {push.repository_id}"
+    matching = [s for s in sessions if s.matches_branch(branch)]
+    if not matching:
+        return "branch not matched"
+    if not any(s.is_open_at(push.pushed_at or received_at) for s in matching):
+        return "outside window"
+    if not push.carried_commits():
+        return "no commits"
+    return "commits already recorded"
+
+
+def pick_up_attempts(
+    tx: LedgerWriter,
+    session: LabSession,
+    parse_push: Callable[[str, bytes], Push],
+    now: datetime,
+) -> tuple[int, ...]:
+    """Attempts are derived facts (invariant 11): the recorded pushes of the session's
+    repository inside its window and branches yield them exactly as if it had existed.
+
+    Only a push the session takes is parsed again from its raw body (the commits' details
+    live there); a push whose body retention dropped is passed over.
+    """
+    spec = session.spec
+    wanted: list[NewAttempt] = []
+    for recorded in tx.recorded_pushes(spec.forge, spec.repository_id):
+        branch = branch_of(recorded.ref)
+        if branch is None or not session.takes(branch, recorded.trusted_time):
+            continue
+        if not recorded.body:
+            continue
+        push = parse_push(spec.forge, recorded.body)
+        wanted += plan_attempts(
+            push, [session], recorded.push_id, recorded.delivery_pk, recorded.received_at, now
+        )
+    return tuple(tx.insert_attempts(wanted))
 
 
 def answer_redelivery(store: LedgerStore, delivery: Delivery) -> RecordResult:

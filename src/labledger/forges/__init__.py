@@ -1,0 +1,21 @@
+"""Forge adapters: each turns a forge's signed payload into core values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from labledger.core.errors import MalformedPayload
+from labledger.core.model import Push
+from labledger.forges import github
+
+# A forge's push parser, by forge name: a recorded body is read again through the very
+# parser that read it at receipt, so a push picked up later yields the same commits.
+PUSH_PARSERS: dict[str, Callable[[bytes], Push]] = {github.FORGE: github.parse_github_push}
+
+
+def parse_recorded_push(forge: str, body: bytes) -> Push:
+    """Parse a recorded push body of `forge`."""
+    parser = PUSH_PARSERS.get(forge)
+    if parser is None:
+        raise MalformedPayload(f"no push parser for forge {forge!r}")
+    return parser(body)

@@ -334,7 +334,8 @@ def _api_router(
         """Open a lab session for one subject, lab and repository."""
         spec = body.to_spec()
         check_session_spec(spec)
-        return schemas.SessionOut.of(store.create_session(spec, actor, datetime.now(UTC)))
+        opened = store.open_sessions([spec], actor, datetime.now(UTC))[0]
+        return schemas.SessionOut.picked_up(opened)
 
     @router.get("/sessions", response_model=schemas.SessionPage)
     def list_sessions(

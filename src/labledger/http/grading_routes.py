@@ -68,10 +68,10 @@ def grading_router(
         session_id: RowId, body: gs.DeadlineChangeIn, actor: Admin
     ) -> schemas.SessionOut:
         """Extend (or move) due_at/closes_at: appended and audited; the original stays."""
-        session = store.change_deadline(
+        changed = store.apply_deadline_change(
             session_id, body.changes(), body.reason, actor, datetime.now(UTC), check_session_spec
         )
-        return schemas.SessionOut.of(session)
+        return schemas.SessionOut.picked_up(changed)
 
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
     def session_summary(session_id: RowId) -> gs.SessionSummaryOut:

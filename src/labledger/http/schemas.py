@@ -14,6 +14,7 @@ from labledger.core.model import (
     Identity,
     LabAttempt,
     LabSession,
+    PickedUp,
     PushRecord,
     SessionSpec,
     StoredDelivery,
@@ -49,6 +50,11 @@ class SessionOut(SessionIn):
     )
     original_closes_at: datetime | None = None
     deadline_changes: int = Field(default=0, description="How many deadline changes apply")
+    picked_up_attempts: int | None = Field(
+        default=None,
+        description="On creation or a deadline change: attempts derived from pushes "
+        "recorded before (invariant 11)",
+    )
 
     @classmethod
     def of(cls, s: LabSession) -> SessionOut:
@@ -69,6 +75,10 @@ class SessionOut(SessionIn):
             due_at=spec.due_at,
             closes_at=spec.closes_at,
         )
+
+    @classmethod
+    def picked_up(cls, p: PickedUp) -> SessionOut:
+        return cls.of(p.session).model_copy(update={"picked_up_attempts": len(p.attempt_ids)})
 
 
 class SessionPage(BaseModel):
@@ -196,6 +206,10 @@ class WebhookResult(BaseModel):
     push_id: int | None = None
     attempt_ids: list[int] = []
     event: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why a recorded push produced no attempt, e.g. `outside window`",
+    )
 
 
 class ErrorOut(BaseModel):

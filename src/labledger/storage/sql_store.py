@@ -20,12 +20,15 @@ from labledger.core.model import (
     LabAttempt,
     LabSession,
     NewVerification,
+    PickedUp,
     Push,
     PushRecord,
     SessionSpec,
     StoredDelivery,
     VerificationResult,
 )
+from labledger.core.service import pick_up_attempts
+from labledger.forges import parse_recorded_push
 from labledger.storage.engine import (
     WRITE_OPTION,
     translate_db_errors,
@@ -217,19 +220,15 @@ class SqlStore:
         return DeliveryView(delivery_from_row(row), push, found, sessions)
 
     def create_session(self, spec: SessionSpec, actor: str, now: datetime) -> LabSession:
+        return self.open_sessions([spec], actor, now)[0].session
+
+    def open_sessions(
+        self, specs: Sequence[SessionSpec], actor: str, now: datetime
+    ) -> list[PickedUp]:
+        """Create the sessions in one transaction (all or none), each picking up the
+        attempts of the pushes already recorded inside its window (invariant 11)."""
         with self.transaction() as tx:
-            session = tx.insert_session(spec, now)
-            tx.append_audit(
-                AuditEvent(
-                    actor=actor,
-                    action="session.created",
-                    target_type="session",
-                    target_id=str(session.id),
-                    details={"lab_id": spec.lab_id, "repository_id": spec.repository_id},
-                    occurred_at=now,
-                )
-            )
-        return session
+            return [_open_session(tx, spec, actor, now) for spec in specs]
 
     # -- verification results and deadline changes -------------------------------------
 
@@ -293,9 +292,21 @@ class SqlStore:
         now: datetime,
         check: Callable[[SessionSpec], None],
     ) -> LabSession:
+        return self.apply_deadline_change(session_id, changes, reason, actor, now, check).session
+
+    def apply_deadline_change(
+        self,
+        session_id: int,
+        changes: dict[str, datetime | None],
+        reason: str,
+        actor: str,
+        now: datetime,
+        check: Callable[[SessionSpec], None],
+    ) -> PickedUp:
         """Append a deadline change (and its audit event); `changes` holds due_at/closes_at.
 
         Omitted keys keep the current effective value; `check` validates the resulting spec.
+        Pushes the wider window now covers yield their attempts in the same transaction.
         """
         with self.transaction() as tx:
             current = tx.get_session(session_id)
@@ -307,6 +318,8 @@ class SqlStore:
             check(spec)
             change = DeadlineChange(session_id, spec.due_at, spec.closes_at, reason, actor, now)
             change_id = tx.insert_deadline_change(change)
+            widened = replace(current, spec=spec)
+            picked = pick_up_attempts(tx, widened, parse_recorded_push, now)
             tx.append_audit(
                 AuditEvent(
                     actor=actor,
@@ -320,11 +333,12 @@ class SqlStore:
                         "closes_at": iso_or_none(spec.closes_at),
                         "previous_due_at": iso_or_none(current.spec.due_at),
                         "previous_closes_at": iso_or_none(current.spec.closes_at),
+                        "picked_up_attempts": len(picked),
                     },
                     occurred_at=now,
                 )
             )
-        return self.get_session(session_id)
+        return PickedUp(self.get_session(session_id), picked)
 
     def all_session_attempts(self, session_id: int) -> list[LabAttempt]:
         found: list[LabAttempt] = []
@@ -367,6 +381,26 @@ class SqlStore:
                 t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in metadata.sorted_tables
             }
+
+
+def _open_session(tx: SqlWriter, spec: SessionSpec, actor: str, now: datetime) -> PickedUp:
+    session = tx.insert_session(spec, now)
+    picked = pick_up_attempts(tx, session, parse_recorded_push, now)
+    tx.append_audit(
+        AuditEvent(
+            actor=actor,
+            action="session.created",
+            target_type="session",
+            target_id=str(session.id),
+            details={
+                "lab_id": spec.lab_id,
+                "repository_id": spec.repository_id,
+                "picked_up_attempts": len(picked),
+            },
+            occurred_at=now,
+        )
+    )
+    return PickedUp(session, picked)
 
 
 def _session(conn: Connection, session_id: int) -> LabSession:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam
+from sqlalchemy import Connection, bindparam, select
 
 from labledger.core.errors import NotFound
 from labledger.core.model import (
@@ -16,6 +17,7 @@ from labledger.core.model import (
     NewAttempt,
     NewVerification,
     Push,
+    RecordedPush,
     SessionSpec,
 )
 from labledger.storage.driver_reads import driver_select
@@ -31,9 +33,11 @@ from labledger.storage.row_values import (
 from labledger.storage.rows import session_from_row, session_query
 from labledger.storage.tables import (
     audit_events,
+    deliveries,
     lab_sessions,
     log_queue,
     outbox_events,
+    pushes,
     session_changes,
     verification_results,
 )
@@ -64,6 +68,24 @@ SESSIONS_OF_REPOSITORY = (
         lab_sessions.c.repository_id == bindparam("repository_id"),
     )
     .order_by(lab_sessions.c.id)
+)
+
+
+RECORDED_PUSHES = (
+    select(
+        pushes.c.id,
+        pushes.c.delivery_pk,
+        pushes.c.ref,
+        pushes.c.pushed_at,
+        deliveries.c.received_at,
+        deliveries.c.body_zlib,
+    )
+    .join(deliveries, deliveries.c.id == pushes.c.delivery_pk)
+    .where(
+        pushes.c.forge == bindparam("forge"),
+        pushes.c.repository_id == bindparam("repository_id"),
+    )
+    .order_by(pushes.c.id)
 )
 
 
@@ -135,6 +157,16 @@ class SqlWriter:
         read = driver_select(SESSIONS_OF_REPOSITORY, self._conn.dialect)
         rows = read.rows(self._raw, {"forge": forge, "repository_id": repository_id})
         return [session_from_row(r) for r in rows]
+
+    def recorded_pushes(self, forge: str, repository_id: int) -> list[RecordedPush]:
+        rows = self._conn.execute(RECORDED_PUSHES, {"forge": forge, "repository_id": repository_id})
+        return [
+            RecordedPush(
+                r.id, r.delivery_pk, r.ref, r.pushed_at, r.received_at,
+                zlib.decompress(r.body_zlib) if r.body_zlib else b"",
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def insert_attempts(self, wanted: Sequence[NewAttempt]) -> list[int]:
         """One multi-row INSERT for the whole push; rows UNIQUE(session_id, commit_sha) already
