@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import dispatch, grading, ledger, log, retention, server
+from labledger.cli import completeness, dispatch, grading, ledger, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -48,8 +48,10 @@ for command in (
     retention.archive,
     retention.purge_command,
     retention.erase_command,
+    completeness.gaps,
 ):
     cli.add_command(command)
+ledger.sessions.add_command(completeness.sessions_import)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
 from labledger.dispatch import Dispatcher
 from labledger.http import grading_schemas, schemas
+from labledger.http.gaps_routes import gaps_router
 from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
 from labledger.http.log_routes import log_router, public_key_router
@@ -121,6 +122,7 @@ def create_app(
         lifespan=lifespan,
     )
     metrics.watch_log(log.backlog)
+    metrics.watch_gaps(store.count_push_chain_gaps)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
@@ -133,6 +135,7 @@ def create_app(
     app.include_router(_api_router(store, require))
     app.include_router(grading_router(store, require))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
+    app.include_router(gaps_router(store, require("read")))
     return app
 
 

@@ -161,7 +161,9 @@ def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.Fe
 def summary_of(store: SqlStore, session: LabSession) -> gs.SessionSummaryOut:
     attempts = store.all_session_attempts(session.id)
     results = store.verifications([a.id for a in attempts])
-    return gs.SessionSummaryOut.of(summarize(session, attempts, results))
+    return gs.SessionSummaryOut.of(
+        summarize(session, attempts, results), gaps=store.session_gaps(session)
+    )
 
 
 def lab_summary_of(store: SqlStore, lab_id: str) -> gs.LabSummaryOut:

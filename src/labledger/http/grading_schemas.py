@@ -123,9 +123,13 @@ class SessionSummaryOut(BaseModel):
     counting_verifications: list[VerificationOut]
     newest_attempt: AttemptOut | None
     newest_late: bool
+    gaps: int = Field(
+        default=0,
+        description="Open gaps in the push chains of the session's repository and branches",
+    )
 
     @classmethod
-    def of(cls, s: SessionSummary) -> SessionSummaryOut:
+    def of(cls, s: SessionSummary, gaps: int = 0) -> SessionSummaryOut:
         session = s.session
         return cls(
             session_id=session.id,
@@ -142,6 +146,7 @@ class SessionSummaryOut(BaseModel):
             counting_verifications=[VerificationOut.of(r) for r in s.counting_results],
             newest_attempt=AttemptOut.of(s.newest, session) if s.newest else None,
             newest_late=s.newest_late,
+            gaps=gaps,
         )
 
 
@@ -163,6 +168,7 @@ CSV_COLUMNS = (
     "counting_status",
     "newest_attempt_id",
     "newest_late",
+    "gaps",
 )
 
 
@@ -181,6 +187,7 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         s.counting_status or "",
         s.newest_attempt.id if s.newest_attempt else "",
         "true" if s.newest_late else "false",
+        s.gaps,
     ]
 
 

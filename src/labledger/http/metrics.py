@@ -48,6 +48,9 @@ class Metrics:
     def watch_log(self, read: Callable[[], LogBacklog]) -> None:
         self.registry.register(LogBacklogCollector(read))
 
+    def watch_gaps(self, count: Callable[[], int]) -> None:
+        self.registry.register(PushChainGapsCollector(count))
+
 
 class LogBacklogCollector(Collector):
     """The Merkle log's lag, read from the database at each scrape: the integrator may run in
@@ -81,6 +84,26 @@ class LogBacklogCollector(Collector):
                 "Seconds since the newest checkpoint was signed",
                 value=max(age, 0.0),
             )
+
+
+class PushChainGapsCollector(Collector):
+    """Open gaps in push chains, counted in the database at each scrape (as the log gauges
+    are): a push recorded by another process or by `reconcile` closes a gap there."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            gaps = self._count()
+        except StoreUnavailable as exc:
+            log.warning("metrics.push_chain_gaps_unavailable", detail=str(exc))
+            return
+        yield GaugeMetricFamily(
+            "labledger_push_chain_gaps",
+            "Recorded pushes whose before no recorded push of their ref ended at",
+            value=gaps,
+        )
 
 
 class LatencyMiddleware:

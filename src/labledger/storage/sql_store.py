@@ -35,6 +35,7 @@ from labledger.storage.engine import (
     translate_driver_errors,
     writer_lock,
 )
+from labledger.storage.gaps import ChainGap, count_gaps, read_gaps
 from labledger.storage.row_values import RowValues
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
@@ -369,6 +370,26 @@ class SqlStore:
                 .limit(limit)
             )
             return [(r.leaf_index, r.entry_type, r.entry_id) for r in rows]
+
+    # -- gaps in push chains ---------------------------------------------------------------
+
+    def push_chain_gaps(
+        self, *, forge: str | None = None, repository_id: int | None = None
+    ) -> list[ChainGap]:
+        """Open gaps, oldest push first (storage/gaps.py says what a gap is)."""
+        with self._reading() as conn:
+            return read_gaps(conn, forge, repository_id)
+
+    def count_push_chain_gaps(self) -> int:
+        with self._reading() as conn:
+            return count_gaps(conn)
+
+    def session_gaps(self, session: LabSession) -> int:
+        """Open gaps on the session's repository in branches it follows."""
+        found = self.push_chain_gaps(
+            forge=session.spec.forge, repository_id=session.spec.repository_id
+        )
+        return sum(1 for g in found if g.branch is not None and session.matches_branch(g.branch))
 
     def push_record(self, push_id: int) -> PushRecord:
         with self._reading() as conn:
