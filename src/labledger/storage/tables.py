@@ -114,6 +114,8 @@ pushes = Table(
     Column("commit_list_complete", Boolean, nullable=False),
     Column("personal_salt", LargeBinary(16)),
     Index("ix_pushes_repository", "forge", "repository_id"),
+    # The push-chain anti-join (storage/gaps.py) looks a `before` up among a ref's `after`s.
+    Index("ix_pushes_chain", "forge", "repository_id", "ref", "after_sha"),
 )
 
 push_commits = Table(
