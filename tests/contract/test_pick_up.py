@@ -110,3 +110,36 @@ def _recorded_audits(ledger: Ledger) -> list[dict[str, dict[str, object]]]:
             .order_by(audit_events.c.id)
         )
         return [{"details": r.details} for r in rows]
+
+
+def test_session_created_while_push_in_flight_still_picks_it_up(ledger: Ledger) -> None:
+    """A push committing while its session is being created is linked by one side or the other."""
+    import threading
+
+    from labledger.core.service import _record_new
+    from labledger.forges.github import make_delivery, parse_github_push, read_envelope
+    from tests.support import body_of, headers_for
+
+    body = body_of(push_payload([commit()]))
+    delivery = make_delivery(read_envelope(headers_for(body)), body, PUSHED)
+    recorded, release = threading.Event(), threading.Event()
+
+    def push_in_flight() -> None:
+        with ledger.store.transaction() as tx:
+            _record_new(tx, delivery, parse_github_push(body))
+            recorded.set()
+            release.wait(5)
+
+    pusher = threading.Thread(target=push_in_flight)
+    pusher.start()
+    assert recorded.wait(5)
+    opened: list[int] = []
+    creator = threading.Thread(
+        target=lambda: opened.append(ledger.store.create_session(session_spec(), "t", NOW).id)
+    )
+    creator.start()
+    creator.join(1)  # without a guard it commits here, before the push does
+    release.set()
+    pusher.join()
+    creator.join()
+    assert len(ledger.store.all_session_attempts(opened[0])) == 1

@@ -34,6 +34,12 @@ class LedgerWriter(Protocol):
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]: ...
 
+    def guard_repository(self, forge: str, repository_id: int, *, exclusive: bool) -> None:
+        """Until commit, order this transaction against others on the repository: recording
+        a push (shared) and picking up its pushes for a session (exclusive). Without it, a
+        push and its session committing at once could each miss the other."""
+        ...
+
     def recorded_pushes(self, forge: str, repository_id: int) -> list[RecordedPush]:
         """Every push recorded for the repository, in ledger (id) order."""
         ...

@@ -39,6 +39,7 @@ def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResul
     delivery_pk = tx.insert_delivery(delivery)
     if delivery_pk is None:
         raise DeliveryAlreadyRecorded(delivery.delivery_id)
+    tx.guard_repository(delivery.forge, push.repository_id, exclusive=False)
     push_id = tx.insert_push(delivery_pk, delivery.forge, push)
     sessions = tx.sessions_for_repository(delivery.forge, push.repository_id)
     wanted = plan_attempts(push, sessions, push_id, delivery_pk, delivery.received_at)
@@ -120,6 +121,7 @@ def pick_up_attempts(
     live there); a push whose body retention dropped is passed over.
     """
     spec = session.spec
+    tx.guard_repository(spec.forge, spec.repository_id, exclusive=True)
     wanted: list[NewAttempt] = []
     for recorded in tx.recorded_pushes(spec.forge, spec.repository_id):
         branch = branch_of(recorded.ref)

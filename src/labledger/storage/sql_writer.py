@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 from datetime import datetime
@@ -157,6 +158,17 @@ class SqlWriter:
         read = driver_select(SESSIONS_OF_REPOSITORY, self._conn.dialect)
         rows = read.rows(self._raw, {"forge": forge, "repository_id": repository_id})
         return [session_from_row(r) for r in rows]
+
+    def guard_repository(self, forge: str, repository_id: int, *, exclusive: bool) -> None:
+        # SQLite writers are serialized already (BEGIN IMMEDIATE). On PostgreSQL, READ
+        # COMMITTED lets a push and a new session each miss the other's uncommitted row; a
+        # transaction-scoped advisory lock (no privilege needed) orders them per repository.
+        if self._conn.dialect.name != "postgresql":
+            return
+        digest = hashlib.sha256(f"labledger-repository:{forge}:{repository_id}".encode())
+        key = int.from_bytes(digest.digest()[:8], "big", signed=True)
+        kind = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        self._conn.exec_driver_sql(f"SELECT {kind}(%s)", (key,))
 
     def recorded_pushes(self, forge: str, repository_id: int) -> list[RecordedPush]:
         rows = self._conn.execute(RECORDED_PUSHES, {"forge": forge, "repository_id": repository_id})
