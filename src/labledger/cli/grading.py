@@ -38,12 +38,13 @@ def sessions_extend(
     }
     if not changes:
         raise click.UsageError("give --due-at and/or --closes-at")
-    session = obj.store.change_deadline(
+    changed = obj.store.apply_deadline_change(
         session_id, changes, reason, "cli", datetime.now(UTC), check_session_spec
     )
-    shown = schemas.SessionOut.of(session)
+    shown = schemas.SessionOut.picked_up(changed)
     due = shown.due_at.isoformat() if shown.due_at else "-"
-    emit(shown, as_json, [f"session {shown.id}: due {due} ({shown.deadline_changes} changes)"])
+    line = f"session {shown.id}: due {due} ({shown.deadline_changes} changes)"
+    emit(shown, as_json, [f"{line}; picked up {shown.picked_up_attempts} earlier attempts"])
 
 
 @click.group()

@@ -111,14 +111,15 @@ def why_no_attempt(push: Push, sessions: list[LabSession], received_at: datetime
 def pick_up_attempts(
     tx: LedgerWriter,
     session: LabSession,
-    parse_push: Callable[[str, bytes], Push],
+    parse_push: Callable[[str, bytes], Push | None],
     now: datetime,
 ) -> tuple[int, ...]:
     """Attempts are derived facts (invariant 11): the recorded pushes of the session's
     repository inside its window and branches yield them exactly as if it had existed.
 
     Only a push the session takes is parsed again from its raw body (the commits' details
-    live there); a push whose body retention dropped is passed over.
+    live there); a push whose body retention dropped, or of a forge with no parser
+    (`parse_push` answers None), is passed over.
     """
     spec = session.spec
     tx.guard_repository(spec.forge, spec.repository_id, exclusive=True)
@@ -127,9 +128,9 @@ def pick_up_attempts(
         branch = branch_of(recorded.ref)
         if branch is None or not session.takes(branch, recorded.trusted_time):
             continue
-        if not recorded.body:
+        push = parse_push(spec.forge, recorded.body) if recorded.body else None
+        if push is None:
             continue
-        push = parse_push(spec.forge, recorded.body)
         wanted += plan_attempts(
             push, [session], recorded.push_id, recorded.delivery_pk, recorded.received_at, now
         )
