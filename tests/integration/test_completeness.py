@@ -78,6 +78,9 @@ def test_gaps_route_gauge_summary_and_csv_report_a_missing_push(client: TestClie
     assert gaps.status_code == 200
     assert [g["push_id"] for g in gaps.json()["items"]] == [later["push_id"]]
     assert client.get("/api/v1/gaps").status_code == 401
+    assert client.get("/api/v1/gaps?forge=git%00hub", headers=READER).status_code == 422
+    mine = client.get(f"/api/v1/gaps?forge=github&repository_id={REPO_ID}", headers=READER)
+    assert len(mine.json()["items"]) == 1
     assert "labledger_push_chain_gaps 1.0" in client.get("/metrics").text
     summary = client.get(f"/api/v1/sessions/{made['id']}/summary", headers=READER).json()
     assert summary["gaps"] == 1

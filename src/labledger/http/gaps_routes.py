@@ -54,7 +54,7 @@ def gaps_router(store: SqlStore, require_read: Callable[..., Awaitable[str]]) ->
 
     @router.get("/gaps", response_model=GapList)
     def open_gaps(
-        forge: str | None = None,
+        forge: Annotated[str | None, Query(pattern="^[a-z]{1,16}$")] = None,
         repository_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> GapList:
         """Recorded pushes whose `before` no recorded push of their ref ended at: at least
