@@ -40,6 +40,7 @@ from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.http.ui.pages import mount_ui
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.retention import purged_archive
@@ -133,6 +134,7 @@ def create_app(
     app.include_router(_api_router(store, require))
     app.include_router(grading_router(store, require))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
+    mount_ui(app, settings, store, log, signer.verifier)
     return app
 
 
