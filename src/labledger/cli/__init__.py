@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import dispatch, grading, ledger, log, retention, server
+from labledger.cli import dispatch, grading, ledger, links, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -50,6 +50,7 @@ for command in (
     retention.erase_command,
 ):
     cli.add_command(command)
+ledger.sessions.add_command(links.sessions_link)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,7 +134,7 @@ def create_app(
     app.include_router(_api_router(store, require))
     app.include_router(grading_router(store, require))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
-    mount_ui(app, settings, store, log, signer.verifier)
+    mount_ui(app, settings, store, log, signer.verifier, require)
     return app
 
 

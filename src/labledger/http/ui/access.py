@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +23,20 @@ SESSION_COOKIE = "labledger_ui"
 CSRF_COOKIE = "labledger_csrf"
 SESSION_SECONDS = 8 * 3600
 MAX_LINK_SECONDS = 366 * 24 * 3600
+DEFAULT_LINK_DURATION = "30d"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """`90s`, `15m`, `12h`, `30d` as seconds; ValueError naming the accepted form otherwise."""
+    match = re.fullmatch(r"([1-9][0-9]{0,6})([smhd])", text.strip())
+    seconds = int(match.group(1)) * _UNITS[match.group(2)] if match else 0
+    if not 0 < seconds <= MAX_LINK_SECONDS:
+        raise ValueError(
+            f"invalid duration {text[:40]!r}: a number and s, m, h or d "
+            f"(e.g. 30d), at most {MAX_LINK_SECONDS // 86400}d"
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

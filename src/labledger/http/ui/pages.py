@@ -2,10 +2,9 @@
 receipts, student links and the static receipt verifier. Each page reads through the same
 store and summaries as the JSON API, and answers HTML with a strict Content-Security-Policy."""
 
-from __future__ import annotations
-
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from labledger.core.errors import NotFound
 from labledger.core.note import VerifierKey
 from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
 from labledger.http.ui.access import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, UiKeys, Viewer
+from labledger.http.ui.links import link_router
 from labledger.http.ui.timeline import lay_out
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.sql_store import SqlStore
@@ -39,11 +39,18 @@ PAGE_ATTEMPTS = 500
 
 
 def mount_ui(
-    app: FastAPI, settings: Settings, store: SqlStore, log: SqlLog, key: VerifierKey
+    app: FastAPI,
+    settings: Settings,
+    store: SqlStore,
+    log: SqlLog,
+    key: VerifierKey,
+    require: Callable[[str], Callable[..., Awaitable[str]]],
 ) -> None:
-    """Add the web view to `app`: its routes and its static assets under /ui/static."""
+    """Add the web view to `app`: its pages, the student-link route, assets under /ui/static."""
+    keys = UiKeys(settings)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
-    app.include_router(_router(UiKeys(settings), store, log, key))
+    app.include_router(_router(keys, store, log, key))
+    app.include_router(link_router(keys, store, require))
 
 
 def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> APIRouter:
@@ -219,7 +226,8 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
 
     @router.get("/verify")
     def verify_page(request: Request) -> Response:
-        return page(request, "verify.html", served_key=key.encode())
+        # Relative asset paths: the page keeps working when saved to disk with its assets.
+        return page(request, "verify.html", served_key=key.encode(), static="ui/static/")
 
     return router
 
