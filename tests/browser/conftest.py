@@ -16,7 +16,9 @@ import httpx2
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.conftest import Ledger
+from labledger.storage import migrate
+from labledger.storage.engine import make_engine
+from tests.conftest import PG_ENV, PgDatabases
 from tests.integration.servers import running_servers
 from tests.support import body_of, commit, headers_for, push_payload
 
@@ -51,22 +53,45 @@ class Served:
     other_session_id: int
     attempt_ids: list[int]
     public_key: str
-    ledger: Ledger
 
     def api(self, method: str, path: str, **kwargs: object) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         return httpx2.request(method, self.url + path, headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def served(ledger: Ledger, tmp_path: Path) -> Iterator[Served]:
-    """A server on the test's ledger with two sessions, three attempts (one late, one forced)."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def served_database(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_databases: PgDatabases | None,
+) -> Iterator[str]:
+    """One migrated database per test module and dialect: the pages only read it."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("browser") / "ledger.db"
+        engine = make_engine(f"sqlite:///{path}")
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield f"sqlite:///{path}"
+        return
+    if pg_databases is None:
+        pytest.skip(f"PostgreSQL not configured ({PG_ENV})")
+    url = pg_databases.create()
+    yield url
+    pg_databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def served(served_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A server with two sessions and three attempts (one late, one force-pushed)."""
     extra = {
         "LABLEDGER_API_TOKENS": f"read:{READ_TOKEN},admin:{ADMIN_TOKEN}",
         "LABLEDGER_UI_SECRET_KEY": UI_KEY,
     }
-    with running_servers(ledger.url, 1, tmp_path, **extra) as (url,):
-        made = Served(url, 0, 0, [], "", ledger)
+    logs = tmp_path_factory.mktemp("server")
+    with running_servers(served_database, 1, logs, **extra) as (url,):
+        made = Served(url, 0, 0, [], "")
         session = made.api("POST", "/api/v1/sessions", json=_session("student-1", 186853002))
         other = made.api("POST", "/api/v1/sessions", json=_session("student-2", 42))
         assert session.status_code == 201 and other.status_code == 201, session.text

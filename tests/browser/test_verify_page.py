@@ -107,7 +107,8 @@ def test_page_and_cli_agree_on_every_tampered_receipt(browser: Browser, served: 
     receipt = _receipt(served)
     page = browser.new_page()
     page.goto(served.url + "/verify")
-    assert _browser_verdict(page, receipt, served.public_key)["verdict"] == "valid"
+    first = _browser_verdict(page, receipt, served.public_key)
+    assert first["verdict"] == "valid", first["steps"]
     assert _python_verdict(receipt, served.public_key) == "valid"
     disagreements = {}
     for name, changed in tampered_variants(receipt):

@@ -99,13 +99,12 @@ function differingField(entry, leaf) {
 }
 
 function parseVerifierKey(text) {
-  const parts = String(text).trim().split("+");
-  if (parts.length !== 3 || !parts[0] || !/^[0-9a-f]{8}$/.test(parts[1])) {
-    throw new Rejected("key", "not a verifier key (NAME+KEYID+BASE64)");
-  }
-  const material = b64decode(parts[2], "the key");
+  // NAME+KEYID+BASE64, where the base64 part may itself hold "+".
+  const parts = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(String(text).trim());
+  if (!parts) throw new Rejected("key", "not a verifier key (NAME+KEYID+BASE64)");
+  const material = b64decode(parts[3], "the key");
   if (material.length !== 33 || material[0] !== 1) throw new Rejected("key", "not an Ed25519 verifier key");
-  return { name: parts[0], id: parts[1], publicKey: material.slice(1) };
+  return { name: parts[1], id: parts[2], publicKey: material.slice(1) };
 }
 
 async function checkKeyId(key) {
