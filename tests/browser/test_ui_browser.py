@@ -119,7 +119,7 @@ def test_student_link_shows_its_session_and_downloads_receipts(
     assert page.locator("svg.timeline circle.dot").count() == 3
     _wait_for_checkpoint(served)
     with page.expect_download() as download:
-        page.get_by_role("link", name="receipt").first.click()
+        page.get_by_role("link", name="receipt", exact=True).first.click()
     receipt = json.loads(download.value.path().read_text())
     assert receipt["entry"]["content"]["session_id"] == served.session_id
     page.goto(served.url + "/ui/")
