@@ -4,7 +4,7 @@ UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
 
-.PHONY: setup run test lint format bench bench-smoke reliability
+.PHONY: setup run test lint format bench bench-smoke reliability screenshots
 
 setup:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
@@ -35,3 +35,7 @@ bench-smoke: setup
 
 reliability: setup
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run python -m tests.reliability.report
+
+screenshots: setup
+	npm ci --no-audit --no-fund
+	$(UV) run python -m tests.browser.screenshots docs/ui

@@ -103,6 +103,8 @@ class Settings(BaseModel):
     # The connection `purge` and `erase` use: the schema owner on PostgreSQL, never the
     # server's SELECT/INSERT role. Defaults to LABLEDGER_DATABASE_URL.
     maintenance_database_url: str | None = None
+    # Signs the web view's cookies and read-only student links; rotating it revokes both.
+    ui_secret_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _windows_nest(self) -> Settings:
@@ -142,6 +144,13 @@ class Settings(BaseModel):
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @field_validator("ui_secret_key")
+    @classmethod
+    def _long_ui_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("github_webhook_secret", mode="before")

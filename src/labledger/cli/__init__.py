@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import completeness, dispatch, grading, ledger, log, retention, server
+from labledger.cli import completeness, dispatch, grading, ledger, links, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -52,6 +52,7 @@ for command in (
 ):
     cli.add_command(command)
 ledger.sessions.add_command(completeness.sessions_import)
+ledger.sessions.add_command(links.sessions_link)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.http.ui.pages import mount_ui
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.retention import purged_archive
@@ -136,6 +137,7 @@ def create_app(
     app.include_router(grading_router(store, require))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
     app.include_router(gaps_router(store, require("read")))
+    mount_ui(app, settings, store, log, signer.verifier, require)
     return app
 
 

@@ -159,6 +159,13 @@ class SqlStore:
             rows = conn.execute(query.order_by(lab_sessions.c.id).limit(limit))
             return [session_from_row(r) for r in rows]
 
+    def list_lab_ids(self, limit: int = 1000) -> list[str]:
+        """The labs that have sessions, in order of their first session."""
+        first = func.min(lab_sessions.c.id)
+        query = select(lab_sessions.c.lab_id).group_by(lab_sessions.c.lab_id).order_by(first)
+        with self._reading() as conn:
+            return [row.lab_id for row in conn.execute(query.limit(limit))]
+
     # -- attempts -----------------------------------------------------------------------
     # Each API read runs in one read transaction: one pool checkout, and every part of the
     # answer (the session, its attempts) comes from the same snapshot.
