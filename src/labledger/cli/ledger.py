@@ -16,7 +16,7 @@ from labledger.core.service import check_session_spec
 from labledger.http import schemas
 from labledger.http.grading_schemas import AttemptDetailOut
 from labledger.saved import parse_saved_delivery
-from labledger.webhooks import receive_github
+from labledger.webhooks import receive_saved
 
 
 @click.group()
@@ -27,6 +27,12 @@ def sessions() -> None:
 @sessions.command("create")
 @click.option("--lab-id", required=True)
 @click.option("--subject-id", required=True)
+@click.option(
+    "--forge",
+    default="github",
+    show_default=True,
+    help="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance.",
+)
 @click.option("--repository-id", required=True, type=int, help="The forge's numeric repository id.")
 @click.option("--repository-name", help="owner/name, for display only.")
 @click.option("--branch-glob", default="*", show_default=True)
@@ -40,6 +46,7 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     body = schemas.SessionIn(
         lab_id=options["lab_id"],
         subject_id=options["subject_id"],
+        forge=options["forge"],
         repository_id=options["repository_id"],
         repository_full_name=options["repository_name"],
         branch_glob=options["branch_glob"],
@@ -173,7 +180,6 @@ def _score(score: object, max_score: object) -> str:
 @pass_context
 def ingest(obj: Context, files: tuple[Path, ...]) -> None:
     """Record saved deliveries (headers, blank line, raw body) as the webhook would."""
-    secret = obj.settings.github_secret_bytes()
     store = obj.store
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
@@ -181,9 +187,7 @@ def ingest(obj: Context, files: tuple[Path, ...]) -> None:
         for path in bar:
             try:
                 headers, body = parse_saved_delivery(path.read_bytes())
-                answer = receive_github(
-                    store, secret, headers, body, datetime.now(UTC), obj.settings.max_body_bytes
-                )
+                answer = receive_saved(store, obj.settings, headers, body, datetime.now(UTC))
                 outcomes[answer.outcome] += 1
             except LedgerError as exc:
                 outcomes["refused"] += 1

@@ -36,6 +36,7 @@ from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
 from labledger.dispatch import Dispatcher
 from labledger.http import grading_schemas, schemas
+from labledger.http.forge_routes import forge_webhook_router
 from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
 from labledger.http.log_routes import log_router, public_key_router
@@ -128,6 +129,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
+    app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
     app.include_router(_api_router(store, require))
@@ -184,7 +186,8 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
-    secret = settings.github_secret_bytes()
+    # A GitLab- or Gitea-only deployment has no GitHub secret: the route then refuses everything.
+    secret = settings.github_secret_bytes() if settings.github_webhook_secret else b""
 
     @router.post(
         "/webhooks/github",

@@ -29,7 +29,12 @@ class SessionIn(BaseModel):
 
     lab_id: str = Field(min_length=1, max_length=200)
     subject_id: str = Field(min_length=1, max_length=200)
-    forge: str = Field(default="github", pattern="^github$")
+    forge: str = Field(
+        default="github",
+        # The instance name of `LABLEDGER_GITLAB_WEBHOOK_TOKEN` etc. (forges/scoped.py).
+        pattern=r"^(github|(gitlab|gitea)(:[a-z0-9][a-z0-9-]{0,8})?)$",
+        description="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance",
+    )
     repository_id: int = Field(gt=0, lt=2**63, description="The forge's numeric repository id")
     repository_full_name: str | None = Field(default=None, max_length=300)
     branch_glob: str = Field(default="*", min_length=1, max_length=300)
