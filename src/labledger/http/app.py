@@ -381,9 +381,14 @@ def _api_router(
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
-    def get_delivery(delivery_id: str) -> Response:
+    def get_delivery(
+        delivery_id: str,
+        forge: Annotated[
+            str, Query(pattern=r"^(github|(gitlab|gitea)(:[a-z0-9][a-z0-9-]{0,8})?)$")
+        ] = "github",
+    ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
-        view = store.delivery_view("github", delivery_id)
+        view = store.delivery_view(forge, delivery_id)
         return schemas.json_response(schemas.delivery_detail_json(view))
 
     return router

@@ -110,6 +110,7 @@ class SessionSummaryOut(BaseModel):
     session_id: int
     lab_id: str
     subject_id: str
+    forge: str = Field(description="github, gitlab or gitea, with :INSTANCE for a named one")
     repository_id: int
     repository_full_name: str | None
     due_at: datetime | None = Field(description="Effective due date (after extensions)")
@@ -131,6 +132,7 @@ class SessionSummaryOut(BaseModel):
             session_id=session.id,
             lab_id=session.spec.lab_id,
             subject_id=session.spec.subject_id,
+            forge=session.spec.forge,
             repository_id=session.spec.repository_id,
             repository_full_name=session.spec.repository_full_name,
             due_at=session.spec.due_at,
@@ -163,6 +165,7 @@ CSV_COLUMNS = (
     "counting_status",
     "newest_attempt_id",
     "newest_late",
+    "forge",  # last, so that existing spreadsheets keep their column positions
 )
 
 
@@ -181,6 +184,7 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         s.counting_status or "",
         s.newest_attempt.id if s.newest_attempt else "",
         "true" if s.newest_late else "false",
+        s.forge,
     ]
 
 

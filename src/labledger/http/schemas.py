@@ -105,6 +105,7 @@ class ChangedFilesOut(BaseModel):
 class AttemptOut(BaseModel):
     id: int = Field(description="Ledger position: attempts are numbered in the order recorded")
     session_id: int
+    forge: str = Field(description="The session's forge: github, gitlab or gitea[:INSTANCE]")
     commit_sha: str
     tree_sha: str | None
     message: str
@@ -281,6 +282,7 @@ def attempt_json(a: LabAttempt, session: LabSession) -> dict[str, object]:
     return {
         "id": a.id,
         "session_id": a.session_id,
+        "forge": session.spec.forge,
         "commit_sha": c.sha,
         "tree_sha": c.tree_sha,
         "message": c.message,
@@ -345,6 +347,7 @@ def attempt_row_json(r: AttemptRow, session: LabSession) -> dict[str, object]:
     return {
         "id": r.id,
         "session_id": r.session_id,
+        "forge": session.spec.forge,
         "commit_sha": r.commit_sha,
         "tree_sha": r.tree_sha,
         "message": r.message,
