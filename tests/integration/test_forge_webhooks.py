@@ -27,6 +27,7 @@ from labledger.core.errors import (
     SignatureRejected,
 )
 from labledger.core.model import Identity
+from labledger.storage.sql_store import SqlStore
 from labledger.webhooks import WebhookAnswer
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
@@ -296,3 +297,14 @@ def test_identity_claims_are_kept_as_claims(ledger: Ledger) -> None:
     attempt = ledger.store.get_attempt(answer.body["attempt_ids"][0]).attempt  # type: ignore[index]
     assert attempt.commit.committer == Identity(None, None)
     assert attempt.sender.id == 777 and attempt.commit.author.name == "Ada Student"
+
+
+def test_attempt_notifications_name_the_forge_instance(ledger: Ledger) -> None:
+    """A subscriber learns which forge (and instance) an announced attempt came from."""
+    store = SqlStore(ledger.engine, ("grader",))
+    _session(ledger, "gitea:uni2", GITEA_REPO_ID)
+    deliver_gitea(store, gitea_payload([gitea_commit("n")]), secrets="uni2@*=test-gitea-secret")
+    with ledger.engine.connect() as conn:
+        payload = conn.execute(sql("SELECT payload FROM outbox_events")).scalar_one()
+    data = payload if isinstance(payload, dict) else json.loads(payload)
+    assert (data["type"], data["data"]["forge"]) == ("attempt.recorded", "gitea:uni2")
