@@ -28,7 +28,7 @@ from labledger.core.errors import (
 )
 from labledger.core.model import Identity
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import WebhookAnswer
+from labledger.webhooks import WebhookAnswer, receive_gitea, receive_gitlab
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.forge_support import (
@@ -40,12 +40,15 @@ from tests.forge_support import (
     deliver_gitea,
     deliver_gitlab,
     gitea_commit,
+    gitea_headers,
     gitea_payload,
+    gitea_secrets,
     gitlab_commit,
     gitlab_creds,
+    gitlab_headers,
     gitlab_payload,
 )
-from tests.support import commit, push_payload, session_spec
+from tests.support import FIXTURES, commit, push_payload, session_spec
 
 CLIENT_ERRORS = (MalformedPayload, SignatureRejected, NotJson, BodyTooLarge, DeliveryConflict)
 HYPOTHESIS = settings(
@@ -308,3 +311,69 @@ def test_attempt_notifications_name_the_forge_instance(ledger: Ledger) -> None:
         payload = conn.execute(sql("SELECT payload FROM outbox_events")).scalar_one()
     data = payload if isinstance(payload, dict) else json.loads(payload)
     assert (data["type"], data["data"]["forge"]) == ("attempt.recorded", "gitea:uni2")
+
+
+_MUTANTS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+_MUTABLE = {
+    "gitlab": [
+        "ref",
+        "before",
+        "after",
+        "checkout_sha",
+        "user_id",
+        "user_username",
+        "project",
+        "total_commits_count",
+        "commits",
+    ],
+    "gitea": [
+        "ref",
+        "before",
+        "after",
+        "total_commits",
+        "head_commit",
+        "repository",
+        "pusher",
+        "sender",
+        "commits",
+    ],
+}
+
+
+@HYPOTHESIS
+@given(forge=st.sampled_from(["gitlab", "gitea"]), data=st.data(), value=_MUTANTS)
+def test_mutated_public_examples_are_refused_cleanly_or_recorded(
+    ledger: Ledger, forge: str, data: st.DataObject, value: Any
+) -> None:
+    """A public example with one field set to any JSON value: 400 with nothing written, or 202."""
+    name = "gitlab-docs-push-hook.json" if forge == "gitlab" else "gitea-docs-push-webhook.json"
+    payload = json.loads((FIXTURES / forge / name).read_bytes())
+    payload[data.draw(st.sampled_from(_MUTABLE[forge]))] = value
+    send = deliver_gitlab if forge == "gitlab" else deliver_gitea
+    before = ledger.store.count_rows()
+    try:
+        answer = send(ledger.store, payload)  # type: ignore[operator]
+    except CLIENT_ERRORS as refused:
+        assert str(refused) and ledger.store.count_rows() == before
+    else:
+        assert answer.status in (200, 202) and answer.outcome in ("recorded", "duplicate")
+
+
+@pytest.mark.parametrize("forge", ["gitlab", "gitea"])
+def test_body_over_the_limit_is_refused_before_authentication(ledger: Ledger, forge: str) -> None:
+    """An oversized body is a 413 before any secret is compared; nothing is written."""
+    body = b"{" + b" " * 100 + b"}"
+    before = ledger.store.count_rows()
+    with pytest.raises(BodyTooLarge):
+        if forge == "gitlab":
+            receive_gitlab(ledger.store, gitlab_creds(), gitlab_headers(body), body, OPEN, 50)
+        else:
+            receive_gitea(ledger.store, gitea_secrets(), gitea_headers(body), body, OPEN, 50)
+    assert ledger.store.count_rows() == before
