@@ -183,3 +183,18 @@ def test_ingest_records_saved_deliveries_of_every_forge(
     assert "1 duplicate, 3 recorded, 1 refused" in out.out
     assert "no webhook secret is configured" in out.err  # the GitHub one: no secret, refused
     assert ledger.store.count_rows()["deliveries"] == 3
+
+
+def test_cli_opens_sessions_on_a_named_instance_and_refuses_unknown_forges(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sessions create --forge gitlab:uni2` works; a forge with no route is refused."""
+    monkeypatch.setenv("LABLEDGER_DATABASE_URL", ledger.url)
+    base = ["sessions", "create", "--lab-id", "l", "--subject-id", "s", "--repository-id", "42"]
+    assert main([*base, "--forge", "gitlab:uni2", "--json"]) == 0
+    assert '"forge": "gitlab:uni2"' in capsys.readouterr().out
+    assert main([*base, "--forge", "bitbucket"]) != 0
+    assert main([*base, "--forge", "gitlab:far-too-long-name"]) != 0
+    err = capsys.readouterr().err
+    assert "--forge" in err and "gitlab:NAME" in err and "Traceback" not in err
+    assert len(ledger.store.list_sessions(lab_id="l", after=0, limit=10)) == 1

@@ -241,3 +241,22 @@ def test_huge_commit_lists_and_file_lists_parse_whole(forge: str) -> None:
     push = _parse(forge, payload)
     assert len(push.commits) == 500 and push.commits[-1].files.added == tuple(files)
     assert push.commit_list_complete
+
+
+@pytest.mark.parametrize("forge", ["gitlab", "gitea"])
+def test_sha256_repositories_null_ids_mark_creation_and_deletion(forge: str) -> None:
+    """In a SHA-256 repository the null id is 64 zeros: still a creation or a deletion."""
+    zero, head = "0" * 64, "ab" * 32
+    if forge == "gitlab":
+        created = _parse(forge, gitlab_payload([], before=zero, after=head))
+        deleted = _parse(forge, gitlab_payload([], before=head, after=zero))
+    else:
+        created = _parse(forge, gitea_payload([], before=zero, after=head))
+        deleted = _parse(forge, gitea_payload([], before=head, after=zero))
+    assert (created.created, created.deleted, deleted.created, deleted.deleted) == (
+        True,
+        False,
+        False,
+        True,
+    )
+    assert deleted.carried_commits() == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import click
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, emit, json_option, pass_context
 from labledger.core.errors import LedgerError
 from labledger.core.service import check_session_spec
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import schemas
 from labledger.http.grading_schemas import AttemptDetailOut
 from labledger.saved import parse_saved_delivery
@@ -31,6 +33,7 @@ def sessions() -> None:
     "--forge",
     default="github",
     show_default=True,
+    callback=lambda _ctx, _param, value: _forge(value),
     help="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance.",
 )
 @click.option("--repository-id", required=True, type=int, help="The forge's numeric repository id.")
@@ -58,6 +61,15 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     check_session_spec(spec)
     created = schemas.SessionOut.of(obj.store.create_session(spec, "cli", datetime.now(UTC)))
     emit(created, as_json, [f"created session {created.id}"])
+
+
+def _forge(value: str) -> str:
+    if not re.match(FORGE_PATTERN, value):
+        raise click.BadParameter(
+            "use github, gitlab or gitea, or gitlab:NAME / gitea:NAME with a NAME of "
+            "1-9 characters a-z, 0-9 or - (the instance of LABLEDGER_GITLAB_WEBHOOK_TOKEN etc.)"
+        )
+    return value
 
 
 @sessions.command("list")

@@ -10,6 +10,11 @@ from datetime import datetime
 ZERO_SHA = "0" * 40
 
 
+def is_zero_sha(sha: str) -> bool:
+    """The null object id that marks a created or deleted ref: 40 zeros, or 64 in SHA-256 repos."""
+    return len(sha) in (40, 64) and not sha.strip("0")
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A name/email pair as *claimed* by a commit or reported for a pusher."""

@@ -16,7 +16,15 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 
 from labledger.core.errors import MalformedPayload, NotJson, SignatureRejected
-from labledger.core.model import ZERO_SHA, Account, ChangedFiles, Commit, Delivery, Identity, Push
+from labledger.core.model import (
+    Account,
+    ChangedFiles,
+    Commit,
+    Delivery,
+    Identity,
+    Push,
+    is_zero_sha,
+)
 from labledger.forges.github import MAX_DELIVERY_ID_LENGTH, RepoId, Sha, Text
 from labledger.forges.github import _describe as describe_errors
 from labledger.forges.github import _is_header_token as is_header_token
@@ -188,8 +196,8 @@ def parse_gitea_push(body: bytes) -> ParsedPush:
         before=p.before,
         after=p.after,
         # Gitea and Forgejo send no flags: zeros before/after mark creation and deletion.
-        created=p.created if p.created is not None else p.before == ZERO_SHA,
-        deleted=p.deleted if p.deleted is not None else p.after == ZERO_SHA,
+        created=p.created if p.created is not None else is_zero_sha(p.before),
+        deleted=p.deleted if p.deleted is not None else is_zero_sha(p.after),
         forced=bool(p.forced),
         pusher=Identity(p.pusher.full_name or None, p.pusher.email or None, p.pusher.login),
         sender=Account(p.sender.login, p.sender.id),

@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError
 
 from labledger.core.errors import MalformedPayload, NotJson
-from labledger.core.model import ZERO_SHA, Account, ChangedFiles, Commit, Delivery, Identity, Push
+from labledger.core.model import (
+    Account,
+    ChangedFiles,
+    Commit,
+    Delivery,
+    Identity,
+    Push,
+    is_zero_sha,
+)
 from labledger.forges.github import MAX_DELIVERY_ID_LENGTH, RepoId, Sha, Text
 from labledger.forges.github import _describe as describe_errors
 from labledger.forges.github import _is_header_token as is_header_token
@@ -119,8 +127,8 @@ def parse_gitlab_push(body: bytes, object_kind: str) -> Push:
         ref=p.ref,
         before=p.before,
         after=p.after,
-        created=p.before == ZERO_SHA,
-        deleted=p.after == ZERO_SHA,
+        created=is_zero_sha(p.before),
+        deleted=is_zero_sha(p.after),
         forced=False,  # GitLab does not say; the push chain check shows a rewrite (docs/forges.md)
         pusher=Identity(p.user_name, p.user_email, p.user_username),
         sender=Account(p.user_username or p.user_name or str(p.user_id), p.user_id),

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 # The forge column is VARCHAR(16): `gitlab:` plus a name of at most 9 characters fits.
 INSTANCE_PATTERN = r"[a-z0-9][a-z0-9-]{0,8}"
+# A session's or delivery's forge value: `github`, or `gitlab`/`gitea` with an optional instance.
+FORGE_PATTERN = rf"^(github|(gitlab|gitea)(:{INSTANCE_PATTERN})?)$"
 _SCOPED = re.compile(
     rf"^(?:(?P<instance>{INSTANCE_PATTERN})@)?(?P<scope>\*|(?P<kind>[a-z]+):(?P<value>[^=\s]+))="
     r"(?P<secret>\S.*)$"

@@ -35,6 +35,7 @@ from labledger.core.errors import (
 from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
 from labledger.dispatch import Dispatcher
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import grading_schemas, schemas
 from labledger.http.forge_routes import forge_webhook_router
 from labledger.http.grading_routes import grading_router
@@ -383,9 +384,7 @@ def _api_router(
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
     def get_delivery(
         delivery_id: str,
-        forge: Annotated[
-            str, Query(pattern=r"^(github|(gitlab|gitea)(:[a-z0-9][a-z0-9-]{0,8})?)$")
-        ] = "github",
+        forge: Annotated[str, Query(pattern=FORGE_PATTERN)] = "github",
     ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
         view = store.delivery_view(forge, delivery_id)

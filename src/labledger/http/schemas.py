@@ -18,6 +18,7 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
 )
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.storage.rows import AttemptRow, DeliveryView
 
 # Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
@@ -31,8 +32,7 @@ class SessionIn(BaseModel):
     subject_id: str = Field(min_length=1, max_length=200)
     forge: str = Field(
         default="github",
-        # The instance name of `LABLEDGER_GITLAB_WEBHOOK_TOKEN` etc. (forges/scoped.py).
-        pattern=r"^(github|(gitlab|gitea)(:[a-z0-9][a-z0-9-]{0,8})?)$",
+        pattern=FORGE_PATTERN,
         description="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance",
     )
     repository_id: int = Field(gt=0, lt=2**63, description="The forge's numeric repository id")
