@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from labledger.core.note import MalformedKey, SignerKey
+from labledger.forges import gitea, gitlab
+from labledger.forges.scoped import ScopedSecret
 
 PREFIX = "LABLEDGER_"
 # Names the test and benchmark suites use for themselves; never settings of the service.
@@ -105,6 +107,10 @@ class Settings(BaseModel):
     maintenance_database_url: str | None = None
     # Signs the web view's cookies and read-only student links; rotating it revokes both.
     ui_secret_key: SecretStr | None = None
+    # GitLab and Gitea/Forgejo (docs/forges.md): comma-separated `[INSTANCE@][SCOPE=]SECRET`.
+    gitlab_webhook_token: SecretStr | None = None
+    gitlab_signing_token: SecretStr | None = None
+    gitea_webhook_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _windows_nest(self) -> Settings:
@@ -121,6 +127,20 @@ class Settings(BaseModel):
                 "it explains"
             )
         return self
+
+    @model_validator(mode="after")
+    def _forge_secrets_parse(self) -> Settings:
+        self.gitlab_credentials()
+        self.gitea_secrets()
+        return self
+
+    def gitlab_credentials(self) -> gitlab.Credentials:
+        return gitlab.Credentials.parse(
+            _revealed(self.gitlab_webhook_token), _revealed(self.gitlab_signing_token)
+        )
+
+    def gitea_secrets(self) -> tuple[ScopedSecret, ...]:
+        return gitea.parse_secrets(_revealed(self.gitea_webhook_secret))
 
     @field_validator("subscribers", mode="before")
     @classmethod
@@ -194,10 +214,16 @@ class Settings(BaseModel):
     def require_serving(self) -> None:
         """`serve` never runs without a webhook secret and API tokens: no silent fallbacks."""
         missing = []
-        if self.github_webhook_secret is None:
+        forge_secrets = (
+            self.gitlab_webhook_token,
+            self.gitlab_signing_token,
+            self.gitea_webhook_secret,
+        )
+        if self.github_webhook_secret is None and not any(forge_secrets):
             missing.append(
-                f"{PREFIX}GITHUB_WEBHOOK_SECRET (the secret set on the GitHub webhook; "
-                "without it every webhook would be unauthenticated)"
+                f"{PREFIX}GITHUB_WEBHOOK_SECRET (the secret set on the GitHub webhook, or "
+                f"{PREFIX}GITLAB_WEBHOOK_TOKEN / {PREFIX}GITEA_WEBHOOK_SECRET for those forges; "
+                "without one every webhook would be unauthenticated)"
             )
         if not self.api_tokens:
             missing.append(
@@ -226,6 +252,10 @@ class Settings(BaseModel):
         if self.github_webhook_secret is None:
             raise ConfigError(f"{PREFIX}GITHUB_WEBHOOK_SECRET is not set")
         return self.github_webhook_secret.get_secret_value().encode("utf-8")
+
+
+def _revealed(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def _read_file(path: Path) -> dict[str, object]:

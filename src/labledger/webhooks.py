@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from labledger.config import Settings
 from labledger.core.errors import BodyTooLarge
-from labledger.core.model import Outcome
+from labledger.core.model import Outcome, RecordResult
 from labledger.core.ports import LedgerStore
 from labledger.core.service import record_push_delivery
-from labledger.forges import github
+from labledger.forges import gitea, github, gitlab
+from labledger.forges.scoped import ScopedSecret
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +60,87 @@ def receive_github(
             **({"reason": result.no_attempt_reason} if result.no_attempt_reason else {}),
         },
     )
+
+
+def recorded_answer(result: RecordResult) -> WebhookAnswer:
+    """202 for a new push delivery, 200 for a duplicate: the same body for every forge."""
+    return WebhookAnswer(
+        202 if result.outcome is Outcome.RECORDED else 200,
+        result.outcome.value,
+        {
+            "outcome": result.outcome.value,
+            "delivery_id": result.delivery_id,
+            "push_id": result.push_id,
+            "attempt_ids": list(result.attempt_ids),
+        },
+    )
+
+
+def _ignored(event: str, delivery_id: str) -> WebhookAnswer:
+    return WebhookAnswer(
+        200, "ignored", {"outcome": "ignored", "event": event, "delivery_id": delivery_id}
+    )
+
+
+def receive_gitlab(
+    store: LedgerStore,
+    creds: gitlab.Credentials,
+    headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+    max_body_bytes: int,
+) -> WebhookAnswer:
+    """GitLab's Push Hook and Tag Push Hook; authenticated before anything is parsed."""
+    if len(body) > max_body_bytes:
+        raise BodyTooLarge(max_body_bytes)
+    grant = gitlab.authenticate(creds, headers, body)
+    envelope = gitlab.read_envelope(headers, body, grant)
+    if envelope.object_kind is None:
+        return _ignored(envelope.event, envelope.delivery_id)
+    push = gitlab.parse_gitlab_push(body, envelope.object_kind)
+    grant.check_scope(push)
+    delivery = gitlab.make_delivery(grant, envelope, body, received_at)
+    return recorded_answer(record_push_delivery(store, delivery, push))
+
+
+def receive_gitea(
+    store: LedgerStore,
+    secrets: tuple[ScopedSecret, ...],
+    headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+    max_body_bytes: int,
+) -> WebhookAnswer:
+    """Gitea's and Forgejo's push events; authenticated before anything is parsed."""
+    if len(body) > max_body_bytes:
+        raise BodyTooLarge(max_body_bytes)
+    grant = gitea.authenticate(secrets, headers, body)
+    envelope = gitea.read_envelope(headers)
+    if envelope.event != "push":
+        return _ignored(envelope.event, envelope.delivery_id)
+    parsed = gitea.parse_gitea_push(body)
+    grant.check_scope(parsed.push, parsed.owner_id)
+    delivery = gitea.make_delivery(grant, envelope, body, received_at)
+    return recorded_answer(record_push_delivery(store, delivery, parsed.push))
+
+
+def receive_saved(
+    store: LedgerStore,
+    settings: Settings,
+    headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+) -> WebhookAnswer:
+    """A saved delivery of any forge, told apart by its event header (`labledger ingest`).
+
+    Gitea also sends `X-GitHub-Event`, so its own headers are looked at first. The headers
+    only choose which forge's credentials must authenticate the body, so lying gains nothing.
+    """
+    limit = settings.max_body_bytes
+    if "x-gitea-event" in headers or "x-forgejo-event" in headers:
+        return receive_gitea(store, settings.gitea_secrets(), headers, body, received_at, limit)
+    if "x-gitlab-event" in headers:
+        creds = settings.gitlab_credentials()
+        return receive_gitlab(store, creds, headers, body, received_at, limit)
+    secret = settings.github_secret_bytes() if settings.github_webhook_secret else b""
+    return receive_github(store, secret, headers, body, received_at, limit)

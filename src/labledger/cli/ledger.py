@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,10 +14,11 @@ import click
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, emit, json_option, pass_context
 from labledger.core.errors import LedgerError
 from labledger.core.service import check_session_spec
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import schemas
 from labledger.http.grading_schemas import AttemptDetailOut
 from labledger.saved import parse_saved_delivery
-from labledger.webhooks import receive_github
+from labledger.webhooks import receive_saved
 
 
 @click.group()
@@ -27,6 +29,13 @@ def sessions() -> None:
 @sessions.command("create")
 @click.option("--lab-id", required=True)
 @click.option("--subject-id", required=True)
+@click.option(
+    "--forge",
+    default="github",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _forge(value),
+    help="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance.",
+)
 @click.option("--repository-id", required=True, type=int, help="The forge's numeric repository id.")
 @click.option("--repository-name", help="owner/name, for display only.")
 @click.option("--branch-glob", default="*", show_default=True)
@@ -40,6 +49,7 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     body = schemas.SessionIn(
         lab_id=options["lab_id"],
         subject_id=options["subject_id"],
+        forge=options["forge"],
         repository_id=options["repository_id"],
         repository_full_name=options["repository_name"],
         branch_glob=options["branch_glob"],
@@ -53,6 +63,15 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     created = schemas.SessionOut.picked_up(opened)
     picked = f"; picked up {created.picked_up_attempts} earlier attempts"
     emit(created, as_json, [f"created session {created.id}{picked}"])
+
+
+def _forge(value: str) -> str:
+    if not re.match(FORGE_PATTERN, value):
+        raise click.BadParameter(
+            "use github, gitlab or gitea, or gitlab:NAME / gitea:NAME with a NAME of "
+            "1-9 characters a-z, 0-9 or - (the instance of LABLEDGER_GITLAB_WEBHOOK_TOKEN etc.)"
+        )
+    return value
 
 
 @sessions.command("list")
@@ -175,7 +194,6 @@ def _score(score: object, max_score: object) -> str:
 @pass_context
 def ingest(obj: Context, files: tuple[Path, ...]) -> None:
     """Record saved deliveries (headers, blank line, raw body) as the webhook would."""
-    secret = obj.settings.github_secret_bytes()
     store = obj.store
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
@@ -183,9 +201,7 @@ def ingest(obj: Context, files: tuple[Path, ...]) -> None:
         for path in bar:
             try:
                 headers, body = parse_saved_delivery(path.read_bytes())
-                answer = receive_github(
-                    store, secret, headers, body, datetime.now(UTC), obj.settings.max_body_bytes
-                )
+                answer = receive_saved(store, obj.settings, headers, body, datetime.now(UTC))
                 outcomes[answer.outcome] += 1
             except LedgerError as exc:
                 outcomes["refused"] += 1

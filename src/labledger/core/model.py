@@ -16,6 +16,11 @@ def branch_of(ref: str) -> str | None:
     return ref[len(prefix) :] if ref.startswith(prefix) else None
 
 
+def is_zero_sha(sha: str) -> bool:
+    """The null object id that marks a created or deleted ref: 40 zeros, or 64 in SHA-256 repos."""
+    return len(sha) in (40, 64) and not sha.strip("0")
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A name/email pair as *claimed* by a commit or reported for a pusher."""
@@ -71,13 +76,25 @@ class Push:
     pushed_at: datetime | None  # the forge's clock, covered by the webhook signature
     commits: tuple[Commit, ...]
     head_commit: Commit | None
+    # GitLab (`total_commits_count`, newest 20 listed) and Gitea (`total_commits`) count the
+    # commits beside a capped list; GitHub gives no count (forge-facts.md).
+    total_commits: int | None = None
 
     # GitHub caps commits[] at 2048 with no total count (forge-facts.md): a full list may be cut.
     MAX_LISTED_COMMITS = 2048
 
     @property
     def commit_list_complete(self) -> bool:
+        if self.total_commits is not None:
+            return len(self.commits) >= self.total_commits
         return len(self.commits) < self.MAX_LISTED_COMMITS
+
+    @property
+    def commits_missing(self) -> int | None:
+        """How many commits the forge counted but left out of its list; None without a count."""
+        if self.total_commits is None:
+            return None
+        return max(0, self.total_commits - len(self.commits))
 
     @property
     def branch(self) -> str | None:

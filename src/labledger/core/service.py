@@ -55,6 +55,8 @@ def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResul
             forced=push.rewrites_history,
             commit_list_complete=push.commit_list_complete,
             **({"no_attempt_reason": reason} if reason else {}),
+            # GitLab and Gitea say how many commits they left out; the audit leaf keeps it.
+            **({"commits_missing": push.commits_missing} if push.commits_missing else {}),
         )
     )
     return RecordResult(Outcome.RECORDED, delivery.delivery_id, push_id, attempt_ids, reason)

@@ -35,7 +35,9 @@ from labledger.core.errors import (
 from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
 from labledger.dispatch import Dispatcher
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import grading_schemas, schemas
+from labledger.http.forge_routes import forge_webhook_router
 from labledger.http.gaps_routes import gaps_router
 from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
@@ -131,6 +133,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
+    app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
     app.include_router(_api_router(store, require))
@@ -189,7 +192,8 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
-    secret = settings.github_secret_bytes()
+    # A GitLab- or Gitea-only deployment has no GitHub secret: the route then refuses everything.
+    secret = settings.github_secret_bytes() if settings.github_webhook_secret else b""
 
     @router.post(
         "/webhooks/github",
@@ -384,9 +388,12 @@ def _api_router(
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
-    def get_delivery(delivery_id: str) -> Response:
+    def get_delivery(
+        delivery_id: str,
+        forge: Annotated[str, Query(pattern=FORGE_PATTERN)] = "github",
+    ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
-        view = store.delivery_view("github", delivery_id)
+        view = store.delivery_view(forge, delivery_id)
         return schemas.json_response(schemas.delivery_detail_json(view))
 
     return router

@@ -110,6 +110,7 @@ class SessionSummaryOut(BaseModel):
     session_id: int
     lab_id: str
     subject_id: str
+    forge: str = Field(description="github, gitlab or gitea, with :INSTANCE for a named one")
     repository_id: int
     repository_full_name: str | None
     due_at: datetime | None = Field(description="Effective due date (after extensions)")
@@ -135,6 +136,7 @@ class SessionSummaryOut(BaseModel):
             session_id=session.id,
             lab_id=session.spec.lab_id,
             subject_id=session.spec.subject_id,
+            forge=session.spec.forge,
             repository_id=session.spec.repository_id,
             repository_full_name=session.spec.repository_full_name,
             due_at=session.spec.due_at,
@@ -169,6 +171,7 @@ CSV_COLUMNS = (
     "newest_attempt_id",
     "newest_late",
     "gaps",
+    "forge",  # last, so that existing spreadsheets keep their column positions
 )
 
 
@@ -188,6 +191,7 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         s.newest_attempt.id if s.newest_attempt else "",
         "true" if s.newest_late else "false",
         s.gaps,
+        s.forge,
     ]
 
 

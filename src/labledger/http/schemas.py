@@ -19,6 +19,7 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
 )
+from labledger.forges.scoped import FORGE_PATTERN
 from labledger.storage.rows import AttemptRow, DeliveryView
 
 # Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
@@ -30,7 +31,11 @@ class SessionIn(BaseModel):
 
     lab_id: str = Field(min_length=1, max_length=200)
     subject_id: str = Field(min_length=1, max_length=200)
-    forge: str = Field(default="github", pattern="^github$")
+    forge: str = Field(
+        default="github",
+        pattern=FORGE_PATTERN,
+        description="github, gitlab or gitea (Forgejo too); FORGE:INSTANCE for a named instance",
+    )
     repository_id: int = Field(gt=0, lt=2**63, description="The forge's numeric repository id")
     repository_full_name: str | None = Field(default=None, max_length=300)
     branch_glob: str = Field(default="*", min_length=1, max_length=300)
@@ -110,6 +115,7 @@ class ChangedFilesOut(BaseModel):
 class AttemptOut(BaseModel):
     id: int = Field(description="Ledger position: attempts are numbered in the order recorded")
     session_id: int
+    forge: str = Field(description="The session's forge: github, gitlab or gitea[:INSTANCE]")
     commit_sha: str
     tree_sha: str | None
     message: str
@@ -290,6 +296,7 @@ def attempt_json(a: LabAttempt, session: LabSession) -> dict[str, object]:
     return {
         "id": a.id,
         "session_id": a.session_id,
+        "forge": session.spec.forge,
         "commit_sha": c.sha,
         "tree_sha": c.tree_sha,
         "message": c.message,
@@ -354,6 +361,7 @@ def attempt_row_json(r: AttemptRow, session: LabSession) -> dict[str, object]:
     return {
         "id": r.id,
         "session_id": r.session_id,
+        "forge": session.spec.forge,
         "commit_sha": r.commit_sha,
         "tree_sha": r.tree_sha,
         "message": r.message,

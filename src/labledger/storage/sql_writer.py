@@ -104,6 +104,8 @@ class SqlWriter:
         self._logged: list[dict[str, object]] = []
         self._subscribers = tuple(subscribers)
         self._outbox: list[dict[str, object]] = []
+        # Notifications name the forge (and instance) of the push that carried an attempt.
+        self._push_forges: dict[int, str] = {}
 
     def _log(self, entry_type: str, entry_id: int) -> None:
         self._logged.append({"entry_type": entry_type, "entry_id": entry_id})
@@ -150,6 +152,7 @@ class SqlWriter:
         row, carried = self._values.push(forge, push)
         push_id: int = self._driver.insert_values(PUSH, [(delivery_pk, *row)])[0][0]
         self._log("push", push_id)
+        self._push_forges[push_id] = forge
         if carried:
             self._driver.insert_values(PUSH_COMMITS, [(push_id, *c) for c in carried])
         return push_id
@@ -212,6 +215,7 @@ class SqlWriter:
             {
                 "attempt_id": attempt_id,
                 "session_id": attempt.session_id,
+                "forge": self._push_forges.get(attempt.push_id),
                 "commit_sha": attempt.commit.sha,
                 "branch": attempt.branch,
                 "pushed_at": attempt.pushed_at.isoformat() if attempt.pushed_at else None,
