@@ -24,6 +24,10 @@ class SignatureRejected(LedgerError):
         super().__init__(reason)
 
 
+class Unauthorized(LedgerError):
+    """An API request without a known bearer token (HTTP 401, `unauthorized`)."""
+
+
 class BodyTooLarge(LedgerError):
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -30,6 +30,7 @@ from labledger.core.errors import (
     NotJson,
     SignatureRejected,
     StoreUnavailable,
+    Unauthorized,
     VerificationConflict,
 )
 from labledger.core.note import SignerKey
@@ -52,6 +53,7 @@ log = structlog.get_logger("labledger.http")
 STATUS = {
     MalformedPayload: (400, "malformed"),
     SignatureRejected: (401, "signature"),
+    Unauthorized: (401, "unauthorized"),
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not_found"),
     DeliveryConflict: (409, "conflict"),
@@ -279,9 +281,12 @@ def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
 
 def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitable[str]]]:
     """`require(scope)` makes a dependency that answers 401 without a known token and 403
-    when the token's scope is below `scope` (read < grader < admin); it returns the actor."""
+    when the token's scope is below `scope` (read < grader < admin); it returns the actor,
+    `api-token:<name>`: the audit log, readable with any token, holds nothing derived from
+    a token's secret."""
     scoped = [
-        (SCOPES.index(s), hashlib.sha256(t.encode()).digest()) for s, t in settings.token_scopes()
+        (t.level, t.name, hashlib.sha256(t.secret.get_secret_value().encode()).digest())
+        for t in settings.api_tokens
     ]
     bearer = HTTPBearer(auto_error=False)
 
@@ -294,15 +299,16 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> str:
             if credentials is None:
-                raise SignatureRejected("missing bearer token (Authorization: Bearer <token>)")
+                raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
             given = hashlib.sha256(credentials.credentials.encode()).digest()
             # Compare against every token, in constant time each, so timing tells nothing.
-            levels = [level for level, d in scoped if hmac.compare_digest(given, d)]
-            if not levels:
-                raise SignatureRejected("unknown bearer token")
-            if max(levels) < needed:
-                raise Forbidden(scope, SCOPES[max(levels)])
-            return f"api-token:{given.hex()[:12]}"
+            known = [(level, name) for level, name, d in scoped if hmac.compare_digest(given, d)]
+            if not known:
+                raise Unauthorized("unknown bearer token")
+            level, name = max(known)
+            if level < needed:
+                raise Forbidden(scope, SCOPES[level])
+            return f"api-token:{name}"
 
         return require_token
 
