@@ -102,6 +102,8 @@ class Settings(BaseModel):
     dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
     dispatch_backoff_seconds: float = Field(default=2.0, gt=0)
     dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The only proxy notifications go through: HTTP(S)_PROXY in the environment is ignored.
+    dispatch_proxy: str | None = Field(default=None, pattern=r"^https?://")
     # Retention windows in days, counted from a session's close (RETENTION.md).
     retention_records_days: int = Field(default=5 * 365 + 1, ge=1, le=MAX_RETENTION_DAYS)
     retention_raw_bodies_days: int = Field(default=90, ge=1, le=MAX_RETENTION_DAYS)

@@ -20,6 +20,7 @@ from labledger.core.model import (
 )
 from labledger.storage.driver_reads import driver_select
 from labledger.storage.driver_writes import DriverWriter, InsertShape
+from labledger.storage.outbox import new_event_id
 from labledger.storage.row_values import (
     ATTEMPTS,
     DELIVERY,
@@ -163,7 +164,7 @@ class SqlWriter:
             return
         self._announce(
             "attempt.recorded",
-            f"evt_attempt_{attempt_id}",
+            new_event_id("attempt", attempt_id),
             attempt.received_at,
             {
                 "attempt_id": attempt_id,
@@ -194,7 +195,7 @@ class SqlWriter:
             self._log("verification", result_id)
             self._announce(
                 "verification.recorded",
-                f"evt_verification_{result_id}",
+                new_event_id("verification", result_id),
                 v.reported_at,
                 {
                     "verification_id": result_id,
