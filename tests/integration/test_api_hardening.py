@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -12,6 +14,7 @@ from sqlalchemy import text
 from labledger.config import Settings
 from labledger.http.app import create_app
 from tests.conftest import Ledger
+from tests.integration.servers import running_servers
 from tests.support import SECRET, SIGNER, TOKEN
 
 ALICE = "alice-admin-token-0123456789abcdef0123"
@@ -66,3 +69,42 @@ def test_missing_bearer_token_answers_unauthorized_not_signature(client: TestCli
         assert answer.status_code == 401
         assert answer.json()["error"] == "unauthorized"
         assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def _refuse_marked_subjects(ledger: Ledger) -> None:
+    """A constraint added behind labledger's back: the database refuses the row itself."""
+    with ledger.engine.begin() as conn:
+        if ledger.dialect == "postgresql":
+            conn.execute(
+                text(
+                    "ALTER TABLE lab_sessions ADD CONSTRAINT no_marker "
+                    "CHECK (subject_id NOT LIKE '%MARKER%')"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER no_marker BEFORE INSERT ON lab_sessions "
+                    "WHEN NEW.subject_id LIKE '%MARKER%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by no_marker'); END"
+                )
+            )
+
+
+def test_database_errors_do_not_log_request_data(ledger: Ledger, tmp_path: Path) -> None:
+    """A row the database refuses answers 500 `internal`, and neither the answer nor the
+    server's log holds what the client sent (bound values, PostgreSQL's failing row)."""
+    _refuse_marked_subjects(ledger)
+    secret_subject = "student-MARKER-7c1e55"
+    with running_servers(ledger.url, 1, tmp_path, LABLEDGER_LOG_LEVEL="INFO") as (url,):
+        answer = httpx2.post(
+            f"{url}/api/v1/sessions",
+            json=dict(SESSION, subject_id=secret_subject),
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+    assert answer.status_code == 500 and answer.json()["error"] == "internal"
+    assert secret_subject not in answer.text
+    logged = (tmp_path / "server-0.log").read_text()
+    assert "database.error" in logged
+    assert secret_subject not in logged

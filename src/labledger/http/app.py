@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -128,6 +129,7 @@ def create_app(
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(_ops_router(store, metrics))
@@ -145,6 +147,22 @@ def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
     if status == 401 and request.url.path.startswith("/api/"):
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    """A database error no core outcome explains: a 500 whose log names its class and SQLSTATE
+    only. The driver's message can quote the row (PostgreSQL's `Failing row contains (...)`),
+    that is request data, so neither the log nor the answer repeats it."""
+    orig = getattr(exc, "orig", None)
+    log.error(
+        "database.error",
+        error=type(orig or exc).__name__,
+        sqlstate=getattr(orig, "sqlstate", None),
+        method=request.method,
+        route=getattr(request.scope.get("route"), "path", None),
+    )
+    detail = "database error; the server log names its class"
+    return JSONResponse({"error": "internal", "detail": detail}, status_code=500)
 
 
 def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSONResponse]:
