@@ -91,7 +91,7 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
 def _scram_verifier(conn: Connection, role: str, password: str) -> str:
     """The password as PostgreSQL stores it, hashed by libpq with the server's algorithm."""
     pgconn = conn.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
-    made = pgconn.encrypt_password(password.encode(), role.encode(), None).decode("ascii")
+    made = str(pgconn.encrypt_password(password.encode(), role.encode(), None).decode("ascii"))
     if "'" in made or "\\" in made:  # never: base64, digits, `$` and `:`; checked, not assumed
         raise ValueError("unexpected characters in the password verifier")
     return made
