@@ -33,6 +33,11 @@ def sessions() -> None:
 @click.option("--opens-at", type=TIME, help="Default: now.")
 @click.option("--due-at", type=TIME)
 @click.option("--closes-at", type=TIME)
+@click.option(
+    "--allow-shared-repository",
+    is_flag=True,
+    help="Allow a second session of this lab on this repository (refused otherwise).",
+)
 @json_option
 @pass_context
 def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
@@ -49,7 +54,13 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     )
     spec = body.to_spec()
     check_session_spec(spec)
-    created = schemas.SessionOut.of(obj.store.create_session(spec, "cli", datetime.now(UTC)))
+    made = obj.store.create_session(
+        spec,
+        "cli",
+        datetime.now(UTC),
+        allow_shared_repository=options["allow_shared_repository"],
+    )
+    created = schemas.SessionOut.of(made)
     emit(created, as_json, [f"created session {created.id}"])
 
 

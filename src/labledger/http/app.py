@@ -29,6 +29,7 @@ from labledger.core.errors import (
     MalformedPayload,
     NotFound,
     NotJson,
+    RepositoryShared,
     SignatureRejected,
     StoreUnavailable,
     Unauthorized,
@@ -59,6 +60,7 @@ STATUS = {
     NotFound: (404, "not_found"),
     DeliveryConflict: (409, "conflict"),
     VerificationConflict: (409, "conflict"),
+    RepositoryShared: (409, "conflict"),
     BodyTimeout: (408, "timeout"),
     BodyTooLarge: (413, "too_large"),
     NotJson: (415, "not_json"),
@@ -75,11 +77,15 @@ ERRORS = schemas.API_ERRORS
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """Parameter and body validation answer in the same ErrorOut shape as every other error."""
+    errors = exc.errors()
     problems = [
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-        for e in exc.errors()[:3]
+        for e in errors[:3]
     ]
-    return JSONResponse({"error": "invalid", "detail": "; ".join(problems)}, status_code=422)
+    # Control characters are malformed input (400), as the core's own text check says.
+    malformed = any(e.get("type") == schemas.CONTROL_CHARACTER for e in errors)
+    status, code = (400, "malformed") if malformed else (422, "invalid")
+    return JSONResponse({"error": code, "detail": "; ".join(problems)}, status_code=status)
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -334,13 +340,13 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
 
 
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = schemas.Limit
 
 
 def _cursor(value: str | None) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise MalformedPayload(f"invalid cursor {value[:40]!r}")
     return int(value)
 
@@ -354,15 +360,18 @@ def _api_router(
     Admin = Annotated[str, Depends(require("admin"))]
 
     @router.post("/sessions", response_model=schemas.SessionOut, status_code=201)
-    def create_session(body: schemas.SessionIn, actor: Admin) -> schemas.SessionOut:
-        """Open a lab session for one subject, lab and repository."""
+    def create_session(body: schemas.SessionCreate, actor: Admin) -> schemas.SessionOut:
+        """Open a lab session for one subject, lab and repository; a second session of the
+        lab on the repository answers 409 unless `allow_shared_repository` is true."""
         spec = body.to_spec()
         check_session_spec(spec)
-        return schemas.SessionOut.of(store.create_session(spec, actor, datetime.now(UTC)))
+        shared = body.allow_shared_repository
+        made = store.create_session(spec, actor, datetime.now(UTC), allow_shared_repository=shared)
+        return schemas.SessionOut.of(made)
 
     @router.get("/sessions", response_model=schemas.SessionPage)
     def list_sessions(
-        lab_id: str | None = None, cursor: Cursor = None, limit: Limit = 100
+        lab_id: schemas.PlainText | None = None, cursor: Cursor = None, limit: Limit = 100
     ) -> schemas.SessionPage:
         """Sessions in creation order, optionally of one lab."""
         found = store.list_sessions(lab_id=lab_id, after=_cursor(cursor), limit=limit)
@@ -402,7 +411,7 @@ def _api_router(
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
-    def get_delivery(delivery_id: str) -> Response:
+    def get_delivery(delivery_id: schemas.PlainText) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
         view = store.delivery_view("github", delivery_id)
         return schemas.json_response(schemas.delivery_detail_json(view))

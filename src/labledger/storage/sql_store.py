@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, select, text
 
-from labledger.core.errors import NotFound
+from labledger.core.errors import NotFound, RepositoryShared
 from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
@@ -216,8 +216,22 @@ class SqlStore:
             sessions = sessions_by_id(conn, {a.session_id for a in found})
         return DeliveryView(delivery_from_row(row), push, found, sessions)
 
-    def create_session(self, spec: SessionSpec, actor: str, now: datetime) -> LabSession:
+    def create_session(
+        self,
+        spec: SessionSpec,
+        actor: str,
+        now: datetime,
+        *,
+        allow_shared_repository: bool = True,
+    ) -> LabSession:
+        """A new session. Callers acting on a request (the API, `sessions create`) pass the
+        request's allow_shared_repository: a second session of a lab on one repository is
+        then refused, checked in the creating transaction."""
         with self.transaction() as tx:
+            if not allow_shared_repository:
+                shared = tx.lab_sessions_on_repository(spec)
+                if shared:
+                    raise RepositoryShared(spec.lab_id, spec.repository_id, shared[0])
             session = tx.insert_session(spec, now)
             tx.append_audit(
                 AuditEvent(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam
+from sqlalchemy import Connection, bindparam, func, select
 
 from labledger.core.errors import NotFound
 from labledger.core.model import (
@@ -245,6 +245,23 @@ class SqlWriter:
         audit_id: int = self._driver.insert(AUDIT, [row])[0][0]
         self._log("audit", audit_id)
         return audit_id
+
+    def lab_sessions_on_repository(self, spec: SessionSpec) -> list[int]:
+        """Ids of `spec`'s lab's sessions on its repository. On PostgreSQL it first takes a
+        transaction lock on (lab, repository): two creations at once would each miss the
+        other's uncommitted row (SQLite's one writer at a time needs no lock)."""
+        if self._conn.dialect.name == "postgresql":
+            key = f"{spec.lab_id}\x1f{spec.forge}\x1f{spec.repository_id}"
+            self._conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+        c = lab_sessions.c
+        found = self._conn.execute(
+            select(c.id).where(
+                c.forge == spec.forge,
+                c.repository_id == spec.repository_id,
+                c.lab_id == spec.lab_id,
+            )
+        )
+        return list(found.scalars())
 
     def insert_session(self, spec: SessionSpec, created_at: datetime) -> LabSession:
         row = self._conn.execute(
