@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from labledger.storage.tables import outbox_events
 from tests.conftest import Ledger, PgDatabases, _sqlite_ledger
 from tests.contract.helpers import deliver
 from tests.integration.receiver import SECRET, Receiver, running_receiver
+from tests.integration.servers import LABLEDGER, server_env, write_signing_key
 from tests.support import commit, push_payload, session_spec
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -59,18 +61,26 @@ def test_every_redirect_status_is_a_failed_attempt(sqlite_ledger: Ledger, status
 
 
 def test_environment_proxy_is_not_used_for_notifications(
-    sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    sqlite_ledger: Ledger, tmp_path: Path
 ) -> None:
-    """HTTP_PROXY in the server's environment (here: a closed port) does not carry events."""
-    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    """`labledger dispatch` started with HTTP_PROXY (here: a closed port) in its environment
+    still delivers straight to the subscriber."""
     store = _announcing(sqlite_ledger)
     deliver(store, push_payload([commit()]))
     with running_receiver() as grader:
-        report = Dispatcher(SqlOutbox(sqlite_ledger.engine), (_subscriber(grader),)).run_once()
-        assert report.delivered == 1 and len(grader.ids()) == 1
+        env = server_env(
+            sqlite_ledger.url,
+            write_signing_key(tmp_path),
+            LABLEDGER_SUBSCRIBERS=f"grader={grader.url}|{SECRET}",
+        )
+        for name in ("NO_PROXY", "no_proxy"):
+            env.pop(name, None)
+        env.update(HTTP_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9")
+        done = subprocess.run(
+            [LABLEDGER, "dispatch", "--once"], env=env, capture_output=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert len(grader.ids()) == 1
 
 
 @pytest.fixture
