@@ -33,7 +33,8 @@ class VerificationIn(BaseModel):
     score: Decimal | None = Field(default=None, ge=0, max_digits=15, decimal_places=3)
     max_score: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)
     details: dict[str, Any] = Field(
-        default_factory=dict, description="JSON, at most 16 KiB, no fractional numbers"
+        default_factory=dict,
+        description="JSON, at most 16 KiB, no fractional numbers, integers within ±2^53",
     )
 
     def to_report(self, attempt_id: int, actor: str, now: datetime) -> NewVerification:
