@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from labledger.cli import main
 from labledger.config import Settings
 from labledger.core.errors import RepositoryShared
 from labledger.http.app import create_app
@@ -293,3 +294,21 @@ def test_concurrent_sessions_on_one_repository_make_one(ledger: Ledger) -> None:
         outcomes = sorted(pool.map(create, range(8)))
     assert outcomes == ["made"] + ["refused"] * 7
     assert ledger.store.count_rows()["lab_sessions"] == 1
+
+
+def test_second_session_on_one_repository_is_refused_by_the_cli(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sessions create` refuses a second session of a lab on a repository in one line, and
+    makes it with --allow-shared-repository."""
+    monkeypatch.setenv("LABLEDGER_DATABASE_URL", ledger.url)
+    for name in ("LABLEDGER_CONFIG", "LABLEDGER_API_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    create = ["sessions", "create", "--lab-id", "lab-1", "--repository-id", "42"]
+    assert main([*create, "--subject-id", "s1"]) == 0
+    capsys.readouterr()
+    assert main([*create, "--subject-id", "s2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allow-shared-repository" in err
+    assert main([*create, "--subject-id", "s2", "--allow-shared-repository"]) == 0
+    assert ledger.store.count_rows()["lab_sessions"] == 2
