@@ -133,6 +133,10 @@ class Settings(BaseModel):
     def _parse_subscribers(cls, value: object) -> object:
         return parse_subscribers(value) if isinstance(value, str) else value
 
+    def token_scopes(self) -> list[tuple[str, str]]:
+        """(scope, token) per LABLEDGER_API_TOKENS entry (api_tokens has their names too)."""
+        return [(t.scope, t.secret.get_secret_value()) for t in self.api_tokens]
+
     def subscriber_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.subscribers)
 

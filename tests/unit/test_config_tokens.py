@@ -25,6 +25,12 @@ def test_named_scoped_and_bare_tokens_are_parsed_and_named() -> None:
         ("read-2", "read", f"{LONG}b"),
         ("admin-3", "admin", f"{LONG}c"),
     ]
+    settings = Settings.from_env({"LABLEDGER_API_TOKENS": text})
+    assert settings.token_scopes() == [
+        ("grader", f"{LONG}a"),
+        ("read", f"{LONG}b"),
+        ("admin", f"{LONG}c"),
+    ]
 
 
 @pytest.mark.parametrize("entry", [f"raed:{LONG}", f"ci:Admin:{LONG}", f"ci:root:{LONG}"])
