@@ -20,7 +20,7 @@ from labledger.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 LABLEDGER = Path(sys.executable).with_name("labledger")  # the console script, in this venv
 SECRET = "bench-webhook-secret"
-TOKEN = "bench-api-token"
+TOKEN = "bench-api-token-0123456789abcdef0123456"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 

@@ -19,7 +19,7 @@ from labledger.core.note import SignerKey
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "test-webhook-secret"
-TOKEN = "test-api-token"
+TOKEN = "test-api-token-0123456789abcdef01234567"
 REPO_ID = 186853002
 _counter = itertools.count(1)
 # A fixed test key, so signed checkpoints in failing tests can be reproduced.

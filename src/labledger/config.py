@@ -23,6 +23,8 @@ from pydantic import (
 from labledger.core.note import MalformedKey, SignerKey
 from labledger.forges import gitea, gitlab
 from labledger.forges.scoped import ScopedSecret
+from labledger.tokens import SCOPES as SCOPES  # where the HTTP edge has always found them
+from labledger.tokens import ApiToken, parse_api_tokens
 
 PREFIX = "LABLEDGER_"
 # Names the test and benchmark suites use for themselves; never settings of the service.
@@ -31,9 +33,8 @@ GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger paylo
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
 MAX_RETENTION_DAYS = 100 * 366
 
-
-# Each scope includes the ones before it: admin ⊇ grader ⊇ read.
-SCOPES = ("read", "grader", "admin")
+# The Standard Webhooks specification's minimum secret length (before base64).
+MIN_SUBSCRIBER_SECRET_BYTES = 24
 
 
 class ConfigError(Exception):
@@ -55,10 +56,15 @@ class Subscriber(BaseModel):
         raw = value.get_secret_value()
         body = raw.removeprefix("whsec_")
         try:
-            if raw == body or not base64.b64decode(body, validate=True):
+            if raw == body or not (key := base64.b64decode(body, validate=True)):
                 raise ValueError
         except (ValueError, binascii.Error):
             raise ValueError("a subscriber secret is whsec_ followed by base64") from None
+        if len(key) < MIN_SUBSCRIBER_SECRET_BYTES:
+            raise ValueError(
+                f"a subscriber secret holds at least {MIN_SUBSCRIBER_SECRET_BYTES} bytes "
+                "(Standard Webhooks); make one with `echo whsec_$(openssl rand -base64 32)`"
+            )
         return value
 
 
@@ -85,7 +91,7 @@ class Settings(BaseModel):
 
     database_url: str = DEFAULT_DATABASE_URL
     github_webhook_secret: SecretStr | None = None
-    api_tokens: tuple[SecretStr, ...] = ()
+    api_tokens: tuple[ApiToken, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     signing_key_file: Path = Path("labledger-signing.key")
@@ -98,6 +104,8 @@ class Settings(BaseModel):
     dispatch_max_attempts: int = Field(default=8, ge=1, le=100)
     dispatch_backoff_seconds: float = Field(default=2.0, gt=0)
     dispatch_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The only proxy notifications go through: HTTP(S)_PROXY in the environment is ignored.
+    dispatch_proxy: str | None = Field(default=None, pattern=r"^https?://")
     # Retention windows in days, counted from a session's close (RETENTION.md).
     retention_records_days: int = Field(default=5 * 365 + 1, ge=1, le=MAX_RETENTION_DAYS)
     retention_raw_bodies_days: int = Field(default=90, ge=1, le=MAX_RETENTION_DAYS)
@@ -148,13 +156,8 @@ class Settings(BaseModel):
         return parse_subscribers(value) if isinstance(value, str) else value
 
     def token_scopes(self) -> list[tuple[str, str]]:
-        """(scope, token) per LABLEDGER_API_TOKENS entry; a bare token has the admin scope."""
-        found = []
-        for entry in self.api_tokens:
-            raw = entry.get_secret_value()
-            scope, sep, token = raw.partition(":")
-            found.append((scope, token) if sep and scope in SCOPES and token else ("admin", raw))
-        return found
+        """(scope, token) per LABLEDGER_API_TOKENS entry (api_tokens has their names too)."""
+        return [(t.scope, t.secret.get_secret_value()) for t in self.api_tokens]
 
     def subscriber_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.subscribers)
@@ -162,8 +165,11 @@ class Settings(BaseModel):
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
+        """`name:scope:token`, `scope:token` or a bare (admin) token, comma-separated."""
         if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
+            value = tuple(t.strip() for t in value.split(",") if t.strip())
+        if isinstance(value, list | tuple) and all(isinstance(t, str) for t in value):
+            return parse_api_tokens(tuple(value))
         return value
 
     @field_validator("ui_secret_key")
@@ -206,10 +212,10 @@ class Settings(BaseModel):
             return cls.model_validate({fields[k]: v for k, v in values.items()})
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
+            message = str(first["msg"]).removeprefix("Value error, ")
             if not first["loc"]:  # a rule across settings names them in its message
-                raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from None
-            name = f"{PREFIX}{str(first['loc'][0]).upper()}"
-            raise ConfigError(f"{name}: {first['msg']}") from None
+                raise ConfigError(message) from None
+            raise ConfigError(f"{PREFIX}{str(first['loc'][0]).upper()}: {message}") from None
 
     def require_serving(self) -> None:
         """`serve` never runs without a webhook secret and API tokens: no silent fallbacks."""

@@ -10,11 +10,11 @@ operator replays it.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from standardwebhooks.webhooks import Webhook
@@ -22,6 +22,9 @@ from standardwebhooks.webhooks import Webhook
 from labledger.config import Settings, Subscriber
 from labledger.core.errors import InvalidRequest
 from labledger.storage.outbox import OutboxEvent, SqlOutbox
+
+if TYPE_CHECKING:
+    import httpx2
 
 log = structlog.get_logger("labledger.dispatch")
 MAX_BACKOFF = timedelta(hours=1)
@@ -37,16 +40,57 @@ class SendResult:
 Sender = Callable[[str, Mapping[str, str], bytes, float], SendResult]
 
 
-def http_post(url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> SendResult:
-    """POST with the standard library; any 2xx is success, everything else a retry."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return SendResult(200 <= answer.status < 300, answer.status, None)
-    except urllib.error.HTTPError as exc:
-        return SendResult(False, exc.code, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        return SendResult(False, None, f"{type(exc).__name__}: {exc}")
+class HttpSender:
+    """POSTs to subscribers; any 2xx is success, everything else a retry.
+
+    A redirect is never followed: a client that follows 301/302/303 re-sends as a GET without
+    the body, and the receiver's answer to that would mark an event delivered that no one
+    received, while the signature headers go to whatever host the Location names. Proxies
+    come from `proxy` (LABLEDGER_DISPATCH_PROXY) alone, never from HTTP(S)_PROXY in the
+    environment of whoever started the server.
+    """
+
+    def __init__(self, proxy: str | None = None) -> None:
+        self._proxy = proxy
+        self._client: httpx2.Client | None = None
+        self._making = threading.Lock()
+
+    def __call__(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> SendResult:
+        import httpx2
+
+        try:
+            # stream: only the status and headers are read; a subscriber's body is never held
+            with self._pooled().stream(
+                "POST", url, content=body, headers=dict(headers), timeout=timeout
+            ) as answer:
+                return _result(answer.status_code, answer.headers.get("location"))
+        except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
+            return SendResult(False, None, f"{type(exc).__name__}: {exc}")
+
+    def _pooled(self) -> httpx2.Client:
+        with self._making:
+            if self._client is None:
+                import httpx2  # imported on first send: the CLI's other verbs start faster
+
+                self._client = httpx2.Client(
+                    follow_redirects=False, trust_env=False, proxy=self._proxy
+                )
+            return self._client
+
+
+def _result(status: int, location: str | None) -> SendResult:
+    if 200 <= status < 300:
+        return SendResult(True, status, None)
+    if 300 <= status < 400:
+        shown = (location or "(none)")[:300]
+        log.warning("dispatch.redirect_not_followed", status=status, location=shown)
+        return SendResult(False, status, f"HTTP {status} redirect to {shown}, not followed")
+    return SendResult(False, status, f"HTTP {status}")
+
+
+http_post: Sender = HttpSender()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +110,7 @@ class Dispatcher:
         max_attempts: int = 8,
         backoff_seconds: float = 2.0,
         timeout_seconds: float = 10.0,
-        send: Sender = http_post,
+        send: Sender | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.outbox = outbox
@@ -74,7 +118,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.backoff = timedelta(seconds=backoff_seconds)
         self.timeout = timeout_seconds
-        self.send = send
+        self.send = send or http_post
         self.clock = clock
 
     @classmethod
@@ -85,6 +129,7 @@ class Dispatcher:
             max_attempts=settings.dispatch_max_attempts,
             backoff_seconds=settings.dispatch_backoff_seconds,
             timeout_seconds=settings.dispatch_timeout_seconds,
+            send=HttpSender(settings.dispatch_proxy) if settings.dispatch_proxy else None,
         )
 
     def run_once(self, limit: int = 100) -> RoundReport:

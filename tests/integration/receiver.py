@@ -20,6 +20,7 @@ class Receiver:
     secret: str = SECRET
     status: int = 200
     delay: float = 0.0
+    location: str | None = None  # sent with a 3xx status
     received: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,6 +52,14 @@ def running_receiver(status: int = 200, delay: float = 0.0) -> Iterator[Receiver
                 with receiver.lock:
                     receiver.received.append((self.headers["webhook-id"], payload))
             self.send_response(receiver.status)
+            if receiver.location is not None:
+                self.send_header("Location", receiver.location)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            # What a web server at a redirect's Location answers to the GET a client that
+            # follows redirects turns the POST into: a 200 that no event was delivered by.
+            self.send_response(200)
             self.end_headers()
 
         def log_message(self, format: str, *args: object) -> None:

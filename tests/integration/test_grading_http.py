@@ -19,8 +19,10 @@ from tests.contract.helpers import audit_actions
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-GRADER = {"Authorization": "Bearer g-token"}
-READER = {"Authorization": "Bearer r-token"}
+G_TOKEN = "grader-token-0123456789abcdef012345"
+R_TOKEN = "reader-token-0123456789abcdef012345"
+GRADER = {"Authorization": f"Bearer {G_TOKEN}"}
+READER = {"Authorization": f"Bearer {R_TOKEN}"}
 SESSION = {
     "lab_id": "lab-7",
     "subject_id": "student-1",
@@ -37,7 +39,7 @@ def client(ledger: Ledger) -> Iterator[TestClient]:
     settings = Settings.model_validate(
         {
             "github_webhook_secret": SECRET,
-            "api_tokens": f"read:r-token,grader:g-token,{TOKEN}",
+            "api_tokens": f"read:{R_TOKEN},grader:{G_TOKEN},{TOKEN}",
         }
     )
     with TestClient(create_app(settings, ledger.store, SIGNER)) as made:

@@ -29,6 +29,7 @@ from tests.support import (
 )
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OTHER = "another-admin-token-abcdef0123456789"
 SESSION = {
     "lab_id": "lab-1",
     "subject_id": "student-1",
@@ -40,7 +41,7 @@ SESSION = {
 
 
 def _settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"github_webhook_secret": SECRET, "api_tokens": f"other,{TOKEN}"}
+    values: dict[str, object] = {"github_webhook_secret": SECRET, "api_tokens": f"{OTHER},{TOKEN}"}
     values.update(overrides)
     return Settings.model_validate(values)
 

@@ -27,7 +27,7 @@ def _serving_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name, value in {
         "LABLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
         "LABLEDGER_GITHUB_WEBHOOK_SECRET": "s",
-        "LABLEDGER_API_TOKENS": "t",
+        "LABLEDGER_API_TOKENS": "t" * 32,
         "LABLEDGER_SIGNING_KEY_FILE": str(key),
     }.items():
         monkeypatch.setenv(name, value)

@@ -104,17 +104,6 @@ def test_results_that_cannot_be_leaves_are_refused(
         check_verification(report)
 
 
-def test_token_scopes_and_bare_tokens() -> None:
-    """`scope:token` entries carry a scope; a bare token (even with a colon) is admin."""
-    settings = Settings.from_env({"LABLEDGER_API_TOKENS": "plain, read:r1,grader:g1,other:x"})
-    assert settings.token_scopes() == [
-        ("admin", "plain"),
-        ("read", "r1"),
-        ("grader", "g1"),
-        ("admin", "other:x"),
-    ]
-
-
 def test_subscribers_are_parsed_and_secrets_checked() -> None:
     """Subscribers come as `name=url|whsec_…` entries or JSON; a secret must be whsec_ base64."""
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

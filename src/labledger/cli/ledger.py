@@ -42,6 +42,11 @@ def sessions() -> None:
 @click.option("--opens-at", type=TIME, help="Default: now.")
 @click.option("--due-at", type=TIME)
 @click.option("--closes-at", type=TIME)
+@click.option(
+    "--allow-shared-repository",
+    is_flag=True,
+    help="Allow a second session of this lab on this repository (refused otherwise).",
+)
 @json_option
 @pass_context
 def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
@@ -59,7 +64,12 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     )
     spec = body.to_spec()
     check_session_spec(spec)
-    opened = obj.store.open_sessions([spec], "cli", datetime.now(UTC))[0]
+    opened = obj.store.open_sessions(
+        [spec],
+        "cli",
+        datetime.now(UTC),
+        allow_shared_repository=options["allow_shared_repository"],
+    )[0]
     created = schemas.SessionOut.picked_up(opened)
     picked = f"; picked up {created.picked_up_attempts} earlier attempts"
     emit(created, as_json, [f"created session {created.id}{picked}"])

@@ -56,6 +56,8 @@ def _describe_db(obj: Context) -> str:
 def migrate(obj: Context, app_role: str | None, app_password_env: str | None) -> None:
     """Create or upgrade the schema (and optionally the restricted application role)."""
     engine = obj.engine
+    if app_role and engine.dialect.name != "postgresql":
+        raise ConfigError("--app-role needs PostgreSQL: SQLite has no roles; drop the option")
     before = migrations.current_revision(engine)
     migrations.upgrade(engine)
     after = migrations.current_revision(engine)

@@ -24,6 +24,22 @@ class SignatureRejected(LedgerError):
         super().__init__(reason)
 
 
+class RepositoryShared(LedgerError):
+    """A second session of one lab on one repository, not asked for (HTTP 409)."""
+
+    def __init__(self, lab_id: str, repository_id: int, session_id: int) -> None:
+        self.lab_id, self.repository_id, self.session_id = lab_id, repository_id, session_id
+        super().__init__(
+            f"session {session_id} of lab {lab_id!r} already records repository "
+            f"{repository_id}; its commits would count for both sessions. Pass "
+            "allow_shared_repository (true, or --allow-shared-repository) if that is meant"
+        )
+
+
+class Unauthorized(LedgerError):
+    """An API request without a known bearer token (HTTP 401, `unauthorized`)."""
+
+
 class BodyTooLarge(LedgerError):
     def __init__(self, limit: int) -> None:
         self.limit = limit

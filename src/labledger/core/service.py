@@ -22,6 +22,7 @@ from labledger.core.model import (
     branch_of,
 )
 from labledger.core.ports import LedgerStore, LedgerWriter
+from labledger.core.text import check_json_values, check_text
 
 SYSTEM_ACTOR = "labledger"
 
@@ -195,7 +196,9 @@ def _audit(delivery: Delivery, action: str, **details: object) -> AuditEvent:
 
 
 def check_session_spec(spec: SessionSpec) -> None:
-    """Refuse sessions whose dates cannot hold together."""
+    """Refuse sessions whose dates cannot hold together, or whose text holds controls."""
+    for field in ("lab_id", "subject_id", "repository_full_name", "branch_glob"):
+        check_text(field, getattr(spec, field))
     for name in ("opens_at", "due_at", "closes_at"):
         moment = getattr(spec, name)
         if moment is not None and moment.tzinfo is None:
@@ -228,6 +231,9 @@ def check_verification(report: NewVerification) -> None:
         raise InvalidRequest("score must not be negative")
     if report.max_score_milli is not None and report.max_score_milli <= 0:
         raise InvalidRequest("max_score must be positive")
+    check_text("verifier", report.verifier)
+    check_text("run_id", report.run_id)
+    check_json_values("details", report.details)
     try:
         size = len(canonical_json(report.details))
     except TypeError:

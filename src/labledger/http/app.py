@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,8 +29,10 @@ from labledger.core.errors import (
     MalformedPayload,
     NotFound,
     NotJson,
+    RepositoryShared,
     SignatureRejected,
     StoreUnavailable,
+    Unauthorized,
     VerificationConflict,
 )
 from labledger.core.note import SignerKey
@@ -56,10 +59,12 @@ log = structlog.get_logger("labledger.http")
 STATUS = {
     MalformedPayload: (400, "malformed"),
     SignatureRejected: (401, "signature"),
+    Unauthorized: (401, "unauthorized"),
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not_found"),
     DeliveryConflict: (409, "conflict"),
     VerificationConflict: (409, "conflict"),
+    RepositoryShared: (409, "conflict"),
     BodyTimeout: (408, "timeout"),
     BodyTooLarge: (413, "too_large"),
     NotJson: (415, "not_json"),
@@ -76,11 +81,15 @@ ERRORS = schemas.API_ERRORS
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """Parameter and body validation answer in the same ErrorOut shape as every other error."""
+    errors = exc.errors()
     problems = [
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
-        for e in exc.errors()[:3]
+        for e in errors[:3]
     ]
-    return JSONResponse({"error": "invalid", "detail": "; ".join(problems)}, status_code=422)
+    # Control characters are malformed input (400), as the core's own text check says.
+    malformed = any(e.get("type") == schemas.CONTROL_CHARACTER for e in errors)
+    status, code = (400, "malformed") if malformed else (422, "invalid")
+    return JSONResponse({"error": code, "detail": "; ".join(problems)}, status_code=status)
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -131,6 +140,7 @@ def create_app(
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
     require = _token_checker(settings)
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
@@ -151,6 +161,22 @@ def _ledger_error(request: Request, exc: LedgerError) -> JSONResponse:
     if status == 401 and request.url.path.startswith("/api/"):
         headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse({"error": code, "detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    """A database error no core outcome explains: a 500 whose log names its class and SQLSTATE
+    only. The driver's message can quote the row (PostgreSQL's `Failing row contains (...)`),
+    that is request data, so neither the log nor the answer repeats it."""
+    orig = getattr(exc, "orig", None)
+    log.error(
+        "database.error",
+        error=type(orig or exc).__name__,
+        sqlstate=getattr(orig, "sqlstate", None),
+        method=request.method,
+        route=getattr(request.scope.get("route"), "path", None),
+    )
+    detail = "database error; the server log names its class"
+    return JSONResponse({"error": "internal", "detail": detail}, status_code=500)
 
 
 def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSONResponse]:
@@ -288,9 +314,12 @@ def _ops_router(store: SqlStore, metrics: Metrics) -> APIRouter:
 
 def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitable[str]]]:
     """`require(scope)` makes a dependency that answers 401 without a known token and 403
-    when the token's scope is below `scope` (read < grader < admin); it returns the actor."""
+    when the token's scope is below `scope` (read < grader < admin); it returns the actor,
+    `api-token:<name>`: the audit log, readable with any token, holds nothing derived from
+    a token's secret."""
     scoped = [
-        (SCOPES.index(s), hashlib.sha256(t.encode()).digest()) for s, t in settings.token_scopes()
+        (t.level, t.name, hashlib.sha256(t.secret.get_secret_value().encode()).digest())
+        for t in settings.api_tokens
     ]
     bearer = HTTPBearer(auto_error=False)
 
@@ -303,15 +332,16 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> str:
             if credentials is None:
-                raise SignatureRejected("missing bearer token (Authorization: Bearer <token>)")
+                raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
             given = hashlib.sha256(credentials.credentials.encode()).digest()
             # Compare against every token, in constant time each, so timing tells nothing.
-            levels = [level for level, d in scoped if hmac.compare_digest(given, d)]
-            if not levels:
-                raise SignatureRejected("unknown bearer token")
-            if max(levels) < needed:
-                raise Forbidden(scope, SCOPES[max(levels)])
-            return f"api-token:{given.hex()[:12]}"
+            known = [(level, name) for level, name, d in scoped if hmac.compare_digest(given, d)]
+            if not known:
+                raise Unauthorized("unknown bearer token")
+            level, name = max(known)
+            if level < needed:
+                raise Forbidden(scope, SCOPES[level])
+            return f"api-token:{name}"
 
         return require_token
 
@@ -319,13 +349,13 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
 
 
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = schemas.Limit
 
 
 def _cursor(value: str | None) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise MalformedPayload(f"invalid cursor {value[:40]!r}")
     return int(value)
 
@@ -339,16 +369,20 @@ def _api_router(
     Admin = Annotated[str, Depends(require("admin"))]
 
     @router.post("/sessions", response_model=schemas.SessionOut, status_code=201)
-    def create_session(body: schemas.SessionIn, actor: Admin) -> schemas.SessionOut:
-        """Open a lab session for one subject, lab and repository."""
+    def create_session(body: schemas.SessionCreate, actor: Admin) -> schemas.SessionOut:
+        """Open a lab session for one subject, lab and repository; a second session of the
+        lab on the repository answers 409 unless `allow_shared_repository` is true."""
         spec = body.to_spec()
         check_session_spec(spec)
-        opened = store.open_sessions([spec], actor, datetime.now(UTC))[0]
+        shared = body.allow_shared_repository
+        opened = store.open_sessions(
+            [spec], actor, datetime.now(UTC), allow_shared_repository=shared
+        )[0]
         return schemas.SessionOut.picked_up(opened)
 
     @router.get("/sessions", response_model=schemas.SessionPage)
     def list_sessions(
-        lab_id: str | None = None, cursor: Cursor = None, limit: Limit = 100
+        lab_id: schemas.PlainText | None = None, cursor: Cursor = None, limit: Limit = 100
     ) -> schemas.SessionPage:
         """Sessions in creation order, optionally of one lab."""
         found = store.list_sessions(lab_id=lab_id, after=_cursor(cursor), limit=limit)
@@ -389,7 +423,7 @@ def _api_router(
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
     def get_delivery(
-        delivery_id: str,
+        delivery_id: schemas.PlainText,
         forge: Annotated[str, Query(pattern=FORGE_PATTERN)] = "github",
     ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""

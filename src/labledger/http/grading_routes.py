@@ -18,7 +18,7 @@ from labledger.core.model import LabSession
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
-from labledger.http.schemas import RowId
+from labledger.http.schemas import DecimalDigits, RowId
 from labledger.storage.sql_store import SqlStore
 
 FEED_KINDS = ("attempt", "push", "verification")
@@ -84,7 +84,7 @@ def grading_router(
         responses={200: {"content": {"text/csv": {}}}},
     )
     def lab_summary(
-        lab_id: str,
+        lab_id: schemas.PlainText,
         request: Request,
         format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
     ) -> Response:
@@ -100,8 +100,10 @@ def grading_router(
     @router.get("/feed", response_model=gs.FeedPage)
     async def feed(
         after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        wait: Annotated[float, Query(ge=0, description="long-poll up to this many seconds")] = 0,
+        limit: schemas.Limit = 100,
+        wait: Annotated[
+            float, Query(ge=0, description="long-poll up to this many seconds"), DecimalDigits
+        ] = 0,
     ) -> gs.FeedPage:
         """Attempts, pushes and verification results in Merkle-log order, once integrated.
 
@@ -124,7 +126,7 @@ def grading_router(
 def _position(value: str | None) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise MalformedPayload(f"invalid cursor {value[:40]!r}")
     return int(value)
 

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from labledger.core.grading import SessionSummary, current_results, overall_status
 from labledger.core.model import AttemptRecord, LabSession, NewVerification, VerificationResult
-from labledger.http.schemas import AttemptDetail, AttemptOut, PushOut
+from labledger.http.schemas import AttemptDetail, AttemptOut, Prose, PushOut
 
 
 # Scores travel as decimals with at most 3 places and are stored as integer milli-points.
@@ -33,7 +33,8 @@ class VerificationIn(BaseModel):
     score: Decimal | None = Field(default=None, ge=0, max_digits=15, decimal_places=3)
     max_score: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)
     details: dict[str, Any] = Field(
-        default_factory=dict, description="JSON, at most 16 KiB, no fractional numbers"
+        default_factory=dict,
+        description="JSON, at most 16 KiB, no fractional numbers, integers within ±2^53",
     )
 
     def to_report(self, attempt_id: int, actor: str, now: datetime) -> NewVerification:
@@ -99,7 +100,7 @@ class DeadlineChangeIn(BaseModel):
 
     due_at: AwareDatetime | None = None
     closes_at: AwareDatetime | None = None
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Prose = Field(min_length=1, max_length=2000)
 
     def changes(self) -> dict[str, datetime | None]:
         """Only the fields given (null included) change; the others keep their value."""
@@ -196,8 +197,9 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
 
 
 def _cell(text: str) -> str:
-    # Platform ids are opaque: one starting with = + - @ would run as a spreadsheet formula.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
+    # Platform ids are opaque: one starting with = + - @ would run as a spreadsheet formula,
+    # and spreadsheets skip a leading TAB, CR or LF to find one (OWASP, CSV injection).
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
 
 
 class FeedItem(BaseModel):

@@ -51,8 +51,8 @@ def log_router(
 
     @router.get("/checkpoint/consistency", response_model=schemas.ConsistencyOut)
     def consistency(
-        old_size: Annotated[int, Query(ge=1, le=2**63 - 1)],
-        new_size: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+        old_size: Annotated[int, Query(ge=1, le=2**63 - 1), schemas.Digits],
+        new_size: Annotated[int | None, Query(ge=1, le=2**63 - 1), schemas.Digits] = None,
     ) -> schemas.ConsistencyOut:
         """Proof that the tree at new_size (default: newest) extends the tree at old_size."""
         new = log.latest_checkpoint() if new_size is None else log.checkpoint_at(new_size)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from pydantic_core import to_json
+from fastapi import Path, Query, Response
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError, to_json
 
+from labledger.core.errors import MalformedPayload
 from labledger.core.model import (
     AttemptRecord,
     Identity,
@@ -19,11 +21,43 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
 )
+from labledger.core.text import check_text
 from labledger.forges.scoped import FORGE_PATTERN
 from labledger.storage.rows import AttemptRow, DeliveryView
 
+# The validation error type that answers 400 `malformed` rather than 422 `invalid`.
+CONTROL_CHARACTER = "control_character"
+
+
+def _no_controls(value: str, layout: bool = False) -> str:
+    try:
+        check_text("the value", value, layout=layout)
+    except MalformedPayload as exc:
+        raise PydanticCustomError(CONTROL_CHARACTER, str(exc)) from None
+    return value
+
+
+def _ascii(pattern: str, spelled: str) -> BeforeValidator:
+    """Python's int() and pydantic take `²`, `1_000` or ` 12`; a cursor or count in a URL is
+    plain ASCII digits, so one value has one spelling and nothing odd reaches the driver."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise PydanticCustomError("ascii_digits", "use " + spelled)
+        return value
+
+    return BeforeValidator(check)
+
+
+# Path and query text: no control characters (PostgreSQL cannot even compare with NUL).
+PlainText = Annotated[str, AfterValidator(_no_controls)]
+# Free text (a reason): TAB, LF and CR allowed, no other control character.
+Prose = Annotated[str, AfterValidator(lambda v: _no_controls(v, layout=True))]
+Digits = _ascii(r"[0-9]{1,19}", "ASCII digits 0-9 only")
+DecimalDigits = _ascii(r"[0-9]{1,9}(\.[0-9]{1,9})?", "ASCII digits, with at most one `.`")
 # Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a ledger id")]
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a ledger id"), Digits]
+Limit = Annotated[int, Query(ge=1, le=500), Digits]
 
 
 class SessionIn(BaseModel):
@@ -44,7 +78,15 @@ class SessionIn(BaseModel):
     closes_at: AwareDatetime | None = None
 
     def to_spec(self) -> SessionSpec:
-        return SessionSpec(**self.model_dump())
+        return SessionSpec(**self.model_dump(include=set(SessionIn.model_fields)))
+
+
+class SessionCreate(SessionIn):
+    allow_shared_repository: bool = Field(
+        default=False,
+        description="Another session of this lab on this repository is refused (409) "
+        "unless this is true: a pushed commit would count for both sessions",
+    )
 
 
 class SessionOut(SessionIn):

@@ -74,6 +74,9 @@ def stored_json(value: Any) -> str:
 def make_engine(url: str, **engine_args: Any) -> Engine:
     url = normalize_url(url)
     engine_args.setdefault("json_serializer", stored_json)
+    # Bound values are request data (student ids, commit messages): an error names the
+    # statement, never them, so nothing a client sent reaches a log through a database error.
+    engine_args.setdefault("hide_parameters", True)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return _sqlite_engine(url, **engine_args)

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.tables import APPEND_ONLY_TABLES
@@ -68,7 +68,12 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
         if not exists:
             conn.execute(text(f"CREATE ROLE {quoted} LOGIN"))
         if password is not None:
-            conn.execute(text(f"ALTER ROLE {quoted} PASSWORD :p").bindparams(p=password))
+            # DDL takes no bound parameters; the SCRAM verifier made here (as `psql \password`
+            # makes it) is all the statement holds, so neither the server's log nor an error
+            # message can show the password itself.
+            verifier = _scram_verifier(conn, role, password)
+            # exec_driver_sql: text() would read the verifier's `:salt` as a bind parameter
+            conn.exec_driver_sql(f"ALTER ROLE {quoted} PASSWORD '{verifier}'")
         database = conn.execute(text("SELECT current_database()")).scalar_one()
         db_quoted = engine.dialect.identifier_preparer.quote(database)
         conn.execute(text(f"GRANT CONNECT ON DATABASE {db_quoted} TO {quoted}"))
@@ -81,3 +86,12 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
         conn.execute(text(f"GRANT SELECT, INSERT, DELETE ON log_queue TO {quoted}"))
         conn.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
+
+
+def _scram_verifier(conn: Connection, role: str, password: str) -> str:
+    """The password as PostgreSQL stores it, hashed by libpq with the server's algorithm."""
+    pgconn = conn.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+    made = str(pgconn.encrypt_password(password.encode(), role.encode(), None).decode("ascii"))
+    if "'" in made or "\\" in made:  # never: base64, digits, `$` and `:`; checked, not assumed
+        raise ValueError("unexpected characters in the password verifier")
+    return made

@@ -17,6 +17,7 @@ found by the full read that `due` makes every `RESCAN_SECONDS` (and at its first
 from __future__ import annotations
 
 import fcntl
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -27,9 +28,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, or_, select
 
 from labledger.core.errors import NotFound
-from labledger.storage.engine import WRITE_OPTION, writer_lock
+from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
 from labledger.storage.leaf_rows import IN_CHUNK
-from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import outbox_events, outbox_states
 
 # Any constant works; it names "the dispatcher" among PostgreSQL advisory locks.
@@ -37,6 +37,16 @@ DISPATCHER_LOCK = 0x4C414244  # "LABD"
 RESCAN_SECONDS = 300.0  # `due` reads the whole outbox this often, and otherwise what is new
 TRAIL = 1000  # the newest event and state ids `due` reads again at every round
 _SETTLED = ("delivered", "dead")
+
+
+def new_event_id(kind: str, entry_id: int) -> str:
+    """The `webhook-id` of a new event: `evt_<kind>_<entry id>_<random>`.
+
+    Entry ids start again at 1 in every ledger and after every rebuild of one; a receiver that
+    de-duplicates by webhook-id would drop a second ledger's `evt_attempt_1` as already seen.
+    The random part keeps ids apart across ledgers; an event keeps its id for every resend,
+    since the id is stored with the event."""
+    return f"evt_{kind}_{entry_id}_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func, select, text
 
-from labledger.core.errors import NotFound
+from labledger.core.errors import NotFound, RepositoryShared
 from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
@@ -227,16 +227,40 @@ class SqlStore:
             sessions = sessions_by_id(conn, {a.session_id for a in found})
         return DeliveryView(delivery_from_row(row), push, found, sessions)
 
-    def create_session(self, spec: SessionSpec, actor: str, now: datetime) -> LabSession:
-        return self.open_sessions([spec], actor, now)[0].session
+    def create_session(
+        self,
+        spec: SessionSpec,
+        actor: str,
+        now: datetime,
+        *,
+        allow_shared_repository: bool = True,
+    ) -> LabSession:
+        return self.open_sessions(
+            [spec], actor, now, allow_shared_repository=allow_shared_repository
+        )[0].session
 
     def open_sessions(
-        self, specs: Sequence[SessionSpec], actor: str, now: datetime
+        self,
+        specs: Sequence[SessionSpec],
+        actor: str,
+        now: datetime,
+        *,
+        allow_shared_repository: bool = True,
     ) -> list[PickedUp]:
         """Create the sessions in one transaction (all or none), each picking up the
-        attempts of the pushes already recorded inside its window (invariant 11)."""
+        attempts of the pushes already recorded inside its window (invariant 11). Callers
+        acting on a request (the API, `sessions create`) pass the request's
+        allow_shared_repository: a second session of a lab on one repository is then
+        refused, checked in the creating transaction."""
         with self.transaction() as tx:
-            return [_open_session(tx, spec, actor, now) for spec in specs]
+            opened = []
+            for spec in specs:
+                if not allow_shared_repository:
+                    shared = tx.lab_sessions_on_repository(spec)
+                    if shared:
+                        raise RepositoryShared(spec.lab_id, spec.repository_id, shared[0])
+                opened.append(_open_session(tx, spec, actor, now))
+            return opened
 
     # -- verification results and deadline changes -------------------------------------
 

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from labledger.core.errors import NotFound
 from labledger.core.model import (
@@ -23,6 +23,7 @@ from labledger.core.model import (
 )
 from labledger.storage.driver_reads import driver_select
 from labledger.storage.driver_writes import DriverWriter, InsertShape
+from labledger.storage.outbox import new_event_id
 from labledger.storage.row_values import (
     ATTEMPTS,
     DELIVERY,
@@ -210,7 +211,7 @@ class SqlWriter:
             return
         self._announce(
             "attempt.recorded",
-            f"evt_attempt_{attempt_id}",
+            new_event_id("attempt", attempt_id),
             attempt.received_at,
             {
                 "attempt_id": attempt_id,
@@ -242,7 +243,7 @@ class SqlWriter:
             self._log("verification", result_id)
             self._announce(
                 "verification.recorded",
-                f"evt_verification_{result_id}",
+                new_event_id("verification", result_id),
                 v.reported_at,
                 {
                     "verification_id": result_id,
@@ -292,6 +293,23 @@ class SqlWriter:
         audit_id: int = self._driver.insert(AUDIT, [row])[0][0]
         self._log("audit", audit_id)
         return audit_id
+
+    def lab_sessions_on_repository(self, spec: SessionSpec) -> list[int]:
+        """Ids of `spec`'s lab's sessions on its repository. On PostgreSQL it first takes a
+        transaction lock on (lab, repository): two creations at once would each miss the
+        other's uncommitted row (SQLite's one writer at a time needs no lock)."""
+        if self._conn.dialect.name == "postgresql":
+            key = f"{spec.lab_id}\x1f{spec.forge}\x1f{spec.repository_id}"
+            self._conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+        c = lab_sessions.c
+        found = self._conn.execute(
+            select(c.id).where(
+                c.forge == spec.forge,
+                c.repository_id == spec.repository_id,
+                c.lab_id == spec.lab_id,
+            )
+        )
+        return list(found.scalars())
 
     def insert_session(self, spec: SessionSpec, created_at: datetime) -> LabSession:
         row = self._conn.execute(
