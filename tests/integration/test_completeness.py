@@ -28,7 +28,7 @@ from tests.support import (
 )
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
-READER = {"Authorization": "Bearer r-token"}
+READER = {"Authorization": "Bearer read-token-for-the-completeness-tests"}
 SESSION = {
     "lab_id": "lab-9",
     "subject_id": "student-1",
@@ -41,7 +41,10 @@ SESSION = {
 @pytest.fixture
 def client(ledger: Ledger) -> Iterator[TestClient]:
     settings = Settings.model_validate(
-        {"github_webhook_secret": SECRET, "api_tokens": f"read:r-token,{TOKEN}"}
+        {
+            "github_webhook_secret": SECRET,
+            "api_tokens": f"read:read-token-for-the-completeness-tests,{TOKEN}",
+        }
     )
     with TestClient(create_app(settings, ledger.store, SIGNER)) as made:
         yield made

@@ -226,7 +226,7 @@ def test_serve_starts_with_only_a_gitlab_token(tmp_path: Path) -> None:
     settings = Settings.from_env(
         {
             "LABLEDGER_GITLAB_WEBHOOK_TOKEN": GITLAB_TOKEN,
-            "LABLEDGER_API_TOKENS": "t",
+            "LABLEDGER_API_TOKENS": "t" * 32,
             "LABLEDGER_SIGNING_KEY_FILE": str(tmp_path / "absent.key"),
         }
     )
