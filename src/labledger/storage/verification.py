@@ -25,6 +25,7 @@ from labledger.core.verify import (
     open_notes,
 )
 from labledger.core.verify_chunks import backdate_floors
+from labledger.storage.evidence import check_evidence
 from labledger.storage.leaf_rows import (
     BATCH,
     ENTRY_TABLES,
@@ -135,9 +136,11 @@ def _verify(
         _report_unlogged(report, unlogged, queued)
         if check_bodies:  # the chunks checked the bodies of every logged delivery
             _check_bodies(conn, report, removed.bodies, only=unlogged.get("delivery", []))
+        check_evidence(conn, report, check_bodies)
         return
     with _undecodable_text_kept(conn):
         _verify_entry_by_entry(conn, report, signed, removed, backdate_slack, progress, queued)
+        check_evidence(conn, report, check_bodies)
     if check_bodies:
         _check_bodies(conn, report, removed.bodies)
 
