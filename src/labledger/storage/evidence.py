@@ -38,20 +38,28 @@ from labledger.storage.companions import (
 )
 from labledger.storage.leaf_rows import (
     IN_CHUNK,
-    UnreadableRows,
     all_entry_rows,
     entry_row_batches,
-    entry_rows,
+    lenient_rows_among,
 )
 from labledger.storage.rows import session_from_row
-from labledger.storage.tables import attempts, deliveries
+from labledger.storage.tables import deliveries
 
 # The sans-I/O parser of each forge whose push bodies labledger records.
 PARSERS: dict[str, Callable[[bytes], Push]] = {"github": parse_github_push}
 
 
 def check_evidence(conn: Connection, report: VerifyReport, check_bodies: bool) -> None:
-    """Every session, deadline change, push and attempt against the evidence it came from."""
+    """Every session, deadline change, push and attempt against the evidence it came from.
+    A row already reported (edited, unlogged) is not reported again: one row, one problem."""
+    known = {(p.table, p.entry_id) for p in report.problems}
+    found = VerifyReport()
+    _check_rows(conn, found, check_bodies)
+    report.problems += [p for p in found.problems if (p.table, p.entry_id) not in known]
+    report.limitations += found.limitations
+
+
+def _check_rows(conn: Connection, report: VerifyReport, check_bodies: bool) -> None:
     companions = companions_of(conn)
     purged_before = newest_purged_audit_leaf(conn)
     changes: dict[int, list[Row]] = defaultdict(list)
@@ -99,22 +107,30 @@ class _PushCheck:
 
     def check(self, batch: list[dict[str, Any]], companions: Companions, purged: int) -> None:
         pushes = list(readable(iter(batch)))
-        try:
-            delivered = entry_rows(self._conn, "delivery", [p["delivery_pk"] for p in pushes])
-            by_push = self._attempts([p["id"] for p in pushes])
-        except UnreadableRows:  # the leaf check names that row; nothing derives from it
-            return
+        wanted = sorted({p["delivery_pk"] for p in pushes})
+        delivered = {d["id"]: d for d in lenient_rows_among(self._conn, "delivery", "id", wanted)}
+        by_push: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        pushed = [p["id"] for p in pushes]
+        for attempt in readable(iter(lenient_rows_among(self._conn, "attempt", "push_id", pushed))):
+            by_push[attempt["push_id"]].append(attempt)
         bodies = self._bodies(delivered) if self._check_bodies else {}
         for push in pushes:
             delivery = delivered[push["delivery_pk"]]
-            expected = {
-                "target_id": delivery["delivery_id"],
-                "occurred_at": delivery["received_at"],
-            }
-            check_companion(self._conn, self._report, "push", push, expected, companions, purged)
-            derived = self._derive(push, delivery, bodies.get(delivery["id"]))
-            for attempt in by_push.get(push["id"], []):
-                self._check_attempt(attempt, derived or push_from_row(push), delivery, derived)
+            try:
+                self._check_push(push, delivery, bodies.get(delivery["id"]), by_push[push["id"]])
+            except TypeError:  # a time no datetime holds: the leaf check names that row
+                continue
+            check_companion(self._conn, self._report, "push", push,
+                            {"target_id": delivery["delivery_id"],
+                             "occurred_at": delivery["received_at"]},
+                            companions, purged)  # fmt: skip
+
+    def _check_push(
+        self, push: Row, delivery: Row, body: bytes | None, made: list[dict[str, Any]]
+    ) -> None:
+        derived = self._derive(push, delivery, body)
+        for attempt in made:
+            self._check_attempt(attempt, derived or push_from_row(push), delivery, derived)
 
     def _derive(self, push: Row, delivery: Row, body: bytes | None) -> Push | None:
         """The push its raw body makes, when it is kept; a row that differs is reported."""
@@ -177,22 +193,9 @@ class _PushCheck:
                 query.where(deliveries.c.id.in_(ids[at : at + IN_CHUNK]))
             ):
                 body = _inflated(row.body_zlib, delivered[row.id]["body_size"])
-                if body is not None and hashlib.sha256(body).digest() == bytes(
-                    delivered[row.id]["body_sha256"]
-                ):
+                recorded = _as_bytes(delivered[row.id]["body_sha256"])
+                if body is not None and hashlib.sha256(body).digest() == recorded:
                     found[row.id] = body
-        return found
-
-    def _attempts(self, push_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-        ids: list[int] = []
-        for at in range(0, len(push_ids), IN_CHUNK):
-            query = select(attempts.c.id).where(
-                attempts.c.push_id.in_(push_ids[at : at + IN_CHUNK])
-            )
-            ids += self._conn.execute(query).scalars()
-        found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for attempt in readable(iter(entry_rows(self._conn, "attempt", sorted(ids)).values())):
-            found[attempt["push_id"]].append(attempt)
         return found
 
     def file_limitations(self) -> None:
@@ -228,3 +231,8 @@ def _inflated(stored: object, size: object) -> bytes | None:
     except zlib.error:
         return None
     return body if len(body) == size else None
+
+
+def _as_bytes(value: object) -> bytes | None:
+    """Bytes as stored; None for what only a change behind labledger's back stores there."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
