@@ -27,6 +27,7 @@ from labledger.storage.tables import attempts, deliveries, lab_sessions, pushes,
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger, _libpq
 from tests.contract.helpers import deliver
+from tests.contract.test_tamper_evidence import superuser
 from tests.support import SIGNER, commit, push_payload, session_spec
 
 KEY = SIGNER.verifier
@@ -179,3 +180,28 @@ def test_verify_after_raw_body_retention_says_check_was_limited(
     report = verify_database(ledger.engine, KEY)
     assert report.ok, report.problems
     assert [(x.code, x.count) for x in report.limitations] == [("bodies_gone", 2)]
+
+
+def test_history_rewritten_and_resigned_with_the_key_is_caught_only_by_a_witness(
+    recorded: Ledger,
+) -> None:
+    """With the database and the signing key, a session handed to another student and the whole
+    log re-signed verifies on its own; a checkpoint witnessed before the rewrite exposes it."""
+    witness = SqlLog(recorded.engine).latest_checkpoint()
+    assert witness is not None
+    with superuser(recorded) as conn:
+        order = conn.execute(
+            text("SELECT entry_type, entry_id FROM log_entries ORDER BY leaf_index")
+        ).all()
+        conn.execute(text("UPDATE lab_sessions SET subject_id = 'another-student'"))
+        for table in ("log_entries", "merkle_nodes", "checkpoints"):
+            conn.execute(text(f"DELETE FROM {table}"))
+        for kind, entry_id in order:
+            conn.execute(
+                text("INSERT INTO log_queue (entry_type, entry_id) VALUES (:k, :i)"),
+                {"k": kind, "i": entry_id},
+            )
+    _integrate(recorded)
+    assert verify_database(recorded.engine, KEY).ok  # re-signed: it agrees with itself ...
+    report = verify_database(recorded.engine, KEY, [("witness.note", witness.note)])
+    assert [p.code for p in report.problems] == ["checkpoint_root"]  # ... not with the witness
