@@ -125,25 +125,35 @@ def session_as_it_was(session: LabSession, changes: Sequence[Row]) -> list[LabSe
     ]
 
 
-def attempt_mismatch(
-    attempt: Row,
+def first_plans(
     push: Push,
     sessions: Iterable[LabSession],
+    push_id: int,
+    delivery_pk: int,
     received_at: datetime,
-    columns: Sequence[str] | None = None,
-) -> tuple[str, ...] | None:
-    """How `attempt` differs from what `plan_attempts` makes of its push for its session (the
-    first plan of its commit, as the unique key keeps the first), or None when it matches;
-    `columns` limits the comparison. `("commit_sha",)` when the plan holds no such attempt."""
-    best: tuple[str, ...] | None = ("commit_sha",)
+) -> list[dict[str, NewAttempt]]:
+    """For each of `sessions` (one session under each of its deadlines), what `plan_attempts`
+    makes of the push, by commit: the first plan of a commit, as the unique key keeps the first."""
+    plans = []
     for session in sessions:
-        plan = plan_attempts(
-            push, [session], attempt["push_id"], attempt["delivery_pk"], received_at
-        )
-        first = next((a for a in plan if a.commit.sha == attempt["commit_sha"]), None)
-        if first is None:
+        first: dict[str, NewAttempt] = {}
+        for planned in plan_attempts(push, [session], push_id, delivery_pk, received_at):
+            first.setdefault(planned.commit.sha, planned)
+        plans.append(first)
+    return plans
+
+
+def attempt_mismatch(
+    attempt: Row, plans: Iterable[Mapping[str, NewAttempt]], columns: Sequence[str] | None = None
+) -> tuple[str, ...] | None:
+    """How `attempt` differs from its plan under the deadline it matches best (None: it
+    matches one); `columns` limits the comparison. `("commit_sha",)` when no plan holds it."""
+    best: tuple[str, ...] | None = ("commit_sha",)
+    for plan in plans:
+        planned = plan.get(attempt["commit_sha"])
+        if planned is None:
             continue
-        derived = attempt_columns(first)
+        derived = attempt_columns(planned)
         if columns is not None:
             derived = {name: derived[name] for name in columns}
         found = differing("attempt", attempt, derived)

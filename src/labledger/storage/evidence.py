@@ -22,11 +22,12 @@ from labledger.core.evidence import (
     Row,
     attempt_mismatch,
     differing,
+    first_plans,
     push_columns,
     push_from_row,
     session_as_it_was,
 )
-from labledger.core.model import LabSession, Push
+from labledger.core.model import LabSession, NewAttempt, Push
 from labledger.core.verify import Limitation, Problem, VerifyReport
 from labledger.forges.github import parse_github_push
 from labledger.storage.companions import (
@@ -129,8 +130,12 @@ class _PushCheck:
         self, push: Row, delivery: Row, body: bytes | None, made: list[dict[str, Any]]
     ) -> None:
         derived = self._derive(push, delivery, body)
+        plans: dict[int, list[dict[str, NewAttempt]]] = {}
         for attempt in made:
-            self._check_attempt(attempt, derived or push_from_row(push), delivery, derived)
+            session_id = attempt["session_id"]
+            if session_id not in plans:
+                plans[session_id] = self._plans(push, delivery, derived, session_id)
+            self._check_attempt(attempt, plans[session_id], derived is not None)
 
     def _derive(self, push: Row, delivery: Row, body: bytes | None) -> Push | None:
         """The push its raw body makes, when it is kept; a row that differs is reported."""
@@ -150,22 +155,29 @@ class _PushCheck:
             self._problem("push_not_derived", "pushes", push["id"], "its raw body", wrong)
         return parsed
 
-    def _check_attempt(self, attempt: Row, push: Push, delivery: Row, derived: Push | None) -> None:
-        sessions = self._sessions.get(attempt["session_id"], [])
-        same_repository = [
+    def _plans(
+        self, push: Row, delivery: Row, derived: Push | None, session_id: int
+    ) -> list[dict[str, NewAttempt]]:
+        """The push's plans for one session under each of its deadlines; none when the
+        session is of another repository (an attempt there was never planned)."""
+        made = derived or push_from_row(push)
+        sessions = [
             s
-            for s in sessions
-            if s.spec.forge == delivery["forge"] and s.spec.repository_id == push.repository_id
+            for s in self._sessions.get(session_id, [])
+            if s.spec.forge == delivery["forge"] and s.spec.repository_id == made.repository_id
         ]
-        columns = None if derived is not None else FROM_PUSH
-        wrong = (
-            ("session_id",)
-            if not same_repository
-            else attempt_mismatch(attempt, push, same_repository, delivery["received_at"], columns)
-        )
+        received_at = delivery["received_at"]
+        return first_plans(made, sessions, push["id"], push["delivery_pk"], received_at)
+
+    def _check_attempt(
+        self, attempt: Row, plans: list[dict[str, NewAttempt]], from_body: bool
+    ) -> None:
+        wrong = attempt_mismatch(attempt, plans, None if from_body else FROM_PUSH)
+        if not plans:
+            wrong = ("session_id",)
         if wrong is None:
             return
-        source = "its push's raw body" if derived is not None else "its push"
+        source = "its push's raw body" if from_body else "its push"
         self._problem("attempt_not_derived", "attempts", attempt["id"], source, wrong)
 
     def _problem(
