@@ -131,12 +131,14 @@ def create_ledger_sessions(database: Database, repo_ids: list[int]) -> dict[int,
         with SqlStore(engine).transaction() as tx:
             for repo_id in repo_ids:
                 session = tx.insert_session(session_spec(repo_id), now)
-                tx.append_audit(_session_audit(session.id, now))
+                tx.append_audit(_session_audit(session.id, repo_id, now))
                 made[repo_id] = session.id
     finally:
         engine.dispose()
     return made
 
 
-def _session_audit(session_id: int, now: datetime) -> AuditEvent:
-    return AuditEvent("bench", "session.created", "session", str(session_id), {}, now)
+def _session_audit(session_id: int, repo_id: int, now: datetime) -> AuditEvent:
+    """The audit event the API writes with a session (`verify` checks the session against it)."""
+    details: dict[str, object] = {"lab_id": session_spec(repo_id).lab_id, "repository_id": repo_id}
+    return AuditEvent("bench", "session.created", "session", str(session_id), details, now)

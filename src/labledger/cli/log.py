@@ -220,6 +220,8 @@ def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
 
 
 def _print_report(report: VerifyReport) -> None:
+    for limit in report.limitations:  # what "intact" below does not cover
+        click.echo(f"limited: {limit.code}: {limit.detail}")
     if report.ok:
         click.echo(
             f"intact: {report.entries} entries, {report.checkpoints} checkpoints verified, "

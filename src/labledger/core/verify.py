@@ -32,6 +32,16 @@ class Problem:
     actual: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Limitation:
+    """Something `verify` could not check, and why (raw bodies gone, say): not a problem, but
+    the report vouches for less than it would otherwise."""
+
+    code: str
+    detail: str
+    count: int
+
+
 @dataclass(slots=True)
 class VerifyReport:
     entries: int = 0
@@ -40,6 +50,7 @@ class VerifyReport:
     root: bytes = b""
     pending: int = 0
     problems: list[Problem] = field(default_factory=list)
+    limitations: list[Limitation] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
