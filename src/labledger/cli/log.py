@@ -15,11 +15,12 @@ from labledger.cli.context import EXIT_TAMPERED, Context, pass_context
 from labledger.config import ConfigError
 from labledger.core.errors import NotFound
 from labledger.core.merkle import verify_consistency
-from labledger.core.note import SignerKey, VerifierKey, is_valid_key_name
-from labledger.core.receipt import Receipt
+from labledger.core.note import MalformedKey, SignerKey, VerifierKey, is_valid_key_name
+from labledger.core.receipt import Receipt, ReceiptRejected
 from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
 from labledger.export import export_log, verify_export
+from labledger.safe_files import FileRefused, read_small
 from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.verification import verify_database
 
@@ -143,7 +144,11 @@ def prove_consistency(obj: Context, old_size: int, new_size: int | None) -> None
 
 def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
     if public_key is not None:
-        return VerifierKey.parse(public_key.read_text(encoding="utf-8").strip())
+        text = read_small(public_key, 4096).decode("utf-8", "replace").strip()
+        try:
+            return VerifierKey.parse(text)
+        except (MalformedKey, ValueError) as exc:
+            raise FileRefused(f"{public_key} is not a verifier key: {exc}") from None
     if obj is None:
         raise click.UsageError("--public-key is required")
     return obj.settings.signer().verifier
@@ -236,14 +241,17 @@ def _print_report(report: VerifyReport) -> None:
 
 
 @click.command("verify-receipt")
-@click.argument("receipt_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option(
-    "--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True)
-)
+@click.argument("receipt_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
-    """Check one receipt offline with the log's public key."""
-    receipt = Receipt.from_json(json.loads(receipt_file.read_text(encoding="utf-8")))
-    cp = check_receipt(receipt, _key(None, public_key))
+    """Check one receipt offline with the log's public key: exit 0 valid, 3 invalid."""
+    key = _key(None, public_key)
+    try:
+        receipt = Receipt.from_file_bytes(read_small(receipt_file))
+        cp = check_receipt(receipt, key)
+    except ReceiptRejected as exc:
+        click.echo(f"invalid: {exc}")
+        raise SystemExit(EXIT_TAMPERED) from None
     click.echo(
         f"valid: leaf {receipt.leaf_index} is in the tree of {cp.size} entries "
         f"signed by {cp.origin}"
