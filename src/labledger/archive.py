@@ -32,16 +32,25 @@ from sqlalchemy import Connection, Engine, select
 
 from labledger.core.leaves import (
     LEAF_FIELDS,
-    LEAF_VERSION,
-    canonical_json,
     entry_leaf_hash,
     personal_commitment,
+    reference_leaf_bytes,
 )
 from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.retention import RetentionError
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.export import read_manifest, sha256_file
+from labledger.export import read_manifest, read_notes, vouch, write_notes
+from labledger.safe_files import (
+    FileRefused,
+    check_new_folder,
+    create_private,
+    json_lines,
+    make_private_folder,
+    read_json,
+    reading_line,
+    sha256_file,
+)
 from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows
 from labledger.storage.merkle_log import checkpoint_from_row
 from labledger.storage.retention import record_archive
@@ -57,13 +66,13 @@ Progress = Callable[[int], None]
 
 
 def is_archive(directory: Path) -> bool:
-    path = directory / "manifest.json"
-    if not path.exists():
-        return False
+    """Whether the folder's manifest says archive; an unreadable one is left to the export
+    reader to refuse."""
     try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("format") == ARCHIVE_FORMAT)
-    except (ValueError, AttributeError):
+        manifest = read_json(directory / "manifest.json")
+    except FileRefused:
         return False
+    return isinstance(manifest, dict) and manifest.get("format") == ARCHIVE_FORMAT
 
 
 def write_archive(
@@ -78,8 +87,7 @@ def write_archive(
 ) -> dict[str, Any]:
     """Archive the leaves after the last archive, up to the newest checkpoint signed before
     `before`; record it in the ledger (an `archive` audit event) and return its manifest."""
-    if directory.exists() and any(directory.iterdir()):
-        raise RetentionError(f"{directory} is not empty; an archive gets a folder of its own")
+    check_new_folder(directory)
     with translate_db_errors(), engine.connect() as conn, conn.begin():
         first = archived_end(conn)
         end_row = conn.execute(
@@ -103,20 +111,11 @@ def write_archive(
         if first > 0 and start is None:
             raise RetentionError(f"no signed checkpoint of size {first} to start the archive at")
         frontier = checkpoint_from_row(start).frontier if start is not None else CompactRange()
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
-            for n in notes:
-                out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
-        counts: dict[str, int] = {}
-        path = directory / "entries.jsonl.gz"
-        with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:
-            for lo in range(first, end, CHUNK):
-                hi = min(end, lo + CHUNK)
-                for line in _archive_lines(conn, lo, hi):
-                    counts[line["table"]] = counts.get(line["table"], 0) + 1
-                    out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
-                progress(hi - lo)
-    (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
+        make_private_folder(directory)
+        write_notes(directory, notes)
+        counts = _write_entries(conn, directory / "entries.jsonl.gz", first, end, progress)
+    with create_private(directory / "public-key.txt") as out:
+        out.write(key.encode() + "\n")
     manifest = {
         "format": ARCHIVE_FORMAT,
         "origin": key.name,
@@ -130,7 +129,8 @@ def write_archive(
         "files": {name: sha256_file(directory / name) for name in FILES},
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    (directory / "manifest.json").write_text(text, encoding="utf-8")
+    with create_private(directory / "manifest.json") as out:
+        out.write(text)
     manifest["archive_id"] = record_archive(
         engine,
         first_leaf=first,
@@ -143,6 +143,21 @@ def write_archive(
         now=now,
     )
     return manifest
+
+
+def _write_entries(
+    conn: Connection, path: Path, first: int, end: int, progress: Progress
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with create_private(path, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8",
+                                                      compresslevel=6) as out:  # fmt: skip
+        for lo in range(first, end, CHUNK):
+            hi = min(end, lo + CHUNK)
+            for line in _archive_lines(conn, lo, hi):
+                counts[line["table"]] = counts.get(line["table"], 0) + 1
+                out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+            progress(hi - lo)
+    return counts
 
 
 def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any]]:
@@ -213,16 +228,21 @@ def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:
 
 
 def leaf_from_archived_row(kind: str, row: dict[str, Any]) -> bytes:
-    """The canonical leaf bytes of a row as an archive stores it (times and bytes as text)."""
-    fields, personal = LEAF_FIELDS[kind]
-    content: dict[str, Any] = {name: row[name] for name in fields}
+    """The canonical leaf bytes of a row as an archive stores it (times and bytes as text).
+    A stored commitment stands in for the personal fields only where they were erased."""
+    values = dict(row)
+    personal = LEAF_FIELDS[kind][1]
     if personal:
-        if row.get("personal_sha256"):
-            content["personal_sha256"] = bytes.fromhex(row["personal_sha256"])
-        else:
-            salt = bytes.fromhex(row.get("personal_salt") or "")
-            content["personal_sha256"] = personal_commitment(salt, {n: row[n] for n in personal})
-    return f"{LEAF_VERSION}\n{kind}\n".encode() + canonical_json(content)
+        stored = row.get("personal_sha256")
+        values["personal_salt"] = bytes.fromhex(row.get("personal_salt") or "")
+        values["personal_sha256"] = bytes.fromhex(stored) if stored and _erased(kind, row) else None
+    return reference_leaf_bytes(kind, values)
+
+
+def _erased(kind: str, row: dict[str, Any]) -> bool:
+    """Erasure blanks every personal field and the salt (storage/erasure.py)."""
+    blank = (None, "")
+    return not row.get("personal_salt") and all(row.get(n) in blank for n in LEAF_FIELDS[kind][1])
 
 
 def verify_archive(
@@ -231,29 +251,30 @@ def verify_archive(
     witnesses: list[tuple[str, str]] = (),  # type: ignore[assignment]
     progress: Progress = lambda n: None,
 ) -> VerifyReport:
-    """Verify an archive with nothing but its files and a trusted public key."""
+    """Verify an archive with nothing but its files and a trusted public key; FileRefused
+    when a file is not what an archive holds."""
     report = VerifyReport()
-    manifest = read_manifest(directory, report, ARCHIVE_FORMAT)
-    first, end = int(manifest["first_leaf"]), int(manifest["end_leaf"])
-    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").split("\n")
-    loaded = [json.loads(x) for x in lines if x.strip()]
-    notes = [(f"checkpoint {x['tree_size']}", x["note"]) for x in loaded]
-    signed = open_checkpoints([*notes, *witnesses], key, report)
+    manifest = read_manifest(directory, report, ARCHIVE_FORMAT, FILES)
+    with reading_line(directory / "manifest.json", 1):
+        first, end = _int(manifest["first_leaf"]), _int(manifest["end_leaf"])
+        start = CompactRange(first, [bytes.fromhex(h) for h in manifest["start_frontier"]])
+    signed = open_checkpoints([*read_notes(directory), *witnesses], key, report)
     if first > 0 and not any(s.checkpoint.size == first for s in signed):
         report.problems.append(
             Problem("archive_start", f"no signed checkpoint of size {first} to start from")
         )
-    start = CompactRange(first, [bytes.fromhex(h) for h in manifest["start_frontier"]])
     # The start checkpoint is compared with the compact range as soon as the verifier opens.
     verifier = LedgerVerifier(
         [s for s in signed if s.checkpoint.size >= first], report, start=start
     )
-    with gzip.open(directory / "entries.jsonl.gz", "rt", encoding="utf-8") as entries:
-        for n, text in enumerate(entries, start=1):
-            _feed(verifier, report, json.loads(text))
-            if n % 5000 == 0:
-                progress(5000)
+    path = directory / "entries.jsonl.gz"
+    for number, line in json_lines(path):
+        with reading_line(path, number):
+            _feed(verifier, report, line)
+        if number % 5000 == 0:
+            progress(5000)
     verifier.finish()
+    vouch(report, signed, first)
     if report.tree_size != end:
         report.problems.append(
             Problem("manifest", f"manifest says leaves up to {end}, found {report.tree_size}")
@@ -261,12 +282,29 @@ def verify_archive(
     return report
 
 
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{value!r} is not an integer")
+    return value
+
+
 def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) -> None:
-    kind, row, table = line["kind"], line["row"], line["table"]
+    kind, row, table = str(line["kind"]), dict(line["row"]), str(line["table"])
     column = TIME_COLUMN.get(kind)
     moment = datetime.fromisoformat(row[column]) if column and row.get(column) else None
     row_hash = leaf_hash(leaf_from_archived_row(kind, row))
-    verifier.add(line["leaf_index"], table, line["id"], None, row_hash, moment)
+    index, entry_id = _int(line["leaf_index"]), _int(line["id"])
+    where: dict[str, Any] = {"leaf_index": index, "table": table, "entry_id": entry_id}
+    verifier.add(index, table, entry_id, None, row_hash, moment)
+    if _unbound_personal_fields(kind, row):
+        report.problems.append(
+            Problem(
+                "personal_fields",
+                f"the personal fields of {table} {line['id']} are not blank, yet do not hash to "
+                "the commitment beside them (rewritten names?)",
+                **where,
+            )
+        )
     body = line.get("body")
     if body is not None:
         actual = hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -275,10 +313,18 @@ def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) 
                 Problem(
                     "body_mismatch",
                     f"raw body of {table} {line['id']} does not match its recorded sha256",
-                    leaf_index=line["leaf_index"],
-                    table=table,
-                    entry_id=line["id"],
                     expected=row.get("body_sha256"),
                     actual=actual,
+                    **where,
                 )
             )
+
+
+def _unbound_personal_fields(kind: str, row: dict[str, Any]) -> bool:
+    """A commitment beside personal fields that are not blank must be theirs."""
+    personal = LEAF_FIELDS[kind][1]
+    stored = row.get("personal_sha256")
+    if not personal or not stored or _erased(kind, row):
+        return False
+    salt = bytes.fromhex(row.get("personal_salt") or "")
+    return bool(personal_commitment(salt, {n: row[n] for n in personal}).hex() != stored)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import json
 import os
 import stat
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,6 +73,8 @@ def read_json(path: Path) -> Any:
 def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each line of a JSON-lines file, gzip'd if named `.gz`."""
     for number, line in _lines(path):
+        if not line.strip():
+            continue
         try:
             value = json.loads(line)
         except ValueError:
@@ -106,6 +110,26 @@ def _read_line(stream: IO[bytes], path: Path) -> bytes:
         raise FileRefused(f"{path} is not a valid gzip file ({exc})") from None
 
 
+@contextmanager
+def reading_line(path: Path, number: int) -> Iterator[None]:
+    """A line whose fields are missing or of the wrong type is refused, naming the line."""
+    try:
+        yield
+    except KeyError as exc:
+        raise FileRefused(f"{path} line {number} has no field {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # binascii.Error is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileRefused(f"{path} line {number} is not a labledger entry: {reason}") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def member(directory: Path, name: str, expected: tuple[str, ...]) -> Path:
     """The file `name` of a folder, only if it is one of the fixed names the folder holds."""
     if name not in expected:
@@ -115,16 +139,27 @@ def member(directory: Path, name: str, expected: tuple[str, ...]) -> Path:
     return directory / name
 
 
-def make_private_folder(directory: Path) -> None:
-    """Create `directory` 0700, or accept an existing empty one that is not a link."""
+def check_new_folder(directory: Path) -> None:
+    """Refuse a target folder that is a link or already holds something."""
     if directory.is_symlink():
         raise FileRefused(f"{directory} is a symbolic link; name a real, empty folder")
-    if directory.exists():
-        if not directory.is_dir() or any(directory.iterdir()):
-            raise FileRefused(f"{directory} is not an empty folder; use a new one")
-        return
-    directory.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_FOLDER)
-    directory.mkdir(mode=PRIVATE_FOLDER)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise FileRefused(f"{directory} is not an empty folder; name a new one")
+
+
+def make_private_folder(directory: Path) -> None:
+    """Create `directory` 0700 (and its missing parents), or accept an existing empty one."""
+    check_new_folder(directory)
+    make_private_parents(directory / "x")
+    if not directory.exists():
+        directory.mkdir(mode=PRIVATE_FOLDER)
+
+
+def make_private_parents(path: Path) -> None:
+    """Create the missing folders above `path`, each 0700 (Path.mkdir gives parents 0777)."""
+    missing = [p for p in path.parents if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
 
 
 def create_private(path: Path, mode: str = "w") -> IO[Any]:
