@@ -14,7 +14,8 @@ DIR/public-key.txt      the log's verifier key, for reference only
 
 `labledger verify --export DIR --public-key KEY` recomputes every leaf from its row, starts
 the tree from the compact range (whose root must match the signed checkpoint at first_leaf),
-and checks every checkpoint in the range.
+and checks every checkpoint in the range. A stored personal commitment stands in for the
+personal fields only where erasure blanked them; otherwise it is recomputed from them.
 """
 
 from __future__ import annotations

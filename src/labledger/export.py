@@ -6,6 +6,9 @@ DIR/entries.jsonl     one line per leaf, in leaf order: leaf_index, table, id, l
                       the logged leaf hash (the row itself is in an archive)
 DIR/checkpoints.jsonl one line per signed checkpoint: tree_size, note
 DIR/public-key.txt    the log's verifier key, for reference only: verify with a copy you trust
+
+The offline check vouches only for entries a valid signed checkpoint covers (invariant 10)
+and reads its files as hostile input (labledger.safe_files); exports and archives share it.
 """
 
 from __future__ import annotations
