@@ -41,7 +41,7 @@ from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.retention import RetentionError
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.export import read_manifest, read_notes, vouch, write_notes
+from labledger.export import check_label, read_manifest, read_notes, vouch, write_notes
 from labledger.safe_files import (
     FileRefused,
     check_new_folder,
@@ -297,6 +297,7 @@ def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) 
     index, entry_id = _int(line["leaf_index"]), _int(line["id"])
     where: dict[str, Any] = {"leaf_index": index, "table": table, "entry_id": entry_id}
     verifier.add(index, table, entry_id, None, row_hash, moment)
+    check_label(report, index, table, entry_id, kind, row.get("id"))
     if _unbound_personal_fields(kind, row):
         report.problems.append(
             Problem(

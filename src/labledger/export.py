@@ -198,7 +198,7 @@ def verify_export(
     path = directory / "entries.jsonl"
     for number, line in json_lines(path):
         with reading_line(path, number):
-            _feed(verifier, line)
+            _feed(verifier, report, line)
         if number % 5000 == 0:
             progress(5000)
     verifier.finish()
@@ -215,18 +215,35 @@ def verify_export(
     return report
 
 
-def _feed(verifier: LedgerVerifier, line: dict[str, Any]) -> None:
+def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) -> None:
+    index, table, entry_id = _int(line["leaf_index"]), str(line["table"]), _int(line["id"])
     data = base64.b64decode(line["leaf"], validate=True) if line.get("leaf") else None
     moment = None
     if data is not None:
         kind, content = parse_leaf(data)
         column = TIME_COLUMN.get(kind)
         moment = datetime.fromisoformat(content[column]) if column and content.get(column) else None
+        check_label(report, index, table, entry_id, kind, content.get("id"))
     row_hash = leaf_hash(data) if data is not None else None
     if row_hash is None and line.get("purged_leaf_hash"):
         row_hash = bytes.fromhex(line["purged_leaf_hash"])  # still bound by every signed root
-    verifier.add(_int(line["leaf_index"]), str(line["table"]), _int(line["id"]), None, row_hash,
-                 moment)  # fmt: skip
+    verifier.add(index, table, entry_id, None, row_hash, moment)
+
+
+def check_label(
+    report: VerifyReport, index: int, table: str, entry_id: int, kind: str, leaf_id: Any
+) -> None:
+    """A line's table and id are read beside its leaf, so they must be the leaf's own."""
+    if kind not in ENTRY_TABLES or (ENTRY_TABLES[kind].name, leaf_id) != (table, entry_id):
+        report.problems.append(
+            Problem(
+                "entry_label",
+                f"leaf {index} is labelled {table} {entry_id} but is {kind} {leaf_id}",
+                leaf_index=index,
+                table=table,
+                entry_id=entry_id,
+            )
+        )
 
 
 def _int(value: Any) -> int:

@@ -136,3 +136,18 @@ def test_rewritten_personal_fields_in_archive_are_detected(
     edit_entries(folder, rewrite)
     report = verify_archive(folder, KEY)
     assert "personal_fields" in _codes(report), report.problems
+
+
+def _relabel(lines: Lines) -> Lines:
+    line = next(x for x in lines if x["table"] == "attempts")
+    line["id"] += 1
+    return lines
+
+
+@pytest.mark.parametrize("make", [exported, archived], ids=["export", "archive"])
+def test_relabelled_entry_is_detected(ledger: Ledger, tmp_path: Path, make: Any) -> None:
+    """A line whose table or id is not its leaf's (an attempt shown as another) is reported."""
+    folder = make(signed_ledger(ledger), tmp_path / "folder")
+    edit_entries(folder, _relabel)
+    report = verify_export(folder, KEY) if make is exported else verify_archive(folder, KEY)
+    assert "entry_label" in _codes(report), report.problems
