@@ -44,10 +44,9 @@ from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_ch
 from labledger.export import check_label, read_manifest, read_notes, vouch, write_notes
 from labledger.safe_files import (
     FileRefused,
-    check_new_folder,
     create_private,
+    filling_new_folder,
     json_lines,
-    make_private_folder,
     read_json,
     reading_line,
     sha256_file,
@@ -88,7 +87,19 @@ def write_archive(
 ) -> dict[str, Any]:
     """Archive the leaves after the last archive, up to the newest checkpoint signed before
     `before`; record it in the ledger (an `archive` audit event) and return its manifest."""
-    check_new_folder(directory)
+    with filling_new_folder(directory):
+        return _write(engine, directory, key, before, actor, now, progress)
+
+
+def _write(
+    engine: Engine,
+    directory: Path,
+    key: VerifierKey,
+    before: datetime,
+    actor: str,
+    now: datetime,
+    progress: Progress,
+) -> dict[str, Any]:
     with translate_db_errors(), engine.connect() as conn, conn.begin():
         first = archived_end(conn)
         end_row = conn.execute(
@@ -112,7 +123,6 @@ def write_archive(
         if first > 0 and start is None:
             raise RetentionError(f"no signed checkpoint of size {first} to start the archive at")
         frontier = checkpoint_from_row(start).frontier if start is not None else CompactRange()
-        make_private_folder(directory)
         write_notes(directory, notes)
         counts = _write_entries(conn, directory / "entries.jsonl.gz", first, end, progress)
     with create_private(directory / "public-key.txt") as out:

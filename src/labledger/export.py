@@ -35,10 +35,9 @@ from labledger.core.verify import (
 )
 from labledger.safe_files import (
     FileRefused,
-    check_new_folder,
     create_private,
+    filling_new_folder,
     json_lines,
-    make_private_folder,
     member,
     read_json,
     reading_line,
@@ -68,13 +67,18 @@ def export_log(
 ) -> dict[str, Any]:
     """Write the log up to its newest checkpoint, leaf bytes recomputed from the rows, into a
     new or empty folder; the files hold personal data (commitments, messages): 0600."""
-    check_new_folder(directory)
+    with filling_new_folder(directory):
+        return _export(engine, directory, key, progress)
+
+
+def _export(
+    engine: Engine, directory: Path, key: VerifierKey, progress: Callable[[int], None]
+) -> dict[str, Any]:
     with engine.connect() as conn, conn.begin():
         notes = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
         if not notes:
             raise ExportError("nothing to export: no checkpoint has been signed yet")
         size = notes[-1].tree_size
-        make_private_folder(directory)
         write_notes(directory, notes)
         with create_private(directory / "entries.jsonl") as out:
             purged = _purged(conn)

@@ -18,7 +18,7 @@ import os
 import stat
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -153,6 +153,25 @@ def make_private_folder(directory: Path) -> None:
     make_private_parents(directory / "x")
     if not directory.exists():
         directory.mkdir(mode=PRIVATE_FOLDER)
+
+
+@contextmanager
+def filling_new_folder(directory: Path) -> Iterator[None]:
+    """A new or empty private folder to fill: when filling it fails, what was written is
+    removed again (and the folder, if made here), so a failure leaves nothing half-written."""
+    check_new_folder(directory)
+    made = not directory.exists()
+    make_private_folder(directory)
+    try:
+        yield
+    except BaseException:
+        for path in directory.iterdir():  # all ours: the folder was empty
+            with suppress(OSError):
+                path.unlink()
+        if made:
+            with suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def make_private_parents(path: Path) -> None:

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from labledger.cli import main
+from labledger.export import ExportError, export_log
 from labledger.safe_files import MAX_LINE_BYTES
 from labledger.storage.engine import make_engine
 from tests.conftest import Ledger
 from tests.integration.offline_helpers import (
+    KEY,
     archived,
     exported,
     reseal,
@@ -216,3 +218,10 @@ def test_personal_data_files_are_private(
     assert {_mode(p) for p in folder.iterdir()} == {0o600}
     assert modes == {p.name: 0o600 for p in made}
     assert _mode(cli_env / "keys" / "new.key") == 0o600
+
+
+def test_failed_export_leaves_nothing_behind(ledger: Ledger, tmp_path: Path) -> None:
+    """An export that cannot be made (nothing signed yet) creates no folder and no file."""
+    with pytest.raises(ExportError, match="no checkpoint"):
+        export_log(ledger.engine, tmp_path / "new" / "export", KEY)
+    assert not (tmp_path / "new" / "export").exists()
