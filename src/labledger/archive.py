@@ -34,8 +34,8 @@ from sqlalchemy import Connection, Engine, select
 from labledger.core.leaves import (
     LEAF_FIELDS,
     entry_leaf_hash,
+    leaf_bytes,
     personal_commitment,
-    reference_leaf_bytes,
 )
 from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
@@ -247,7 +247,7 @@ def leaf_from_archived_row(kind: str, row: dict[str, Any]) -> bytes:
         stored = row.get("personal_sha256")
         values["personal_salt"] = bytes.fromhex(row.get("personal_salt") or "")
         values["personal_sha256"] = bytes.fromhex(stored) if stored and _erased(kind, row) else None
-    return reference_leaf_bytes(kind, values)
+    return leaf_bytes(kind, values)
 
 
 def _erased(kind: str, row: dict[str, Any]) -> bool:
