@@ -12,9 +12,10 @@ DIR/entries.jsonl.gz    one line per leaf, in leaf order: leaf_index, table, id,
 DIR/checkpoints.jsonl   the signed checkpoints of sizes first_leaf..end_leaf
 DIR/public-key.txt      the log's verifier key, for reference only
 
-`labledger verify --export DIR --public-key KEY` recomputes every leaf from its row, starts
-the tree from the compact range (whose root must match the signed checkpoint at first_leaf),
-and checks every checkpoint in the range.
+`labledger verify --export DIR --public-key KEY` (archive_check.py) recomputes every leaf
+from its row, starts the tree from the compact range (whose root must match the signed
+checkpoint at first_leaf), and checks every checkpoint in the range. A stored personal
+commitment stands in for the personal fields only where erasure blanked them.
 """
 
 from __future__ import annotations
@@ -30,19 +31,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from labledger.core.leaves import (
-    LEAF_FIELDS,
-    LEAF_VERSION,
-    canonical_json,
-    entry_leaf_hash,
-    personal_commitment,
-)
-from labledger.core.merkle import CompactRange, leaf_hash
+from labledger.archive_check import ARCHIVE_FORMAT as ARCHIVE_FORMAT
+from labledger.archive_check import FILES as FILES
+from labledger.archive_check import is_archive as is_archive
+from labledger.archive_check import verify_archive as verify_archive
+from labledger.core.leaves import entry_leaf_hash
+from labledger.core.merkle import CompactRange
 from labledger.core.note import VerifierKey
 from labledger.core.retention import RetentionError
-from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.export import read_manifest, sha256_file
-from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_rows
+from labledger.export import write_notes
+from labledger.safe_files import create_private, filling_new_folder, sha256_file
+from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
 from labledger.storage.merkle_log import checkpoint_from_row
 from labledger.storage.retention import record_archive
 from labledger.storage.retention_plan import archived_end
@@ -50,20 +49,8 @@ from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_entries
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # as in canonical leaf JSON
-ARCHIVE_FORMAT = "labledger-archive/v1"
-FILES = ("entries.jsonl.gz", "checkpoints.jsonl")
 CHUNK = 2000
 Progress = Callable[[int], None]
-
-
-def is_archive(directory: Path) -> bool:
-    path = directory / "manifest.json"
-    if not path.exists():
-        return False
-    try:
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("format") == ARCHIVE_FORMAT)
-    except (ValueError, AttributeError):
-        return False
 
 
 def write_archive(
@@ -78,8 +65,19 @@ def write_archive(
 ) -> dict[str, Any]:
     """Archive the leaves after the last archive, up to the newest checkpoint signed before
     `before`; record it in the ledger (an `archive` audit event) and return its manifest."""
-    if directory.exists() and any(directory.iterdir()):
-        raise RetentionError(f"{directory} is not empty; an archive gets a folder of its own")
+    with filling_new_folder(directory):
+        return _write(engine, directory, key, before, actor, now, progress)
+
+
+def _write(
+    engine: Engine,
+    directory: Path,
+    key: VerifierKey,
+    before: datetime,
+    actor: str,
+    now: datetime,
+    progress: Progress,
+) -> dict[str, Any]:
     with translate_db_errors(), engine.connect() as conn, conn.begin():
         first = archived_end(conn)
         end_row = conn.execute(
@@ -103,20 +101,10 @@ def write_archive(
         if first > 0 and start is None:
             raise RetentionError(f"no signed checkpoint of size {first} to start the archive at")
         frontier = checkpoint_from_row(start).frontier if start is not None else CompactRange()
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
-            for n in notes:
-                out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
-        counts: dict[str, int] = {}
-        path = directory / "entries.jsonl.gz"
-        with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:
-            for lo in range(first, end, CHUNK):
-                hi = min(end, lo + CHUNK)
-                for line in _archive_lines(conn, lo, hi):
-                    counts[line["table"]] = counts.get(line["table"], 0) + 1
-                    out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
-                progress(hi - lo)
-    (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
+        write_notes(directory, notes)
+        counts = _write_entries(conn, directory / "entries.jsonl.gz", first, end, progress)
+    with create_private(directory / "public-key.txt") as out:
+        out.write(key.encode() + "\n")
     manifest = {
         "format": ARCHIVE_FORMAT,
         "origin": key.name,
@@ -130,7 +118,8 @@ def write_archive(
         "files": {name: sha256_file(directory / name) for name in FILES},
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    (directory / "manifest.json").write_text(text, encoding="utf-8")
+    with create_private(directory / "manifest.json") as out:
+        out.write(text)
     manifest["archive_id"] = record_archive(
         engine,
         first_leaf=first,
@@ -143,6 +132,21 @@ def write_archive(
         now=now,
     )
     return manifest
+
+
+def _write_entries(
+    conn: Connection, path: Path, first: int, end: int, progress: Progress
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with create_private(path, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8",
+                                                      compresslevel=6) as out:  # fmt: skip
+        for lo in range(first, end, CHUNK):
+            hi = min(end, lo + CHUNK)
+            for line in _archive_lines(conn, lo, hi):
+                counts[line["table"]] = counts.get(line["table"], 0) + 1
+                out.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+            progress(hi - lo)
+    return counts
 
 
 def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any]]:
@@ -210,75 +214,3 @@ def _bodies(conn: Connection, ids: list[int]) -> dict[int, str | None]:
             # Bodies were accepted as JSON, so they are UTF-8; a purged body is empty.
             found[r.id] = zlib.decompress(raw).decode("utf-8", "replace") if raw else None
     return found
-
-
-def leaf_from_archived_row(kind: str, row: dict[str, Any]) -> bytes:
-    """The canonical leaf bytes of a row as an archive stores it (times and bytes as text)."""
-    fields, personal = LEAF_FIELDS[kind]
-    content: dict[str, Any] = {name: row[name] for name in fields}
-    if personal:
-        if row.get("personal_sha256"):
-            content["personal_sha256"] = bytes.fromhex(row["personal_sha256"])
-        else:
-            salt = bytes.fromhex(row.get("personal_salt") or "")
-            content["personal_sha256"] = personal_commitment(salt, {n: row[n] for n in personal})
-    return f"{LEAF_VERSION}\n{kind}\n".encode() + canonical_json(content)
-
-
-def verify_archive(
-    directory: Path,
-    key: VerifierKey,
-    witnesses: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    progress: Progress = lambda n: None,
-) -> VerifyReport:
-    """Verify an archive with nothing but its files and a trusted public key."""
-    report = VerifyReport()
-    manifest = read_manifest(directory, report, ARCHIVE_FORMAT)
-    first, end = int(manifest["first_leaf"]), int(manifest["end_leaf"])
-    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").split("\n")
-    loaded = [json.loads(x) for x in lines if x.strip()]
-    notes = [(f"checkpoint {x['tree_size']}", x["note"]) for x in loaded]
-    signed = open_checkpoints([*notes, *witnesses], key, report)
-    if first > 0 and not any(s.checkpoint.size == first for s in signed):
-        report.problems.append(
-            Problem("archive_start", f"no signed checkpoint of size {first} to start from")
-        )
-    start = CompactRange(first, [bytes.fromhex(h) for h in manifest["start_frontier"]])
-    # The start checkpoint is compared with the compact range as soon as the verifier opens.
-    verifier = LedgerVerifier(
-        [s for s in signed if s.checkpoint.size >= first], report, start=start
-    )
-    with gzip.open(directory / "entries.jsonl.gz", "rt", encoding="utf-8") as entries:
-        for n, text in enumerate(entries, start=1):
-            _feed(verifier, report, json.loads(text))
-            if n % 5000 == 0:
-                progress(5000)
-    verifier.finish()
-    if report.tree_size != end:
-        report.problems.append(
-            Problem("manifest", f"manifest says leaves up to {end}, found {report.tree_size}")
-        )
-    return report
-
-
-def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) -> None:
-    kind, row, table = line["kind"], line["row"], line["table"]
-    column = TIME_COLUMN.get(kind)
-    moment = datetime.fromisoformat(row[column]) if column and row.get(column) else None
-    row_hash = leaf_hash(leaf_from_archived_row(kind, row))
-    verifier.add(line["leaf_index"], table, line["id"], None, row_hash, moment)
-    body = line.get("body")
-    if body is not None:
-        actual = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        if actual != row.get("body_sha256"):
-            report.problems.append(
-                Problem(
-                    "body_mismatch",
-                    f"raw body of {table} {line['id']} does not match its recorded sha256",
-                    leaf_index=line["leaf_index"],
-                    table=table,
-                    entry_id=line["id"],
-                    expected=row.get("body_sha256"),
-                    actual=actual,
-                )
-            )

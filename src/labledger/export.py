@@ -6,14 +6,16 @@ DIR/entries.jsonl     one line per leaf, in leaf order: leaf_index, table, id, l
                       the logged leaf hash (the row itself is in an archive)
 DIR/checkpoints.jsonl one line per signed checkpoint: tree_size, note
 DIR/public-key.txt    the log's verifier key, for reference only: verify with a copy you trust
+
+The offline check vouches only for entries a valid signed checkpoint covers (invariant 10)
+and reads its files as hostile input (labledger.safe_files); exports and archives share it.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,23 @@ from labledger.core.errors import LedgerError
 from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
-from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
+from labledger.core.verify import (
+    LedgerVerifier,
+    Problem,
+    SignedCheckpoint,
+    VerifyReport,
+    open_checkpoints,
+)
+from labledger.safe_files import (
+    FileRefused,
+    create_private,
+    filling_new_folder,
+    json_lines,
+    member,
+    read_json,
+    reading_line,
+    sha256_file,
+)
 from labledger.storage.leaf_rows import (
     ENTRY_TABLES,
     TIME_COLUMN,
@@ -47,22 +65,28 @@ def export_log(
     key: VerifierKey,
     progress: Callable[[int], None] = lambda n: None,
 ) -> dict[str, Any]:
-    """Write the log up to its newest checkpoint, leaf bytes recomputed from the rows."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the log up to its newest checkpoint, leaf bytes recomputed from the rows, into a
+    new or empty folder; the files hold personal data (commitments, messages): 0600."""
+    with filling_new_folder(directory):
+        return _export(engine, directory, key, progress)
+
+
+def _export(
+    engine: Engine, directory: Path, key: VerifierKey, progress: Callable[[int], None]
+) -> dict[str, Any]:
     with engine.connect() as conn, conn.begin():
         notes = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
         if not notes:
             raise ExportError("nothing to export: no checkpoint has been signed yet")
         size = notes[-1].tree_size
-        with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
-            for n in notes:
-                out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
-        with (directory / "entries.jsonl").open("w", encoding="utf-8") as out:
+        write_notes(directory, notes)
+        with create_private(directory / "entries.jsonl") as out:
             purged = _purged(conn)
             for start in range(0, size, 5000):
                 _export_chunk(conn, out, start, min(size, start + 5000), purged)
                 progress(min(size, start + 5000) - start)
-    (directory / "public-key.txt").write_text(key.encode() + "\n", encoding="utf-8")
+    with create_private(directory / "public-key.txt") as out:
+        out.write(key.encode() + "\n")
     manifest = {
         "format": EXPORT_FORMAT,
         "origin": key.name,
@@ -71,10 +95,49 @@ def export_log(
         "exported_at": datetime.now(UTC).isoformat(),
         "files": {name: sha256_file(directory / name) for name in FILES},
     }
-    (directory / "manifest.json").write_text(
-        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
-    )
+    with create_private(directory / "manifest.json") as out:
+        out.write(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def write_notes(directory: Path, notes: Sequence[Any]) -> None:
+    """checkpoints.jsonl: one signed checkpoint (tree_size, note) a line."""
+    with create_private(directory / "checkpoints.jsonl") as out:
+        for n in notes:
+            out.write(json.dumps({"tree_size": n.tree_size, "note": n.note}) + "\n")
+
+
+def read_notes(directory: Path) -> list[tuple[str, str]]:
+    """(source, note text) of each signed checkpoint in checkpoints.jsonl."""
+    path = directory / "checkpoints.jsonl"
+    notes = []
+    for number, line in json_lines(path):
+        with reading_line(path, number):
+            notes.append((f"checkpoint {int(line['tree_size'])}", str(line["note"])))
+    return notes
+
+
+def vouch(report: VerifyReport, signed: list[SignedCheckpoint], first: int = 0) -> None:
+    """Invariant 10: only what a valid signed checkpoint covers is vouched for. `first` is
+    where the entries start (an archive's first leaf; the tree before it is not theirs)."""
+    sizes = [s.checkpoint.size for s in signed if s.checkpoint.size > first]
+    if not sizes:
+        report.problems.append(
+            Problem("unsigned", "no signed checkpoint covers these entries: nothing is vouched for")
+        )
+        return
+    newest = max(sizes)
+    if report.tree_size > newest:
+        report.problems.append(
+            Problem(
+                "unsigned_entries",
+                f"leaves {newest} to {report.tree_size - 1} lie beyond the newest signed "
+                f"checkpoint (of {newest} entries)",
+                leaf_index=newest,
+                expected=str(newest),
+                actual=str(report.tree_size),
+            )
+        )
 
 
 def _purged(conn: Any) -> set[tuple[str, int]]:
@@ -124,73 +187,96 @@ def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
         raise ExportError(str(exc)) from exc
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_export(
     directory: Path,
     key: VerifierKey,
     witnesses: list[tuple[str, str]] = (),  # type: ignore[assignment]
     progress: Callable[[int], None] = lambda n: None,
 ) -> VerifyReport:
-    """Verify an export with nothing but its files and a trusted public key."""
+    """Verify an export with nothing but its files and a trusted public key; FileRefused
+    when a file is not what an export holds."""
     report = VerifyReport()
-    manifest = read_manifest(directory, report)
-    lines = (directory / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
-    notes = [(f"checkpoint {json.loads(x)['tree_size']}", json.loads(x)["note"]) for x in lines]
-    verifier = LedgerVerifier(open_checkpoints([*notes, *witnesses], key, report), report)
-    with (directory / "entries.jsonl").open(encoding="utf-8") as entries:
-        for n, text in enumerate(entries, start=1):
-            _feed(verifier, json.loads(text))
-            if n % 5000 == 0:
-                progress(5000)
+    manifest = read_manifest(directory, report, EXPORT_FORMAT, FILES)
+    signed = open_checkpoints([*read_notes(directory), *witnesses], key, report)
+    verifier = LedgerVerifier(signed, report)
+    path = directory / "entries.jsonl"
+    for number, line in json_lines(path):
+        with reading_line(path, number):
+            _feed(verifier, report, line)
+        if number % 5000 == 0:
+            progress(5000)
     verifier.finish()
-    if manifest and manifest.get("tree_size") != report.tree_size:
+    vouch(report, signed)
+    if manifest.get("tree_size") != report.tree_size:
         report.problems.append(
             Problem(
                 "manifest",
                 f"manifest says {manifest.get('tree_size')} entries, found {report.tree_size}",
             )
         )
+    elif manifest.get("root") != "sha256:" + report.root.hex():
+        report.problems.append(Problem("manifest", "the manifest's root is not the tree's"))
     return report
 
 
-def _feed(verifier: LedgerVerifier, line: dict[str, Any]) -> None:
-    data = base64.b64decode(line["leaf"]) if line.get("leaf") else None
+def _feed(verifier: LedgerVerifier, report: VerifyReport, line: dict[str, Any]) -> None:
+    index, table, entry_id = _int(line["leaf_index"]), str(line["table"]), _int(line["id"])
+    data = base64.b64decode(line["leaf"], validate=True) if line.get("leaf") else None
     moment = None
     if data is not None:
         kind, content = parse_leaf(data)
         column = TIME_COLUMN.get(kind)
         moment = datetime.fromisoformat(content[column]) if column and content.get(column) else None
+        check_label(report, index, table, entry_id, kind, content.get("id"))
     row_hash = leaf_hash(data) if data is not None else None
     if row_hash is None and line.get("purged_leaf_hash"):
         row_hash = bytes.fromhex(line["purged_leaf_hash"])  # still bound by every signed root
-    verifier.add(line["leaf_index"], line["table"], line["id"], None, row_hash, moment)
+    verifier.add(index, table, entry_id, None, row_hash, moment)
+
+
+def check_label(
+    report: VerifyReport, index: int, table: str, entry_id: int, kind: str, leaf_id: Any
+) -> None:
+    """A line's table and id are read beside its leaf, so they must be the leaf's own."""
+    if kind not in ENTRY_TABLES or (ENTRY_TABLES[kind].name, leaf_id) != (table, entry_id):
+        report.problems.append(
+            Problem(
+                "entry_label",
+                f"leaf {index} is labelled {table} {entry_id} but is {kind} {leaf_id}",
+                leaf_index=index,
+                table=table,
+                entry_id=entry_id,
+            )
+        )
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{value!r} is not an integer")
+    return value
 
 
 def read_manifest(
-    directory: Path, report: VerifyReport, expected_format: str = EXPORT_FORMAT
+    directory: Path, report: VerifyReport, expected_format: str, names: tuple[str, ...]
 ) -> dict[str, Any]:
-    """An export's or archive's manifest; each file that does not match it is a problem."""
-    path = directory / "manifest.json"
-    if not path.exists():
-        raise ExportError(f"{directory} has no manifest.json: not a labledger export or archive")
-    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != expected_format:
-        raise ExportError(f"unknown format {manifest.get('format')!r}; {expected_format} expected")
-    for name, expected in manifest.get("files", {}).items():
-        actual = sha256_file(directory / name) if (directory / name).exists() else "missing"
+    """An export's or archive's manifest; each of its files (only `names`: no other path is
+    opened) that does not match it is a problem."""
+    manifest = read_json(directory / "manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise FileRefused(f"{directory}: format {found!r}; {expected_format} expected")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise FileRefused(f"{directory}/manifest.json: files is not an object")
+    for name, expected in files.items():
+        path = member(directory, name, names)
+        actual = sha256_file(path) if path.exists() or path.is_symlink() else "missing"
         if actual != expected:
             report.problems.append(
                 Problem(
                     "manifest",
                     f"{name} does not match the manifest",
-                    expected=expected,
+                    expected=str(expected),
                     actual=actual,
                 )
             )

@@ -132,6 +132,7 @@ def test_an_export_of_an_odd_stored_value_is_refused_with_a_clear_error(
         conn.execute(text(change))
     with pytest.raises(ExportError, match=r"attempts rows 1-[0-9]+: .* run `labledger verify`"):
         export_log(ledger.engine, tmp_path / "after", KEY)
+    assert not (tmp_path / "after").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize(

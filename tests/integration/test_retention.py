@@ -27,6 +27,7 @@ from labledger.core.retention import RetentionError, Windows
 from labledger.core.service import check_session_spec
 from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
+from labledger.safe_files import FileRefused
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase
 from labledger.storage.maintenance import MaintenanceRefused
@@ -199,7 +200,7 @@ def test_archives_follow_each_other_and_verify_offline(aged: Aged, tmp_path: Pat
         _archive(aged, tmp_path / "a3", before=datetime(2026, 7, 1, tzinfo=UTC))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    with pytest.raises(RetentionError, match="not empty"):
+    with pytest.raises(FileRefused, match="not an empty folder"):
         _archive(aged, tmp_path / "full", before=datetime(2030, 1, 1, tzinfo=UTC))
 
 

@@ -129,7 +129,7 @@ def test_cli_key_integrate_prove_export_verify(
         main(
             ["verify-receipt", str(cli_env / "bad.json"), "--public-key", str(cli_env / "key.pub")]
         )
-        == 1
+        == 3
     )
 
 

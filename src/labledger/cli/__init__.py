@@ -10,7 +10,7 @@ import click
 from labledger.cli import completeness, dispatch, grading, ledger, links, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
-from labledger.core.errors import LedgerError
+from labledger.core.errors import LedgerError, MalformedInput
 
 
 @click.group()
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except ConfigError as exc:
         click.echo(f"labledger: configuration error: {exc}", err=True)
+        return EXIT_USAGE
+    except MalformedInput as exc:
+        click.echo(f"labledger: error: {exc}", err=True)
         return EXIT_USAGE
     except LedgerError as exc:
         click.echo(f"labledger: error: {exc}", err=True)

@@ -118,3 +118,8 @@ class InvalidRequest(LedgerError):
 
 class StoreUnavailable(LedgerError):
     """The database cannot be reached or is locked; retry later (HTTP 503)."""
+
+
+class MalformedInput(LedgerError):
+    """A file handed to labledger (a receipt, an export) that is not what it must be: the
+    CLI answers it in one line with exit status 2."""

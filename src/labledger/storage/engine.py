@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -88,7 +89,19 @@ def make_engine(url: str, **engine_args: Any) -> Engine:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
+def _create_private_database(url: str) -> None:
+    """Create a new SQLite file 0600 before SQLite does (0644 under the usual umask): it
+    holds personal data. SQLite gives its -wal and -shm files the database file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # An existing database keeps its mode; a missing or read-only folder is SQLite's to report.
+    with suppress(FileExistsError, FileNotFoundError, PermissionError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _sqlite_engine(url: str, **engine_args: Any) -> Engine:
+    _create_private_database(url)
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     engine = create_engine(url, connect_args=connect_args, **engine_args)
 
