@@ -7,6 +7,9 @@
 
 const LEAF_VERSION = "labledger-leaf/v1";
 const RECEIPT_FORMATS = ["labledger-receipt/v1"];
+// What a receipt may hold (core/receipt.py FIELDS, ENTRY_FIELDS): anything else is unsigned.
+const FIELDS = ["format", "leaf_index", "tree_size", "entry", "leaf", "leaf_hash", "inclusion_proof", "checkpoint"];
+const ENTRY_FIELDS = ["kind", "content"];
 const SIGNATURE_PREFIX = "\u2014 ";
 const utf8 = new TextEncoder();
 
@@ -174,6 +177,34 @@ async function verifyInclusion(leafHash, index, size, proof, root) {
   if (!equalBytes(r, root)) throw new Rejected("proof", "the inclusion proof does not lead to the checkpoint's root");
 }
 
+// JSON.parse keeps the last of repeated keys silently; a reader could be shown the other one.
+function repeatedKey(text) {
+  const stack = [];
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      const top = stack[stack.length - 1];
+      let k = j + 1;
+      while (/\s/.test(text[k] || "")) k++;
+      if (top && text[k] === ":") {
+        const key = JSON.parse(text.slice(i, j + 1));
+        if (top.has(key)) return key;
+        top.add(key);
+      }
+      i = j + 1;
+      continue;
+    }
+    if (c === "{") stack.push(new Set());
+    else if (c === "[") stack.push(null);
+    else if (c === "}" || c === "]") stack.pop();
+    i++;
+  }
+  return null;
+}
+
 function integer(value, name) {
   if (!Number.isSafeInteger(value) || value < 0) throw new Rejected("format", `${name} is not an integer`, name);
   return value;
@@ -190,7 +221,13 @@ async function verifyReceipt(receiptText, keyText) {
     } catch {
       throw new Rejected("format", "the receipt is not JSON");
     }
-    if (!receipt || !RECEIPT_FORMATS.includes(receipt.format)) throw new Rejected("format", "not a labledger receipt");
+    if (!receipt || typeof receipt !== "object" || !RECEIPT_FORMATS.includes(receipt.format)) throw new Rejected("format", "not a labledger receipt");
+    const repeated = repeatedKey(receiptText);
+    if (repeated !== null) throw new Rejected("format", `${repeated} appears twice in the file`, repeated);
+    const extra = Object.keys(receipt).find((k) => !FIELDS.includes(k));
+    if (extra) throw new Rejected("format", `${extra} is not part of a receipt; nothing signed covers it`, extra);
+    const entryExtra = Object.keys(receipt.entry || {}).find((k) => !ENTRY_FIELDS.includes(k));
+    if (entryExtra) throw new Rejected("format", `entry.${entryExtra} is not part of a receipt entry`, `entry.${entryExtra}`);
     const index = integer(receipt.leaf_index, "leaf_index");
     const treeSize = integer(receipt.tree_size, "tree_size");
     if (!Array.isArray(receipt.inclusion_proof)) throw new Rejected("format", "inclusion_proof is not a list", "inclusion_proof");
