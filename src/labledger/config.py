@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from labledger.core.note import MalformedKey, SignerKey
+from labledger.forges.github_scope import ScopedSecret, parse_scoped_secrets
 
 PREFIX = "LABLEDGER_"
 # Names the test and benchmark suites use for themselves; never settings of the service.
@@ -83,6 +84,10 @@ class Settings(BaseModel):
 
     database_url: str = DEFAULT_DATABASE_URL
     github_webhook_secret: SecretStr | None = None
+    # Comma-separated `owner:ID=SECRET` / `installation:ID=SECRET` (forges/github_scope.py).
+    github_webhook_secrets: SecretStr | None = None
+    # A forge-signed pushed_at older than this at first receipt is kept but time_unconfirmed.
+    clock_skew_seconds: int = Field(default=900, ge=0, le=7 * 24 * 3600)
     api_tokens: tuple[SecretStr, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -144,10 +149,17 @@ class Settings(BaseModel):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
 
-    @field_validator("github_webhook_secret", mode="before")
+    @field_validator("github_webhook_secret", "github_webhook_secrets", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("github_webhook_secrets")
+    @classmethod
+    def _scoped_secrets_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_scoped_secrets(value.get_secret_value())  # ValueError names the entry
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -185,10 +197,10 @@ class Settings(BaseModel):
     def require_serving(self) -> None:
         """`serve` never runs without a webhook secret and API tokens: no silent fallbacks."""
         missing = []
-        if self.github_webhook_secret is None:
+        if not self.github_secrets():
             missing.append(
-                f"{PREFIX}GITHUB_WEBHOOK_SECRET (the secret set on the GitHub webhook; "
-                "without it every webhook would be unauthenticated)"
+                f"{PREFIX}GITHUB_WEBHOOK_SECRET or {PREFIX}GITHUB_WEBHOOK_SECRETS (the secret "
+                "set on the GitHub webhook; without it every webhook would be unauthenticated)"
             )
         if not self.api_tokens:
             missing.append(
@@ -212,6 +224,14 @@ class Settings(BaseModel):
             return SignerKey.parse(text)
         except MalformedKey as exc:
             raise ConfigError(f"signing key {path} is not a labledger signing key: {exc}") from None
+
+    def github_secrets(self) -> tuple[ScopedSecret, ...]:
+        """The scoped secrets, then the unscoped one: a delivery is checked against each."""
+        scoped = self.github_webhook_secrets
+        found = parse_scoped_secrets(scoped.get_secret_value()) if scoped is not None else ()
+        if self.github_webhook_secret is not None:
+            found += (ScopedSecret(self.github_webhook_secret.get_secret_value().encode()),)
+        return found
 
     def github_secret_bytes(self) -> bytes:
         if self.github_webhook_secret is None:

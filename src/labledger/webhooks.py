@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,6 +11,7 @@ from labledger.core.model import Outcome
 from labledger.core.ports import LedgerStore
 from labledger.core.service import record_push_delivery
 from labledger.forges import github
+from labledger.forges.github_scope import ScopedSecret, signing_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class WebhookAnswer:
 
 def receive_github(
     store: LedgerStore,
-    secret: bytes,
+    secrets: bytes | Sequence[ScopedSecret],
     headers: Mapping[str, str],
     body: bytes,
     received_at: datetime,
@@ -30,12 +31,15 @@ def receive_github(
 ) -> WebhookAnswer:
     """Authenticate first, then parse, then record. `headers` keys must be lower case.
 
-    Raises the core errors (signature, malformed, conflict, too large, not JSON); the edges
-    translate them into answers.
+    `secrets`: the configured webhook secrets, or one unscoped secret as bytes. Raises the core
+    errors (signature, malformed, conflict, too large, not JSON); the edges translate them into
+    answers.
     """
     if len(body) > max_body_bytes:
         raise BodyTooLarge(max_body_bytes)
-    github.verify_signature(secret, body, headers.get(github.SIGNATURE_HEADER))
+    if isinstance(secrets, bytes):
+        secrets = (ScopedSecret(secrets),) if secrets else ()
+    signed_by = signing_secret(secrets, body, headers.get(github.SIGNATURE_HEADER))
     envelope = github.read_envelope(headers)
     if envelope.event == "ping":
         return WebhookAnswer(200, "ping", {"outcome": "ping", "delivery_id": envelope.delivery_id})
@@ -45,7 +49,7 @@ def receive_github(
             "ignored",
             {"outcome": "ignored", "event": envelope.event, "delivery_id": envelope.delivery_id},
         )
-    push = github.parse_github_push(body)
+    push = github.parse_github_push(body, signed_by)
     result = record_push_delivery(store, github.make_delivery(envelope, body, received_at), push)
     return WebhookAnswer(
         202 if result.outcome is Outcome.RECORDED else 200,

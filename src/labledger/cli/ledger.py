@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, emit, json_option, pass_context
+from labledger.config import PREFIX, ConfigError
 from labledger.core.errors import LedgerError
 from labledger.core.service import check_session_spec
 from labledger.http import schemas
@@ -173,7 +174,11 @@ def _score(score: object, max_score: object) -> str:
 @pass_context
 def ingest(obj: Context, files: tuple[Path, ...]) -> None:
     """Record saved deliveries (headers, blank line, raw body) as the webhook would."""
-    secret = obj.settings.github_secret_bytes()
+    secret = obj.settings.github_secrets()
+    if not secret:
+        raise ConfigError(
+            f"{PREFIX}GITHUB_WEBHOOK_SECRET or {PREFIX}GITHUB_WEBHOOK_SECRETS is not set"
+        )
     store = obj.store
     outcomes: Counter[str] = Counter()
     failures: list[str] = []

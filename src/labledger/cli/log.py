@@ -21,6 +21,7 @@ from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
 from labledger.export import export_log, verify_export
 from labledger.storage.leaf_rows import ENTRY_TABLES
+from labledger.storage.migrate import ledger_origin
 from labledger.storage.verification import verify_database
 
 PATH = click.Path(path_type=Path, dir_okay=False)
@@ -32,7 +33,7 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--name", help="Log origin and key name (default: labledger/<host>/<random>).")
+@click.option("--name", help="Log origin and key name: must be this ledger's (the default).")
 @click.option("--exist-ok", is_flag=True, help="Succeed quietly when the key already exists.")
 @pass_context
 def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
@@ -43,9 +44,16 @@ def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
             obj.settings.signer()  # still refuse a file that is not a key
             return
         raise ConfigError(f"{path} already exists; a log keeps its key (remove it by hand)")
-    name = name or f"labledger/{os.uname().nodename}/{os.urandom(4).hex()}"
+    # The origin was chosen at the first migration (random, never the host name): a key of
+    # another name would sign checkpoints that every verifier of this ledger refuses.
+    origin = ledger_origin(obj.store.engine)
+    if name is not None and name != origin:
+        raise click.BadParameter(
+            f"{name!r} is not this ledger's origin {origin!r} (omit --name)", param_hint="--name"
+        )
+    name = origin
     if not is_valid_key_name(name):
-        raise click.BadParameter(f"{name!r}: no spaces or '+' allowed", param_hint="--name")
+        raise ConfigError(f"this ledger's origin {name!r} cannot name a key (spaces or '+')")
     signer = SignerKey.generate(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -67,7 +75,7 @@ def keys_show(obj: Context) -> None:
 @pass_context
 def integrate(obj: Context, watch: float | None) -> None:
     """Add committed entries to the Merkle tree and sign a checkpoint."""
-    signer = obj.settings.signer()
+    signer = obj.signer()
     while True:
         checkpoint = obj.log.integrate(signer)
         if checkpoint is not None:
@@ -146,7 +154,7 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
         return VerifierKey.parse(public_key.read_text(encoding="utf-8").strip())
     if obj is None:
         raise click.UsageError("--public-key is required")
-    return obj.settings.signer().verifier
+    return obj.signer().verifier
 
 
 @click.command()
@@ -185,6 +193,8 @@ def verify(
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
     key = _key(obj if export_dir is None else None, public_key)
+    if export_dir is None:
+        obj.check_origin(key.name)
     saved = [(str(p), p.read_text(encoding="utf-8")) for p in witnesses]
     total = _work_to_verify(obj, export_dir)
     with click.progressbar(length=total, label="verifying", file=sys.stderr, show_pos=True) as bar:

@@ -184,7 +184,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
-    secret = settings.github_secret_bytes()
+    secret = settings.github_secrets()
 
     @router.post(
         "/webhooks/github",
