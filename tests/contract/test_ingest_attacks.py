@@ -43,7 +43,7 @@ def _receive(ledger: Ledger, payload: dict[str, Any], secret: str) -> Any:
 
 
 def test_leaked_secret_cannot_record_push_for_another_owner(ledger: Ledger) -> None:
-    """A secret scoped to one owner signs a push into another owner's repository: 401, nothing written."""
+    """A secret scoped to one owner cannot sign a push into another owner's repository."""
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     before = ledger_counts(ledger.store)
     with pytest.raises(SignatureRejected, match="outside that secret's scope"):
@@ -92,7 +92,7 @@ def test_redelivery_keeps_answering_as_before(ledger: Ledger) -> None:
 
 
 def test_push_over_github_commit_limit_is_refused(ledger: Ledger) -> None:
-    """A push listing more commits than GitHub's 2,048 is a 400 naming the limit; nothing written."""
+    """A push listing more than GitHub's 2,048 commits is refused naming the limit; no rows."""
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     before = ledger.store.count_rows()
     with pytest.raises(MalformedPayload, match="more than 2048 commits"):
