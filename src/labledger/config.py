@@ -7,6 +7,7 @@ import binascii
 import json
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -224,6 +225,10 @@ class Settings(BaseModel):
             return SignerKey.parse(text)
         except MalformedKey as exc:
             raise ConfigError(f"signing key {path} is not a labledger signing key: {exc}") from None
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
 
     def github_secrets(self) -> tuple[ScopedSecret, ...]:
         """The scoped secrets, then the unscoped one: a delivery is checked against each."""
