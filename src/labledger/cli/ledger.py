@@ -143,7 +143,8 @@ def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
         f"attempt {a.id} (session {a.session_id}) {'LATE' if a.late else 'on time'}",
         f"  commit      {a.commit_sha}  tree {a.tree_sha}",
         f"  branch      {a.branch}",
-        f"  pushed_at   {a.pushed_at.isoformat() if a.pushed_at else '-'} (trusted)",
+        f"  pushed_at   {a.pushed_at.isoformat() if a.pushed_at else '-'} "
+        + ("(time_unconfirmed: long before its arrival)" if a.time_unconfirmed else "(trusted)"),
         f"  received_at {a.received_at.isoformat()}",
         f"  claimed     {a.claimed_timestamp} (commit's own date, not trusted)",
         f"  sender      {a.sender.login} (id {a.sender.id})",
