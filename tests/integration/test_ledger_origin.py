@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from labledger.cli import main
 from labledger.storage import migrate
@@ -48,6 +49,10 @@ def _env(monkeypatch: pytest.MonkeyPatch, url: str, key_file: Path) -> None:
     monkeypatch.setenv("LABLEDGER_API_TOKENS", TOKEN)
 
 
+def _must_not_serve(*args: object, **kwargs: object) -> None:
+    raise AssertionError("serve started with the key of another ledger")
+
+
 def test_key_of_another_ledger_is_refused(
     empty_database: str,
     tmp_path: Path,
@@ -58,8 +63,9 @@ def test_key_of_another_ledger_is_refused(
     other_ledgers_key = tmp_path / "old.key"
     other_ledgers_key.write_text(SIGNER.encode() + "\n", encoding="utf-8")
     _env(monkeypatch, empty_database, other_ledgers_key)
+    monkeypatch.setattr(uvicorn, "run", _must_not_serve)
     assert main(["migrate"]) == 0
-    for verb in (["serve", "--port", "1"], ["integrate"], ["verify"]):
+    for verb in (["serve"], ["integrate"], ["verify"]):
         capsys.readouterr()
         assert main(verb) == 2, verb
         err = capsys.readouterr().err
