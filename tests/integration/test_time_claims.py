@@ -22,7 +22,7 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 def client(ledger: Ledger) -> Iterator[TestClient]:
     settings = Settings.model_validate(
-        {"github_webhook_secret": SECRET, "api_tokens": TOKEN, "clock_skew_seconds": 900}
+        {"github_webhook_secret": SECRET, "api_tokens": TOKEN}  # the default skew, 900 s
     )
     with TestClient(create_app(settings, ledger.store, SIGNER)) as made:
         yield made
@@ -82,3 +82,21 @@ def test_push_time_within_the_skew_is_confirmed_by_arrival(client: TestClient) -
     )
     summary = client.get(f"/api/v1/sessions/{session_id}/summary", headers=ADMIN).json()
     assert summary["counts_by_unconfirmed_time"] is False
+
+
+def test_clock_skew_setting_decides_the_mark(ledger: Ledger) -> None:
+    """LABLEDGER_CLOCK_SKEW_SECONDS sets how old a push time may be before it is marked."""
+    settings = Settings.from_env(
+        {
+            "LABLEDGER_GITHUB_WEBHOOK_SECRET": SECRET,
+            "LABLEDGER_API_TOKENS": TOKEN,
+            "LABLEDGER_CLOCK_SKEW_SECONDS": "10",
+        }
+    )
+    with TestClient(create_app(settings, ledger.store, SIGNER)) as strict:
+        _session(strict, datetime.now(UTC) + timedelta(days=1), "student-3")
+        detail = _push(strict, datetime.now(UTC) - timedelta(seconds=60))
+    assert (detail["attempt"]["time_unconfirmed"], detail["push"]["time_unconfirmed"]) == (
+        True,
+        True,
+    )
