@@ -57,7 +57,7 @@ def labledger_env(database_url: str, scratch: Path) -> dict[str, str]:
     if "signing_key_file" in Settings.model_fields:  # checkpoints are signed: serve needs a key
         key = scratch / f"signing-{uuid.uuid4().hex[:8]}.key"
         env["LABLEDGER_SIGNING_KEY_FILE"] = str(key)
-        command = [str(LABLEDGER), "keys", "init", "--name", f"bench/{key.stem}"]
+        command = [str(LABLEDGER), "keys", "init"]  # named after the ledger's origin
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
     return env
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
+from tests.support import SIGNER
 
 PG_ENV = "LABLEDGER_TEST_PG_URL"
 
@@ -67,7 +68,7 @@ class PgDatabases:
         self.template = f"labledger_tmpl_{uuid.uuid4().hex[:10]}"
         self._admin(f'CREATE DATABASE "{self.template}"')
         engine = make_engine(_with_database(admin_url, self.template))
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, origin=SIGNER.name)
         engine.dispose()
 
     def _admin(self, sql: str) -> None:
@@ -103,7 +104,7 @@ def pg_databases() -> Iterator[PgDatabases | None]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tmpl") / "template.db"
     engine = make_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, origin=SIGNER.name)
     engine.dispose()
     return path
 

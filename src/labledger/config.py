@@ -7,6 +7,7 @@ import binascii
 import json
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,8 @@ from pydantic import (
 
 from labledger.core.note import MalformedKey, SignerKey
 from labledger.forges import gitea, gitlab
+from labledger.forges.github_scope import ScopedSecret as GithubSecret
+from labledger.forges.github_scope import parse_scoped_secrets
 from labledger.forges.scoped import ScopedSecret
 from labledger.tokens import SCOPES as SCOPES  # where the HTTP edge has always found them
 from labledger.tokens import ApiToken, parse_api_tokens
@@ -91,6 +94,10 @@ class Settings(BaseModel):
 
     database_url: str = DEFAULT_DATABASE_URL
     github_webhook_secret: SecretStr | None = None
+    # Comma-separated `owner:ID=SECRET` / `installation:ID=SECRET` (forges/github_scope.py).
+    github_webhook_secrets: SecretStr | None = None
+    # A forge-signed pushed_at older than this at first receipt is kept but time_unconfirmed.
+    clock_skew_seconds: int = Field(default=900, ge=0, le=7 * 24 * 3600)
     api_tokens: tuple[ApiToken, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -179,10 +186,17 @@ class Settings(BaseModel):
             raise ValueError("at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
-    @field_validator("github_webhook_secret", mode="before")
+    @field_validator("github_webhook_secret", "github_webhook_secrets", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("github_webhook_secrets")
+    @classmethod
+    def _scoped_secrets_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_scoped_secrets(value.get_secret_value())  # ValueError names the entry
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
@@ -225,10 +239,11 @@ class Settings(BaseModel):
             self.gitlab_signing_token,
             self.gitea_webhook_secret,
         )
-        if self.github_webhook_secret is None and not any(forge_secrets):
+        if not self.github_secrets() and not any(forge_secrets):
             missing.append(
-                f"{PREFIX}GITHUB_WEBHOOK_SECRET (the secret set on the GitHub webhook, or "
-                f"{PREFIX}GITLAB_WEBHOOK_TOKEN / {PREFIX}GITEA_WEBHOOK_SECRET for those forges; "
+                f"{PREFIX}GITHUB_WEBHOOK_SECRET or {PREFIX}GITHUB_WEBHOOK_SECRETS (the secret "
+                f"set on the GitHub webhook, or {PREFIX}GITLAB_WEBHOOK_TOKEN / "
+                f"{PREFIX}GITEA_WEBHOOK_SECRET for those forges; "
                 "without one every webhook would be unauthenticated)"
             )
         if not self.api_tokens:
@@ -253,6 +268,18 @@ class Settings(BaseModel):
             return SignerKey.parse(text)
         except MalformedKey as exc:
             raise ConfigError(f"signing key {path} is not a labledger signing key: {exc}") from None
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return timedelta(seconds=self.clock_skew_seconds)
+
+    def github_secrets(self) -> tuple[GithubSecret, ...]:
+        """The scoped secrets, then the unscoped one: a delivery is checked against each."""
+        scoped = self.github_webhook_secrets
+        found = parse_scoped_secrets(scoped.get_secret_value()) if scoped is not None else ()
+        if self.github_webhook_secret is not None:
+            found += (GithubSecret(self.github_webhook_secret.get_secret_value().encode()),)
+        return found
 
     def github_secret_bytes(self) -> bytes:
         if self.github_webhook_secret is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,6 +12,8 @@ from labledger.core.model import Outcome, RecordResult
 from labledger.core.ports import LedgerStore
 from labledger.core.service import record_push_delivery
 from labledger.forges import gitea, github, gitlab
+from labledger.forges.github_scope import ScopedSecret as GithubSecret
+from labledger.forges.github_scope import signing_secret
 from labledger.forges.scoped import ScopedSecret
 
 
@@ -24,7 +26,7 @@ class WebhookAnswer:
 
 def receive_github(
     store: LedgerStore,
-    secret: bytes,
+    secrets: bytes | Sequence[GithubSecret],
     headers: Mapping[str, str],
     body: bytes,
     received_at: datetime,
@@ -32,12 +34,15 @@ def receive_github(
 ) -> WebhookAnswer:
     """Authenticate first, then parse, then record. `headers` keys must be lower case.
 
-    Raises the core errors (signature, malformed, conflict, too large, not JSON); the edges
-    translate them into answers.
+    `secrets`: the configured webhook secrets, or one unscoped secret as bytes. Raises the core
+    errors (signature, malformed, conflict, too large, not JSON); the edges translate them into
+    answers.
     """
     if len(body) > max_body_bytes:
         raise BodyTooLarge(max_body_bytes)
-    github.verify_signature(secret, body, headers.get(github.SIGNATURE_HEADER))
+    if isinstance(secrets, bytes):
+        secrets = (GithubSecret(secrets),) if secrets else ()
+    signed_by = signing_secret(secrets, body, headers.get(github.SIGNATURE_HEADER))
     envelope = github.read_envelope(headers)
     if envelope.event == "ping":
         return WebhookAnswer(200, "ping", {"outcome": "ping", "delivery_id": envelope.delivery_id})
@@ -47,7 +52,7 @@ def receive_github(
             "ignored",
             {"outcome": "ignored", "event": envelope.event, "delivery_id": envelope.delivery_id},
         )
-    push = github.parse_github_push(body)
+    push = github.parse_github_push(body, signed_by)
     result = record_push_delivery(store, github.make_delivery(envelope, body, received_at), push)
     return WebhookAnswer(
         202 if result.outcome is Outcome.RECORDED else 200,
@@ -142,5 +147,4 @@ def receive_saved(
     if "x-gitlab-event" in headers:
         creds = settings.gitlab_credentials()
         return receive_gitlab(store, creds, headers, body, received_at, limit)
-    secret = settings.github_secret_bytes() if settings.github_webhook_secret else b""
-    return receive_github(store, secret, headers, body, received_at, limit)
+    return receive_github(store, settings.github_secrets(), headers, body, received_at, limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -142,7 +143,10 @@ def test_concurrent_pushes_of_one_commit_record_one_attempt(ledger: Ledger) -> N
     session = ledger.store.create_session(session_spec(), "test", NOW)
     shared = commit()
     answers = _race(
-        10, lambda: deliver(ledger.store, push_payload([shared], ref=f"refs/heads/b{id(object())}"))
+        10,
+        lambda: deliver(
+            ledger.store, push_payload([shared], ref=f"refs/heads/b{uuid.uuid4().hex}")
+        ),
     )
     assert all(getattr(a, "outcome", None) == "recorded" for a in answers), answers
     assert len(ledger.store.session_attempts(session.id)) == 1

@@ -83,9 +83,10 @@ def test_cli_key_integrate_prove_export_verify(
     """The whole offline workflow from the command line, as a teacher would follow it."""
     assert main(["verify"]) == 2  # no key yet: a configuration error, named
     assert "labledger keys init" in capsys.readouterr().err
-    assert main(["keys", "init", "--name", "course.example/labs"]) == 0
+    assert main(["keys", "init", "--name", "course.example/labs"]) == 2  # another ledger's name
+    assert main(["keys", "init"]) == 0  # named after the ledger's origin
     vkey = capsys.readouterr().out.strip()
-    assert vkey.startswith("course.example/labs+")
+    assert vkey.startswith(f"{SIGNER.name}+")
     assert main(["keys", "init"]) == 2  # never overwrites
     assert main(["keys", "init", "--exist-ok"]) == 0
     (cli_env / "key.pub").write_text(vkey + "\n")

@@ -405,6 +405,7 @@ def assert_recorded_exactly(
     expected = dict.fromkeys(growth, 0)
     expected.update(
         deliveries=1,
+        delivery_bodies=1,
         pushes=1,
         push_commits=len(carried),
         attempts=len(first_seen),

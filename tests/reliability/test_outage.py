@@ -41,6 +41,7 @@ from tests.reliability.traffic import (
     redeliver,
     send_concurrently,
 )
+from tests.support import SIGNER
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,8 @@ def _migrate(cluster: PrivateCluster, tmp_path: Path) -> None:
     """`labledger migrate --app-role`, as an operator would run it."""
     env = reliability_env(cluster.url(), tmp_path)
     subprocess.run(
-        [LABLEDGER, "migrate", "--app-role", APP_ROLE],
+        # The servers sign with the test key: the new ledger takes its name as origin.
+        [LABLEDGER, "migrate", "--app-role", APP_ROLE, "--origin", SIGNER.name],
         env=env,
         check=True,
         capture_output=True,

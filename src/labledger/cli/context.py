@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from labledger.config import ConfigError, Settings
+from labledger.core.note import SignerKey
 from labledger.storage import migrate as migrations
 from labledger.storage.engine import make_engine
 from labledger.storage.merkle_log import SqlLog
@@ -56,6 +57,21 @@ class Context:
                 )
             self._store = SqlStore(engine, self.settings.subscriber_names())
         return self._store
+
+    def signer(self) -> SignerKey:
+        """The signing key, refused unless it was made for this ledger (one key, one ledger)."""
+        key = self.settings.signer()
+        self.check_origin(key.name)
+        return key
+
+    def check_origin(self, key_name: str) -> None:
+        origin = migrations.ledger_origin(self.store.engine)
+        if key_name != origin:
+            raise ConfigError(
+                f"the key {key_name!r} belongs to another ledger; this ledger's origin is "
+                f"{origin!r}: point LABLEDGER_SIGNING_KEY_FILE at a new file and run "
+                "`labledger keys init` to make this ledger's key"
+            )
 
     @property
     def log(self) -> SqlLog:

@@ -141,15 +141,17 @@ def attempts_list(
     else:
         found = store.attempts_by_commit(commit_sha or "")
     sessions_by_id = {i: store.get_session(i) for i in {a.session_id for a in found}}
-    shown = [schemas.AttemptOut.of(a, sessions_by_id[a.session_id]) for a in found]
+    skew = obj.settings.clock_skew
+    shown = [schemas.AttemptOut.of(a, sessions_by_id[a.session_id], skew) for a in found]
     emit(shown, as_json, (_attempt_line(a) for a in shown))
 
 
 def _attempt_line(a: schemas.AttemptOut) -> str:
     late = "LATE" if a.late else "on time"
+    unconfirmed = " (time unconfirmed)" if a.time_unconfirmed else ""
     return (
         f"{a.id:>8}  session {a.session_id}  {a.commit_sha[:12]}  {a.branch}  "
-        f"{a.trusted_time.isoformat()}  {late}  by {a.sender.login}"
+        f"{a.trusted_time.isoformat()}{unconfirmed}  {late}  by {a.sender.login}"
     )
 
 
@@ -164,13 +166,15 @@ def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
         record,
         obj.store.get_session(record.attempt.session_id),
         obj.store.verifications([attempt_id]),
+        obj.settings.clock_skew,
     )
     a, p = detail.attempt, detail.push
     lines = [
         f"attempt {a.id} (session {a.session_id}) {'LATE' if a.late else 'on time'}",
         f"  commit      {a.commit_sha}  tree {a.tree_sha}",
         f"  branch      {a.branch}",
-        f"  pushed_at   {a.pushed_at.isoformat() if a.pushed_at else '-'} (trusted)",
+        f"  pushed_at   {a.pushed_at.isoformat() if a.pushed_at else '-'} "
+        + ("(time_unconfirmed: long before its arrival)" if a.time_unconfirmed else "(trusted)"),
         f"  received_at {a.received_at.isoformat()}",
         f"  claimed     {a.claimed_timestamp} (commit's own date, not trusted)",
         f"  sender      {a.sender.login} (id {a.sender.id})",

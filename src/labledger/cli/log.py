@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from labledger.safe_files import (
     read_small,
 )
 from labledger.storage.leaf_rows import ENTRY_TABLES
+from labledger.storage.migrate import ledger_origin
 from labledger.storage.verification import verify_database
 
 PATH = click.Path(path_type=Path, dir_okay=False)
@@ -39,7 +39,7 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--name", help="Log origin and key name (default: labledger/<host>/<random>).")
+@click.option("--name", help="Log origin and key name: must be this ledger's (the default).")
 @click.option("--exist-ok", is_flag=True, help="Succeed quietly when the key already exists.")
 @pass_context
 def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
@@ -50,9 +50,16 @@ def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
             obj.settings.signer()  # still refuse a file that is not a key
             return
         raise ConfigError(f"{path} already exists; a log keeps its key (remove it by hand)")
-    name = name or f"labledger/{os.uname().nodename}/{os.urandom(4).hex()}"
+    # The origin was chosen at the first migration (random, never the host name): a key of
+    # another name would sign checkpoints that every verifier of this ledger refuses.
+    origin = ledger_origin(obj.store.engine)
+    if name is not None and name != origin:
+        raise click.BadParameter(
+            f"{name!r} is not this ledger's origin {origin!r} (omit --name)", param_hint="--name"
+        )
+    name = origin
     if not is_valid_key_name(name):
-        raise click.BadParameter(f"{name!r}: no spaces or '+' allowed", param_hint="--name")
+        raise ConfigError(f"this ledger's origin {name!r} cannot name a key (spaces or '+')")
     signer = SignerKey.generate(name)
     make_private_parents(path)
     with create_private(path) as handle:
@@ -73,7 +80,7 @@ def keys_show(obj: Context) -> None:
 @pass_context
 def integrate(obj: Context, watch: float | None) -> None:
     """Add committed entries to the Merkle tree and sign a checkpoint."""
-    signer = obj.settings.signer()
+    signer = obj.signer()
     while True:
         checkpoint = obj.log.integrate(signer)
         if checkpoint is not None:
@@ -156,7 +163,7 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
             raise FileRefused(f"{public_key} is not a verifier key: {exc}") from None
     if obj is None:
         raise click.UsageError("--public-key is required")
-    return obj.settings.signer().verifier
+    return obj.signer().verifier
 
 
 @click.command()
@@ -195,6 +202,8 @@ def verify(
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
     key = _key(obj if export_dir is None else None, public_key)
+    if export_dir is None:
+        obj.check_origin(key.name)
     saved = [(str(p), read_small(p).decode("utf-8", "replace")) for p in witnesses]
     total = _work_to_verify(obj, export_dir)
     with click.progressbar(length=total, label="verifying", file=sys.stderr, show_pos=True) as bar:

@@ -8,6 +8,7 @@ import click
 
 from labledger.cli.context import Context, pass_context
 from labledger.config import ConfigError
+from labledger.core.note import is_valid_key_name
 from labledger.storage import migrate as migrations
 
 
@@ -22,7 +23,7 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     import uvicorn
 
     obj.settings.require_serving()
-    _ = obj.store  # refuses an unmigrated database before the server starts
+    obj.signer()  # refuses an unmigrated database, and a key of another ledger, before serving
     if obj.config_file is not None:
         os.environ["LABLEDGER_CONFIG"] = str(obj.config_file.resolve())
     click.echo(
@@ -52,16 +53,25 @@ def _describe_db(obj: Context) -> str:
     metavar="VAR",
     help="Name of an environment variable holding the app role's password.",
 )
+@click.option(
+    "--origin",
+    help="A new ledger's log name (default: labledger/<random>); an existing ledger keeps its own.",
+)
 @pass_context
-def migrate(obj: Context, app_role: str | None, app_password_env: str | None) -> None:
+def migrate(
+    obj: Context, app_role: str | None, app_password_env: str | None, origin: str | None
+) -> None:
     """Create or upgrade the schema (and optionally the restricted application role)."""
+    if origin is not None and not is_valid_key_name(origin):
+        raise click.BadParameter(f"{origin!r}: no spaces or '+' allowed", param_hint="--origin")
     engine = obj.engine
     if app_role and engine.dialect.name != "postgresql":
         raise ConfigError("--app-role needs PostgreSQL: SQLite has no roles; drop the option")
     before = migrations.current_revision(engine)
-    migrations.upgrade(engine)
+    migrations.upgrade(engine, origin=origin)
     after = migrations.current_revision(engine)
     click.echo(f"schema: {before or 'empty'} -> {after}")
+    click.echo(f"ledger origin: {migrations.ledger_origin(engine)}")
     if app_role:
         password = os.environ.get(app_password_env) if app_password_env else None
         if app_password_env and password is None:

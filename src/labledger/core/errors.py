@@ -83,6 +83,15 @@ class DeliveryAlreadyRecorded(LedgerError):
     """Raised by a store when UNIQUE(forge, delivery_id) rejects an insert."""
 
 
+class BodyReplayed(LedgerError):
+    """Raised inside a delivery's transaction when its body is already recorded under
+    another delivery id: a replay, to be rolled back and answered as a duplicate."""
+
+    def __init__(self, delivery_id: str) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"the body of delivery {delivery_id} was already recorded")
+
+
 class Forbidden(LedgerError):
     """An authenticated caller without the scope a route needs (HTTP 403)."""
 

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from labledger.core.model import LabAttempt, LabSession, VerificationResult
+from labledger.core.model import (
+    CLOCK_SKEW,
+    LabAttempt,
+    LabSession,
+    VerificationResult,
+    is_time_unconfirmed,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +28,18 @@ class SessionSummary:
     counting_results: tuple[VerificationResult, ...]  # its current result per verifier
     newest: LabAttempt | None
     newest_late: bool
+    skew: timedelta = CLOCK_SKEW  # what the time marks below were judged with
+
+    @property
+    def counts_by_unconfirmed_time(self) -> bool:
+        """The counting attempt is on time only by a push time the forge has not confirmed:
+        by its arrival it would be late."""
+        c = self.counting
+        return (
+            c is not None
+            and is_time_unconfirmed(c.pushed_at, c.received_at, self.skew)
+            and self.session.is_late(c.received_at)
+        )
 
     @property
     def counting_status(self) -> str | None:
@@ -50,7 +69,10 @@ def overall_status(current: Sequence[VerificationResult]) -> str | None:
 
 
 def summarize(
-    session: LabSession, attempts: Sequence[LabAttempt], results: Iterable[VerificationResult]
+    session: LabSession,
+    attempts: Sequence[LabAttempt],
+    results: Iterable[VerificationResult],
+    skew: timedelta = CLOCK_SKEW,
 ) -> SessionSummary:
     """Ties in trusted time are broken by ledger order (the higher attempt id is newer)."""
     by_time = sorted(attempts, key=lambda a: (a.trusted_time, a.id))
@@ -67,4 +89,5 @@ def summarize(
         counting_results=tuple(current.get(counting.id, ())) if counting else (),
         newest=newest,
         newest_late=newest is not None and session.is_late(newest.trusted_time),
+        skew=skew,
     )

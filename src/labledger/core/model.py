@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 ZERO_SHA = "0" * 40
 
@@ -187,6 +187,20 @@ class NewAttempt:
     delivery_pk: int
     pushed_at: datetime | None
     received_at: datetime
+
+
+# LABLEDGER_CLOCK_SKEW_SECONDS' default: how far before its first receipt a forge's push time
+# may lie and still be taken on the forge's word (contract invariant 9).
+CLOCK_SKEW = timedelta(seconds=900)
+
+
+def is_time_unconfirmed(
+    pushed_at: datetime | None, received_at: datetime, skew: timedelta = CLOCK_SKEW
+) -> bool:
+    """Whoever holds a webhook secret signs any `pushed_at`: one much older than the delivery's
+    arrival is kept but marked, until the forge's API confirms it. Derived at read time from
+    the stored times, like lateness."""
+    return pushed_at is not None and received_at - pushed_at > skew
 
 
 @dataclass(frozen=True, slots=True)

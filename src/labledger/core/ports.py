@@ -28,6 +28,11 @@ class LedgerWriter(Protocol):
         """
         ...
 
+    def claim_body(self, delivery: Delivery, delivery_pk: int) -> bool:
+        """Claim the delivery's body for it; False when UNIQUE(forge, body_sha256) already
+        holds the body under another delivery (a replay). The unique key decides."""
+        ...
+
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
         """Insert the push and the ordered list of every commit it carried."""
         ...
@@ -65,6 +70,10 @@ class LedgerStore(Protocol):
         ...
 
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None: ...
+
+    def body_claim(self, forge: str, body_sha256: bytes) -> int | None:
+        """The delivery (primary key) that first recorded this body, if any."""
+        ...
 
     def delivery_products(self, delivery_pk: int) -> tuple[int | None, tuple[int, ...]]:
         """The push id and the attempt ids (ledger order) first recorded by a delivery."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from labledger.core.errors import DeliveryAlreadyRecorded, DeliveryConflict, InvalidRequest
+from labledger.core.errors import (
+    BodyReplayed,
+    DeliveryAlreadyRecorded,
+    DeliveryConflict,
+    InvalidRequest,
+)
 from labledger.core.leaves import canonical_json
 from labledger.core.model import (
     VERIFICATION_STATUSES,
@@ -34,12 +39,16 @@ def record_push_delivery(store: LedgerStore, delivery: Delivery, push: Push) -> 
             return _record_new(tx, delivery, push)
     except DeliveryAlreadyRecorded:
         return answer_redelivery(store, delivery)
+    except BodyReplayed:
+        return answer_replay(store, delivery)
 
 
 def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResult:
     delivery_pk = tx.insert_delivery(delivery)
     if delivery_pk is None:
         raise DeliveryAlreadyRecorded(delivery.delivery_id)
+    if not tx.claim_body(delivery, delivery_pk):
+        raise BodyReplayed(delivery.delivery_id)
     tx.guard_repository(delivery.forge, push.repository_id, exclusive=False)
     push_id = tx.insert_push(delivery_pk, delivery.forge, push)
     sessions = tx.sessions_for_repository(delivery.forge, push.repository_id)
@@ -166,6 +175,18 @@ def answer_redelivery(store: LedgerStore, delivery: Delivery) -> RecordResult:
                 same_body=existing.body_sha256 == delivery.body_sha256,
             )
         )
+    return RecordResult(Outcome.DUPLICATE, delivery.delivery_id, push_id, attempt_ids)
+
+
+def answer_replay(store: LedgerStore, delivery: Delivery) -> RecordResult:
+    """A signed body already recorded under another delivery id is that event again: the
+    delivery id is not covered by the signature, so anyone who saw the body could replay it."""
+    first_pk = store.body_claim(delivery.forge, delivery.body_sha256)
+    if first_pk is None:  # pragma: no cover - the unique key said it exists
+        raise RuntimeError(f"the body of {delivery.delivery_id} vanished after a unique conflict")
+    push_id, attempt_ids = store.delivery_products(first_pk)
+    with store.transaction() as tx:
+        tx.append_audit(_audit(delivery, "delivery.replay", first_delivery_pk=first_pk))
     return RecordResult(Outcome.DUPLICATE, delivery.delivery_id, push_id, attempt_ids)
 
 

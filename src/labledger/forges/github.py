@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,8 +10,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from labledger.core.errors import MalformedPayload, NotJson, SignatureRejected
+from labledger.core.errors import MalformedPayload, NotJson
 from labledger.core.model import Account, ChangedFiles, Commit, Delivery, Identity, Push
+from labledger.forges.github_scope import ScopedSecret, check_scope, signing_secret
 
 FORGE = "github"
 SIGNATURE_HEADER = "x-hub-signature-256"
@@ -21,21 +21,8 @@ MAX_HOOK_ID_LENGTH = 40  # GitHub's hook ids are numbers; the column is VARCHAR(
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
-    """Check `X-Hub-Signature-256: sha256=<hex>` over the raw body; fail closed."""
-    if not secret:
-        raise SignatureRejected("no webhook secret is configured; every request is refused")
-    if not header:
-        raise SignatureRejected("missing X-Hub-Signature-256 header")
-    scheme, _, given_hex = header.partition("=")
-    if scheme != "sha256":
-        raise SignatureRejected("X-Hub-Signature-256 must have the form sha256=<64 hex digits>")
-    try:
-        given = bytes.fromhex(given_hex)
-    except ValueError:
-        raise SignatureRejected("X-Hub-Signature-256 is not hexadecimal") from None
-    expected = hmac.new(secret, body, hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, given):
-        raise SignatureRejected("signature does not match the body and the configured secret")
+    """Check `X-Hub-Signature-256: sha256=<hex>` over the raw body with one unscoped secret."""
+    signing_secret((ScopedSecret(secret),) if secret else (), body, header)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +113,19 @@ class _Commit(_Payload):
     modified: list[Text] = []
 
 
+class _Owner(_Payload):
+    id: RepoId | None = None
+
+
+class _Installation(_Payload):
+    id: RepoId
+
+
 class _Repository(_Payload):
     id: RepoId
     full_name: Text
     pushed_at: int | Text | None = None
+    owner: _Owner = _Owner()
 
 
 class _Sender(_Payload):
@@ -144,19 +140,29 @@ class _PushPayload(_Payload):
     created: bool = False
     deleted: bool = False
     forced: bool = False
-    commits: list[_Commit] = []
+    # GitHub lists at most this many (forge-facts.md): more is not a GitHub push, and would
+    # hold the write lock for one enormous transaction.
+    commits: Annotated[list[_Commit], Field(max_length=Push.MAX_LISTED_COMMITS)] = []
     head_commit: _Commit | None = None
     repository: _Repository
     pusher: _Person
     sender: _Sender
+    installation: _Installation | None = None
 
 
-def parse_github_push(body: bytes) -> Push:
-    """Parse a push event body into a core Push, or raise MalformedPayload saying what is wrong."""
+def parse_github_push(body: bytes, signed_by: ScopedSecret | None = None) -> Push:
+    """Parse a push event body into a core Push, or raise MalformedPayload saying what is wrong.
+
+    `signed_by`: the secret that signed the body; a push outside its scope is refused
+    (SignatureRejected) before anything is made of it.
+    """
     try:
         payload = _PushPayload.model_validate_json(body)
     except ValidationError as exc:
         raise MalformedPayload(_describe(exc)) from None
+    if signed_by is not None:
+        installation = payload.installation.id if payload.installation else None
+        check_scope(signed_by, payload.repository.owner.id, installation)
     return Push(
         repository_id=payload.repository.id,
         repository_full_name=payload.repository.full_name,
@@ -229,6 +235,10 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors(include_url=False, include_input=False)[:3]:
         location = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "too_long" and location == "commits":
+            error["msg"] = (
+                f"more than {Push.MAX_LISTED_COMMITS} commits, GitHub's limit for one push"
+            )
         problems.append(f"{location}: {error['msg']}" if location else error["msg"])
     more = exc.error_count() - len(problems)
     return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")

@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol
 
 import structlog
@@ -146,8 +146,8 @@ def create_app(
     app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
-    app.include_router(_api_router(store, require))
-    app.include_router(grading_router(store, require))
+    app.include_router(_api_router(store, require, settings.clock_skew))
+    app.include_router(grading_router(store, require, settings.clock_skew))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
     app.include_router(gaps_router(store, require("read")))
     mount_ui(app, settings, store, log, signer.verifier, require)
@@ -218,8 +218,7 @@ async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
 
 def _webhook_router(settings: Settings, store: SqlStore, metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["webhooks"])
-    # A GitLab- or Gitea-only deployment has no GitHub secret: the route then refuses everything.
-    secret = settings.github_secret_bytes() if settings.github_webhook_secret else b""
+    secret = settings.github_secrets()
 
     @router.post(
         "/webhooks/github",
@@ -361,7 +360,7 @@ def _cursor(value: str | None) -> int:
 
 
 def _api_router(
-    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]]
+    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]], skew: timedelta
 ) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require("read"))], responses=ERRORS
@@ -399,7 +398,7 @@ def _api_router(
     ) -> Response:
         """A session's attempts in ledger order, each with `late` against the current due_at."""
         session, found = store.session_page(session_id, after=_cursor(cursor), limit=limit)
-        items = [schemas.attempt_row_json(r, session) for r in found]
+        items = [schemas.attempt_row_json(r, session, skew) for r in found]
         return schemas.json_response({"items": items, "next_cursor": _next(found, limit)})
 
     @router.get("/attempts", response_model=schemas.AttemptList)
@@ -408,7 +407,7 @@ def _api_router(
     ) -> Response:
         """Every attempt of one commit, in any session."""
         found, sessions = store.commit_attempts(commit_sha)
-        items = [schemas.attempt_row_json(r, sessions[r.session_id]) for r in found]
+        items = [schemas.attempt_row_json(r, sessions[r.session_id], skew) for r in found]
         return schemas.json_response({"items": items})
 
     @router.get("/attempts/{attempt_id}", response_model=grading_schemas.AttemptDetailOut)
@@ -419,6 +418,7 @@ def _api_router(
             record,
             store.get_session(record.attempt.session_id),
             store.verifications([attempt_id]),
+            skew,
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
@@ -428,7 +428,7 @@ def _api_router(
     ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
         view = store.delivery_view(forge, delivery_id)
-        return schemas.json_response(schemas.delivery_detail_json(view))
+        return schemas.json_response(schemas.delivery_detail_json(view, skew))
 
     return router
 

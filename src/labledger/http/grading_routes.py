@@ -5,7 +5,7 @@ import csv
 import io
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
-from labledger.core.model import LabSession
+from labledger.core.model import CLOCK_SKEW, LabSession
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
@@ -27,7 +27,9 @@ POLL_SECONDS = 0.2
 
 
 def grading_router(
-    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]]
+    store: SqlStore,
+    require: Callable[[str], Callable[..., Awaitable[str]]],
+    skew: timedelta = CLOCK_SKEW,
 ) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1",
@@ -76,7 +78,7 @@ def grading_router(
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
     def session_summary(session_id: RowId) -> gs.SessionSummaryOut:
         """The attempt that counts, its current status, the newest attempt and lateness."""
-        return summary_of(store, store.get_session(session_id))
+        return summary_of(store, store.get_session(session_id), skew)
 
     @router.get(
         "/labs/{lab_id}/summary",
@@ -89,7 +91,7 @@ def grading_router(
         format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
     ) -> Response:
         """Every session of a lab; `?format=csv` or `Accept: text/csv` for a spreadsheet."""
-        summary = lab_summary_of(store, lab_id)
+        summary = lab_summary_of(store, lab_id, skew)
         wants_csv = format == "csv" or (
             format is None and "text/csv" in request.headers.get("accept", "")
         )
@@ -116,7 +118,7 @@ def grading_router(
             if found or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_SECONDS)
-        items = await run_in_threadpool(feed_items, store, found)
+        items = await run_in_threadpool(feed_items, store, found, skew)
         next_cursor = found[-1][0] + 1 if found else position
         return gs.FeedPage(items=items, next_cursor=str(next_cursor))
 
@@ -131,7 +133,9 @@ def _position(value: str | None) -> int:
     return int(value)
 
 
-def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.FeedItem]:
+def feed_items(
+    store: SqlStore, found: list[tuple[int, str, int]], skew: timedelta = CLOCK_SKEW
+) -> list[gs.FeedItem]:
     ids: dict[str, list[int]] = {k: [] for k in FEED_KINDS}
     for _, kind, entry_id in found:
         ids[kind].append(entry_id)
@@ -146,10 +150,10 @@ def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.Fe
             if entry_id not in attempts:
                 continue
             a = attempts[entry_id]
-            item.attempt = schemas.AttemptOut.of(a, sessions[a.session_id])
+            item.attempt = schemas.AttemptOut.of(a, sessions[a.session_id], skew)
         elif kind == "push":
             try:
-                item.push = schemas.PushOut.of(store.push_record(entry_id))
+                item.push = schemas.PushOut.of(store.push_record(entry_id), skew)
             except NotFound:
                 continue
         else:
@@ -160,21 +164,23 @@ def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.Fe
     return items
 
 
-def summary_of(store: SqlStore, session: LabSession) -> gs.SessionSummaryOut:
+def summary_of(
+    store: SqlStore, session: LabSession, skew: timedelta = CLOCK_SKEW
+) -> gs.SessionSummaryOut:
     attempts = store.all_session_attempts(session.id)
     results = store.verifications([a.id for a in attempts])
     return gs.SessionSummaryOut.of(
-        summarize(session, attempts, results), gaps=store.session_gaps(session)
+        summarize(session, attempts, results, skew), gaps=store.session_gaps(session)
     )
 
 
-def lab_summary_of(store: SqlStore, lab_id: str) -> gs.LabSummaryOut:
+def lab_summary_of(store: SqlStore, lab_id: str, skew: timedelta = CLOCK_SKEW) -> gs.LabSummaryOut:
     sessions: list[LabSession] = []
     while page := store.list_sessions(
         lab_id=lab_id, after=sessions[-1].id if sessions else 0, limit=500
     ):
         sessions.extend(page)
-    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s) for s in sessions])
+    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s, skew) for s in sessions])
 
 
 def lab_csv(summary: gs.LabSummaryOut) -> str:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from labledger.core.grading import SessionSummary, current_results, overall_status
-from labledger.core.model import AttemptRecord, LabSession, NewVerification, VerificationResult
+from labledger.core.model import (
+    CLOCK_SKEW,
+    AttemptRecord,
+    LabSession,
+    NewVerification,
+    VerificationResult,
+)
 from labledger.http.schemas import AttemptDetail, AttemptOut, Prose, PushOut
 
 
@@ -125,6 +131,10 @@ class SessionSummaryOut(BaseModel):
     counting_verifications: list[VerificationOut]
     newest_attempt: AttemptOut | None
     newest_late: bool
+    counts_by_unconfirmed_time: bool = Field(
+        description="The counting attempt is on time only by a pushed_at the forge has not "
+        "confirmed (time_unconfirmed); by its arrival it would be late"
+    )
     gaps: int = Field(
         default=0,
         description="Open gaps in the push chains of the session's repository and branches",
@@ -144,11 +154,12 @@ class SessionSummaryOut(BaseModel):
             original_due_at=session.original_due_at,
             attempts=s.attempts,
             late_attempts=s.late_attempts,
-            counting_attempt=AttemptOut.of(s.counting, session) if s.counting else None,
+            counting_attempt=AttemptOut.of(s.counting, session, s.skew) if s.counting else None,
             counting_status=s.counting_status,
             counting_verifications=[VerificationOut.of(r) for r in s.counting_results],
-            newest_attempt=AttemptOut.of(s.newest, session) if s.newest else None,
+            newest_attempt=AttemptOut.of(s.newest, session, s.skew) if s.newest else None,
             newest_late=s.newest_late,
+            counts_by_unconfirmed_time=s.counts_by_unconfirmed_time,
             gaps=gaps,
         )
 
@@ -171,6 +182,8 @@ CSV_COLUMNS = (
     "counting_status",
     "newest_attempt_id",
     "newest_late",
+    "counting_time_unconfirmed",
+    "counts_by_unconfirmed_time",
     "gaps",
     "forge",  # last, so that existing spreadsheets keep their column positions
 )
@@ -191,9 +204,15 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         s.counting_status or "",
         s.newest_attempt.id if s.newest_attempt else "",
         "true" if s.newest_late else "false",
+        _flag(counting.time_unconfirmed) if counting else "",
+        _flag(s.counts_by_unconfirmed_time),
         s.gaps,
         s.forge,
     ]
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def _cell(text: str) -> str:
@@ -221,9 +240,13 @@ class AttemptDetailOut(AttemptDetail):
 
     @classmethod
     def with_results(
-        cls, record: AttemptRecord, session: LabSession, results: list[VerificationResult]
+        cls,
+        record: AttemptRecord,
+        session: LabSession,
+        results: list[VerificationResult],
+        skew: timedelta = CLOCK_SKEW,
     ) -> AttemptDetailOut:
-        base = AttemptDetail.of(record, session)
+        base = AttemptDetail.of(record, session, skew)
         return cls(
             attempt=base.attempt,
             push=base.push,

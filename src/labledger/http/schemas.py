@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Path, Query, Response
@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError, to_json
 
 from labledger.core.errors import MalformedPayload
 from labledger.core.model import (
+    CLOCK_SKEW,
     AttemptRecord,
     Identity,
     LabAttempt,
@@ -20,6 +21,7 @@ from labledger.core.model import (
     PushRecord,
     SessionSpec,
     StoredDelivery,
+    is_time_unconfirmed,
 )
 from labledger.core.text import check_text
 from labledger.forges.scoped import FORGE_PATTERN
@@ -173,12 +175,16 @@ class AttemptOut(BaseModel):
     received_at: datetime
     trusted_time: datetime = Field(description="pushed_at, or received_at when the forge gave none")
     late: bool = Field(description="trusted_time after the session's current due_at")
+    time_unconfirmed: bool = Field(
+        description="pushed_at lies more than LABLEDGER_CLOCK_SKEW_SECONDS before received_at: "
+        "the forge's time claim is kept but not vouched for"
+    )
     push_id: int
     delivery_id: str
 
     @classmethod
-    def of(cls, a: LabAttempt, session: LabSession) -> AttemptOut:
-        return cls.model_validate(attempt_json(a, session))
+    def of(cls, a: LabAttempt, session: LabSession, skew: timedelta = CLOCK_SKEW) -> AttemptOut:
+        return cls.model_validate(attempt_json(a, session, skew))
 
 
 class AttemptPage(BaseModel):
@@ -207,12 +213,15 @@ class PushOut(BaseModel):
     sender: AccountOut
     pushed_at: datetime | None
     received_at: datetime
+    time_unconfirmed: bool = Field(
+        description="pushed_at lies more than LABLEDGER_CLOCK_SKEW_SECONDS before received_at"
+    )
     commit_shas: list[str] = Field(description="Every commit the push carried, in payload order")
     commit_list_complete: bool = Field(description="False when the forge's list may be truncated")
 
     @classmethod
-    def of(cls, p: PushRecord) -> PushOut:
-        return cls.model_validate(push_json(p))
+    def of(cls, p: PushRecord, skew: timedelta = CLOCK_SKEW) -> PushOut:
+        return cls.model_validate(push_json(p, skew))
 
 
 class DeliveryOut(BaseModel):
@@ -234,10 +243,12 @@ class AttemptDetail(BaseModel):
     delivery: DeliveryOut
 
     @classmethod
-    def of(cls, r: AttemptRecord, session: LabSession) -> AttemptDetail:
+    def of(
+        cls, r: AttemptRecord, session: LabSession, skew: timedelta = CLOCK_SKEW
+    ) -> AttemptDetail:
         return cls(
-            attempt=AttemptOut.of(r.attempt, session),
-            push=PushOut.of(r.push),
+            attempt=AttemptOut.of(r.attempt, session, skew),
+            push=PushOut.of(r.push, skew),
             delivery=DeliveryOut.of(r.delivery),
         )
 
@@ -333,7 +344,9 @@ def person_json(p: Identity) -> dict[str, object]:
     return {"name": p.name, "email": p.email, "username": p.username}
 
 
-def attempt_json(a: LabAttempt, session: LabSession) -> dict[str, object]:
+def attempt_json(
+    a: LabAttempt, session: LabSession, skew: timedelta = CLOCK_SKEW
+) -> dict[str, object]:
     c, files, trusted_time = a.commit, a.commit.files, a.trusted_time
     return {
         "id": a.id,
@@ -358,12 +371,13 @@ def attempt_json(a: LabAttempt, session: LabSession) -> dict[str, object]:
         "received_at": a.received_at,
         "trusted_time": trusted_time,
         "late": session.is_late(trusted_time),
+        "time_unconfirmed": is_time_unconfirmed(a.pushed_at, a.received_at, skew),
         "push_id": a.push_id,
         "delivery_id": a.delivery_id,
     }
 
 
-def push_json(p: PushRecord) -> dict[str, object]:
+def push_json(p: PushRecord, skew: timedelta = CLOCK_SKEW) -> dict[str, object]:
     return {
         "id": p.id,
         "delivery_id": p.delivery_id,
@@ -381,6 +395,7 @@ def push_json(p: PushRecord) -> dict[str, object]:
         "sender": {"login": p.sender.login, "id": p.sender.id},
         "pushed_at": p.pushed_at,
         "received_at": p.received_at,
+        "time_unconfirmed": is_time_unconfirmed(p.pushed_at, p.received_at, skew),
         "commit_shas": list(p.commit_shas),
         "commit_list_complete": p.commit_list_complete,
     }
@@ -397,7 +412,9 @@ def delivery_json(d: StoredDelivery) -> dict[str, object]:
     }
 
 
-def attempt_row_json(r: AttemptRow, session: LabSession) -> dict[str, object]:
+def attempt_row_json(
+    r: AttemptRow, session: LabSession, skew: timedelta = CLOCK_SKEW
+) -> dict[str, object]:
     """attempt_json, straight from a read query's row (the hot read routes)."""
     files, trusted_time = r.changed_files, r.pushed_at or r.received_at
     return {
@@ -427,14 +444,15 @@ def attempt_row_json(r: AttemptRow, session: LabSession) -> dict[str, object]:
         "received_at": r.received_at,
         "trusted_time": trusted_time,
         "late": session.is_late(trusted_time),
+        "time_unconfirmed": is_time_unconfirmed(r.pushed_at, r.received_at, skew),
         "push_id": r.push_id,
         "delivery_id": r.delivery_id,
     }
 
 
-def delivery_detail_json(view: DeliveryView) -> dict[str, object]:
+def delivery_detail_json(view: DeliveryView, skew: timedelta = CLOCK_SKEW) -> dict[str, object]:
     return {
         "delivery": delivery_json(view.delivery),
-        "push": push_json(view.push) if view.push else None,
-        "attempts": [attempt_row_json(r, view.sessions[r.session_id]) for r in view.attempts],
+        "push": push_json(view.push, skew) if view.push else None,
+        "attempts": [attempt_row_json(r, view.sessions[r.session_id], skew) for r in view.attempts],
     }

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
+from labledger.core.errors import LedgerError
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.tables import APPEND_ONLY_TABLES
 
@@ -22,16 +23,19 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    _run(engine, lambda cfg: command.upgrade(cfg, revision))
+def upgrade(engine: Engine, revision: str = "head", origin: str | None = None) -> None:
+    """`origin`: the log name a new ledger is given (default: a random one); a ledger that
+    already has one keeps it."""
+    _run(engine, lambda cfg: command.upgrade(cfg, revision), origin)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, lambda cfg: command.downgrade(cfg, revision))
 
 
-def _run(engine: Engine, action: object) -> None:
+def _run(engine: Engine, action: object, origin: str | None = None) -> None:
     config = alembic_config()
+    config.attributes["origin"] = origin
     with engine.connect() as conn:
         conn = conn.execution_options(**{WRITE_OPTION: True})
         config.attributes["connection"] = conn
@@ -50,6 +54,24 @@ def head_revision() -> str | None:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def ledger_origin(engine: Engine) -> str:
+    """The origin recorded at the first migration; several rows mean someone added one."""
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT origin FROM ledger_origin")).scalars().all()
+    if len(found) != 1:
+        raise LedgerOriginUnknown(len(found))
+    return str(found[0])
+
+
+class LedgerOriginUnknown(LedgerError):
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        super().__init__(
+            f"the ledger records {rows} origins instead of one (table ledger_origin); "
+            "it has been tampered with or was not migrated by labledger"
+        )
 
 
 def create_app_role(engine: Engine, role: str, password: str | None) -> None:

@@ -66,6 +66,7 @@ from labledger.storage.sql_writer import SqlWriter
 from labledger.storage.tables import (
     attempts,
     deliveries,
+    delivery_bodies,
     lab_sessions,
     log_entries,
     metadata,
@@ -119,6 +120,15 @@ class SqlStore:
                 DELIVERY_BY_KEY, {"forge": forge, "delivery_id": delivery_id}
             ).one_or_none()
         return delivery_from_row(row) if row else None
+
+    def body_claim(self, forge: str, body_sha256: bytes) -> int | None:
+        with self._reading() as conn:
+            found: int | None = conn.execute(
+                select(delivery_bodies.c.delivery_pk).where(
+                    delivery_bodies.c.forge == forge, delivery_bodies.c.body_sha256 == body_sha256
+                )
+            ).scalar_one_or_none()
+        return found
 
     def delivery_products(self, delivery_pk: int) -> tuple[int | None, tuple[int, ...]]:
         with self._reading() as conn:

@@ -36,6 +36,7 @@ from labledger.storage.rows import session_from_row, session_query
 from labledger.storage.tables import (
     audit_events,
     deliveries,
+    delivery_bodies,
     lab_sessions,
     log_queue,
     outbox_events,
@@ -58,6 +59,12 @@ AUDIT = InsertShape(
     returning=("id",),
 )
 LOG_QUEUE = InsertShape(log_queue, ("entry_type", "entry_id"))
+BODY_CLAIM = InsertShape(
+    delivery_bodies,
+    ("forge", "body_sha256", "delivery_pk"),
+    conflict_keys=("forge", "body_sha256"),
+    returning=("delivery_pk",),
+)
 OUTBOX = InsertShape(
     outbox_events, ("subscriber", "event_id", "event_type", "payload", "created_at")
 )
@@ -148,6 +155,13 @@ class SqlWriter:
         delivery_pk: int = found[0][0]
         self._log("delivery", delivery_pk)
         return delivery_pk
+
+    def claim_body(self, delivery: Delivery, delivery_pk: int) -> bool:
+        return bool(
+            self._driver.insert_values(
+                BODY_CLAIM, [(delivery.forge, delivery.body_sha256, delivery_pk)]
+            )
+        )
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
         row, carried = self._values.push(forge, push)

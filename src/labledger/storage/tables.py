@@ -316,6 +316,29 @@ tombstones = Table(
     Index("ix_tombstones_event_id", "event_id"),
 )
 
+# -- one body, one event; one key, one ledger (issue 21) ------------------------------------
+
+# The first delivery of each signed body: a body is the event it reports, whatever delivery id
+# it arrives under (contract invariant 9). No foreign key: the claim outlives a purged delivery,
+# so a replay of a purged body is still refused.
+delivery_bodies = Table(
+    "delivery_bodies",
+    metadata,
+    Column("forge", String(16), nullable=False),
+    Column("body_sha256", LargeBinary(32), nullable=False),
+    Column("delivery_pk", BigInteger, nullable=False),
+    PrimaryKeyConstraint("forge", "body_sha256"),
+)
+
+# The log name (checkpoint origin) this ledger was given at its first migration: a signing key
+# of another name belongs to another ledger. One row; append-only like the rest.
+ledger_origin = Table(
+    "ledger_origin",
+    metadata,
+    Column("origin", Text, primary_key=True),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+
 # Every table the database itself keeps append-only (contract invariant 3). Sessions are in
 # the list too: a deadline change is a new event, never an edit of the original record.
 APPEND_ONLY_TABLES = (
@@ -334,4 +357,6 @@ APPEND_ONLY_TABLES = (
     "outbox_states",
     "archives",
     "tombstones",
+    "delivery_bodies",
+    "ledger_origin",
 )
