@@ -33,7 +33,9 @@ def test_session_created_after_push_picks_up_its_attempts(ledger: Ledger) -> Non
     assert all(a.push_id == early.body["push_id"] for a in found)
     assert ledger.store.count_rows()["outbox_events"] == 2  # announced like any attempt
 
-    again = deliver(announcing, push_payload([c1, c2]), received_at=NOW)
+    # Another push of the same commits (not a replay of the first body: its time differs).
+    pushed_again = push_payload([c1, c2], pushed_at=1_764_000_060)
+    again = deliver(announcing, pushed_again, received_at=NOW)
     assert again.body["attempt_ids"] == []  # UNIQUE(session_id, commit_sha) still holds
     assert SqlLog(ledger.engine).integrate(SIGNER, NOW + timedelta(hours=1)) is not None
     report = verify_database(ledger.engine, SIGNER.verifier)

@@ -41,7 +41,7 @@ def test_a_malformed_scoped_secret_is_a_one_line_config_error(entry: str) -> Non
 def test_serving_accepts_scoped_secrets_alone() -> None:
     """`serve` needs a secret of either kind, not necessarily the unscoped one."""
     settings = Settings.from_env(
-        {"LABLEDGER_GITHUB_WEBHOOK_SECRETS": "owner:7=s", "LABLEDGER_API_TOKENS": "t"}
+        {"LABLEDGER_GITHUB_WEBHOOK_SECRETS": "owner:7=s", "LABLEDGER_API_TOKENS": "t" * 32}
     )
     assert settings.github_secrets()
     with pytest.raises(ConfigError, match="signing key"):

@@ -117,29 +117,43 @@ def push_from_row(push: Row) -> Push:
     )
 
 
-def session_as_it_was(session: LabSession, changes: Sequence[Row]) -> list[LabSession]:
-    """The session under each deadline it ever had: an attempt was planned under one of them."""
-    return [session] + [
-        replace(session, spec=replace(session.spec, due_at=c["due_at"], closes_at=c["closes_at"]))
+def session_as_it_was(
+    session: LabSession, changes: Sequence[Row]
+) -> list[tuple[LabSession, datetime]]:
+    """The session under each deadline it ever had, with the moment it took that deadline:
+    an attempt was planned under one of them, on receipt or picked up at that moment."""
+    return [(session, session.created_at)] + [
+        (
+            replace(
+                session, spec=replace(session.spec, due_at=c["due_at"], closes_at=c["closes_at"])
+            ),
+            c["changed_at"],
+        )
         for c in changes
     ]
 
 
 def first_plans(
     push: Push,
-    sessions: Iterable[LabSession],
+    sessions: Iterable[tuple[LabSession, datetime]],
     push_id: int,
     delivery_pk: int,
     received_at: datetime,
 ) -> list[dict[str, NewAttempt]]:
     """For each of `sessions` (one session under each of its deadlines), what `plan_attempts`
-    makes of the push, by commit: the first plan of a commit, as the unique key keeps the first."""
+    makes of the push, by commit: the first plan of a commit, as the unique key keeps the first.
+    Each is planned twice: on receipt, and as picked up when the session took that deadline
+    (a session created or widened after the push, invariant 11)."""
     plans = []
-    for session in sessions:
-        first: dict[str, NewAttempt] = {}
-        for planned in plan_attempts(push, [session], push_id, delivery_pk, received_at):
-            first.setdefault(planned.commit.sha, planned)
-        plans.append(first)
+    for session, took_it_at in sessions:
+        for picked_up_at in (None, took_it_at):
+            first: dict[str, NewAttempt] = {}
+            planned = plan_attempts(
+                push, [session], push_id, delivery_pk, received_at, picked_up_at=picked_up_at
+            )
+            for attempt in planned:
+                first.setdefault(attempt.commit.sha, attempt)
+            plans.append(first)
     return plans
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,7 +30,7 @@ from labledger.core.evidence import (
 )
 from labledger.core.model import LabSession, NewAttempt, Push
 from labledger.core.verify import Limitation, Problem, VerifyReport
-from labledger.forges.github import parse_github_push
+from labledger.forges import PUSH_PARSERS
 from labledger.storage.companions import (
     Companions,
     check_companion,
@@ -45,9 +46,6 @@ from labledger.storage.leaf_rows import (
 )
 from labledger.storage.rows import session_from_row
 from labledger.storage.tables import deliveries
-
-# The sans-I/O parser of each forge whose push bodies labledger records.
-PARSERS: dict[str, Callable[[bytes], Push]] = {"github": parse_github_push}
 
 
 def check_evidence(conn: Connection, report: VerifyReport, check_bodies: bool) -> None:
@@ -75,7 +73,7 @@ def _check_rows(conn: Connection, report: VerifyReport, check_bodies: bool) -> N
             "details.closes_at": change["closes_at"],
         }
         check_companion(conn, report, "session_change", change, expected, companions, purged_before)
-    sessions: dict[int, list[LabSession]] = {}
+    sessions: dict[int, list[tuple[LabSession, datetime]]] = {}
     for row in readable(all_entry_rows(conn, "session")):
         session = session_from_row(SimpleNamespace(**row))
         sessions[session.id] = session_as_it_was(session, changes[session.id])
@@ -98,7 +96,7 @@ class _PushCheck:
         self,
         conn: Connection,
         report: VerifyReport,
-        sessions: dict[int, list[LabSession]],
+        sessions: dict[int, list[tuple[LabSession, datetime]]],
         check_bodies: bool,
     ) -> None:
         self._conn, self._report, self._sessions = conn, report, sessions
@@ -139,7 +137,7 @@ class _PushCheck:
 
     def _derive(self, push: Row, delivery: Row, body: bytes | None) -> Push | None:
         """The push its raw body makes, when it is kept; a row that differs is reported."""
-        parse = PARSERS.get(delivery["forge"])
+        parse = PUSH_PARSERS.get(delivery["forge"].partition(":")[0])
         if body is None or parse is None:
             self._unbodied += body is None
             self._unparsed += body is not None
@@ -162,8 +160,8 @@ class _PushCheck:
         session is of another repository (an attempt there was never planned)."""
         made = derived or push_from_row(push)
         sessions = [
-            s
-            for s in self._sessions.get(session_id, [])
+            (s, took_it_at)
+            for s, took_it_at in self._sessions.get(session_id, [])
             if s.spec.forge == delivery["forge"] and s.spec.repository_id == made.repository_id
         ]
         received_at = delivery["received_at"]
