@@ -38,6 +38,7 @@ from labledger.dispatch import Dispatcher
 from labledger.http import grading_schemas, schemas
 from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
+from labledger.http.limits import BodyLimits, Lanes
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
@@ -121,6 +122,13 @@ def create_app(
         lifespan=lifespan,
     )
     metrics.watch_log(log.backlog)
+    app.add_middleware(Lanes, api=settings.api_concurrency, webhooks=settings.webhook_concurrency)
+    app.add_middleware(
+        BodyLimits,
+        api_bytes=settings.max_api_body_bytes,
+        webhook_bytes=settings.max_body_bytes,
+        webhook_bytes_in_flight=settings.webhook_bytes_in_flight,
+    )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
