@@ -76,7 +76,7 @@ def grading_router(
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
     def session_summary(session_id: RowId) -> gs.SessionSummaryOut:
         """The attempt that counts, its current status, the newest attempt and lateness."""
-        return summary_of(store, store.get_session(session_id))
+        return summary_of(store, session_id)
 
     @router.get(
         "/labs/{lab_id}/summary",
@@ -158,10 +158,10 @@ def feed_items(store: SqlStore, found: list[tuple[int, str, int]]) -> list[gs.Fe
     return items
 
 
-def summary_of(store: SqlStore, session: LabSession) -> gs.SessionSummaryOut:
-    attempts = store.all_session_attempts(session.id)
-    results = store.verifications([a.id for a in attempts])
-    return gs.SessionSummaryOut.of(summarize(session, attempts, results))
+def summary_of(store: SqlStore, session_id: int) -> gs.SessionSummaryOut:
+    session, counted = store.session_tally(session_id)
+    results = store.verifications([counted.counting.id]) if counted.counting else []
+    return gs.SessionSummaryOut.of(summarize(session, counted, results))
 
 
 def lab_summary_of(store: SqlStore, lab_id: str) -> gs.LabSummaryOut:
@@ -170,7 +170,7 @@ def lab_summary_of(store: SqlStore, lab_id: str) -> gs.LabSummaryOut:
         lab_id=lab_id, after=sessions[-1].id if sessions else 0, limit=500
     ):
         sessions.extend(page)
-    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s) for s in sessions])
+    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s.id) for s in sessions])
 
 
 def lab_csv(summary: gs.LabSummaryOut) -> str:

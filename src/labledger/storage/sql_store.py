@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, select, text
 
 from labledger.core.errors import NotFound
+from labledger.core.grading import AttemptTally
 from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
@@ -59,6 +60,7 @@ from labledger.storage.rows import (
     verification_from_row,
 )
 from labledger.storage.sql_writer import SqlWriter
+from labledger.storage.summary_reads import session_tally
 from labledger.storage.tables import (
     attempts,
     deliveries,
@@ -326,13 +328,11 @@ class SqlStore:
             )
         return self.get_session(session_id)
 
-    def all_session_attempts(self, session_id: int) -> list[LabAttempt]:
-        found: list[LabAttempt] = []
-        while page := self.session_attempts(
-            session_id, after=found[-1].id if found else 0, limit=1000
-        ):
-            found.extend(page)
-        return found
+    def session_tally(self, session_id: int) -> tuple[LabSession, AttemptTally]:
+        """A session (NotFound if none) and what its summary needs of its attempts."""
+        with self._reading() as conn:
+            session = _session(conn, session_id)
+            return session, session_tally(conn, session)
 
     # -- the change feed ----------------------------------------------------------------
 
