@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import event
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.http.grading_routes import POLL_SECONDS
 from tests.conftest import Ledger
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload
 
@@ -81,3 +83,50 @@ def test_session_summary_cost_does_not_grow_with_attempts(
     assert summary["counting_attempt"]["id"] == on_time[-1]
     assert summary["newest_attempt"]["id"] == late[-1] and summary["newest_late"]
     assert summary["counting_status"] == "passed"
+
+
+def _long_polls(client: TestClient, count: int, wait: float) -> list[int]:
+    """`count` concurrent long-polls on an empty feed; their statuses."""
+    statuses: list[int] = []
+
+    def poll() -> None:
+        answer = client.get("/api/v1/feed", params={"wait": wait}, headers=ADMIN)
+        statuses.append(answer.status_code)
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"].isdigit()
+
+    polls = [threading.Thread(target=poll) for _ in range(count)]
+    for p in polls:
+        p.start()
+    for p in polls:
+        p.join(30)
+    return statuses
+
+
+def test_many_long_polls_share_one_database_check(ledger: Ledger, client: TestClient) -> None:
+    """Thirty clients waiting 2 s cost one read each plus one shared check per interval."""
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        if "log_entries" in args[2]:
+            seen.append(args[2])
+
+    event.listen(ledger.engine, "before_cursor_execute", count)
+    try:
+        statuses = _long_polls(client, 30, 2.0)
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", count)
+    assert statuses == [200] * 30
+    checks_per_wait = 2.0 / POLL_SECONDS
+    assert len(seen) <= 30 + 2 * checks_per_wait + 2, len(seen)
+
+
+def test_long_polls_past_the_cap_are_refused(ledger: Ledger) -> None:
+    """Past LABLEDGER_FEED_MAX_WAITERS, a long-poll is answered 503 + Retry-After at once."""
+    settings = Settings.model_validate(
+        {"github_webhook_secret": SECRET, "api_tokens": TOKEN, "feed_max_waiters": 4}
+    )
+    with TestClient(create_app(settings, ledger.store, SIGNER)) as capped:
+        statuses = _long_polls(capped, 10, 3.0)
+        assert capped.get("/api/v1/feed", params={"wait": 0.3}, headers=ADMIN).status_code == 200
+    assert sorted(statuses) == [200] * 4 + [503] * 6

@@ -139,7 +139,7 @@ def create_app(
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
     app.include_router(_api_router(store, require))
-    app.include_router(grading_router(store, require))
+    app.include_router(grading_router(store, require, settings.feed_max_waiters))
     app.include_router(log_router(store, log, signer.verifier, require("read")))
     return app
 

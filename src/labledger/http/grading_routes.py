@@ -1,6 +1,5 @@
 """Verification results, deadline changes, grading summaries and the change feed."""
 
-import asyncio
 import csv
 import io
 import time
@@ -18,6 +17,7 @@ from labledger.core.model import LabSession
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
+from labledger.http.feed_notifier import FeedNotifier
 from labledger.http.schemas import RowId
 from labledger.storage.sql_store import SqlStore
 
@@ -27,7 +27,9 @@ POLL_SECONDS = 0.2
 
 
 def grading_router(
-    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]]
+    store: SqlStore,
+    require: Callable[[str], Callable[..., Awaitable[str]]],
+    feed_max_waiters: int = 100,
 ) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1",
@@ -35,6 +37,7 @@ def grading_router(
         dependencies=[Depends(require("read"))],
         responses=schemas.API_ERRORS,
     )
+    notifier = FeedNotifier(store.log_head, POLL_SECONDS, feed_max_waiters)
     Grader = Annotated[str, Depends(require("grader"))]
     Admin = Annotated[str, Depends(require("admin"))]
 
@@ -109,11 +112,16 @@ def grading_router(
         """
         position = _position(after)
         deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
-        while True:
-            found = await run_in_threadpool(store.log_entries_after, position, FEED_KINDS, limit)
-            if found or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(POLL_SECONDS)
+        found = await run_in_threadpool(store.log_entries_after, position, FEED_KINDS, limit)
+        if not found and wait > 0:
+            seen = await notifier.head()
+            while not found and time.monotonic() < deadline:
+                head = await notifier.wait_past(seen, deadline)
+                if head > seen:
+                    seen = head
+                    found = await run_in_threadpool(
+                        store.log_entries_after, position, FEED_KINDS, limit
+                    )
         items = await run_in_threadpool(feed_items, store, found)
         next_cursor = found[-1][0] + 1 if found else position
         return gs.FeedPage(items=items, next_cursor=str(next_cursor))

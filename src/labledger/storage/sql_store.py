@@ -356,6 +356,12 @@ class SqlStore:
             )
             return [(r.leaf_index, r.entry_type, r.entry_id) for r in rows]
 
+    def log_head(self) -> int:
+        """The highest leaf index integrated so far, -1 for an empty log."""
+        with self._reading() as conn:
+            head = conn.execute(select(func.max(log_entries.c.leaf_index))).scalar_one()
+        return -1 if head is None else int(head)
+
     def push_record(self, push_id: int) -> PushRecord:
         with self._reading() as conn:
             return read_push_record(conn, push_id)
