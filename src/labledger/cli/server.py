@@ -21,6 +21,8 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     """Run the HTTP server (webhooks and API)."""
     import uvicorn
 
+    from labledger.http.header_timeout import HeaderTimeoutH11Protocol
+
     obj.settings.require_serving()
     _ = obj.store  # refuses an unmigrated database before the server starts
     if obj.config_file is not None:
@@ -31,6 +33,7 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     uvicorn.run(
         "labledger.http.asgi:app_from_env",
         factory=True,
+        http=HeaderTimeoutH11Protocol,
         host=host,
         port=port,
         workers=workers,
