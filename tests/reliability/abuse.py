@@ -3,9 +3,12 @@ and raw-socket clients for what an HTTP library will not send."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from tests.reliability import wire
-from tests.reliability.launch import ServerProcess
+from tests.reliability.launch import ROOT, ServerProcess
 from tests.reliability.traffic import PlannedDelivery, plan_deliveries, post
 
 MIB = 1024 * 1024
@@ -40,25 +43,41 @@ class Probe:
 
 @contextmanager
 def webhook_probe(server: ServerProcess, tag: str) -> Iterator[Probe]:
-    """Sends deliveries until the block ends (at least three); their answers in `Probe`."""
-    probe, stop = Probe(), threading.Event()
-    deliveries = iter(plan_deliveries(tag, 10_000, random.Random(tag), []))
+    """Sends deliveries until the block ends (at least three); their answers in `Probe`.
 
-    def run() -> None:
-        with httpx2.Client(timeout=30) as client:
-            while not stop.is_set() or len(probe.seconds) < 3:
-                answer = post(client, server.url, next(deliveries))
-                probe.statuses.append(answer.status)
-                probe.seconds.append(answer.finished - answer.started)
-                time.sleep(PROBE_PAUSE_S)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    From a process of its own: the abuse's client threads would otherwise hold this
+    interpreter's GIL and add their own delays to the latencies measured.
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.abuse", server.url, tag],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    probe = Probe()
     try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         yield probe
     finally:
-        stop.set()
-        thread.join(120)
+        found = json.loads(child.communicate("", timeout=180)[0] or "{}")
+        probe.statuses.extend(found.get("statuses", []))
+        probe.seconds.extend(found.get("seconds", []))
+
+
+def _probe_main(url: str, tag: str) -> None:
+    """The probe process: send until stdin closes, then print what was answered as JSON."""
+    probe, stop = Probe(), threading.Event()
+    deliveries = iter(plan_deliveries(tag, 10_000, random.Random(tag), []))
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    with httpx2.Client(timeout=30) as client:
+        while not stop.is_set() or len(probe.seconds) < 3:
+            answer = post(client, url, next(deliveries))
+            probe.statuses.append(answer.status)
+            probe.seconds.append(answer.finished - answer.started)
+            time.sleep(PROBE_PAUSE_S)
+    print(json.dumps({"statuses": probe.statuses, "seconds": probe.seconds}), flush=True)
 
 
 def in_parallel(count: int, task: Callable[[int], object]) -> list[object]:
@@ -118,3 +137,7 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
         return False
     except ConnectionError:
         return True
+
+
+if __name__ == "__main__":
+    _probe_main(sys.argv[1], sys.argv[2])

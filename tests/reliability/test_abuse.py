@@ -194,13 +194,13 @@ def test_summary_flood_cannot_starve_webhooks(abuse_server: AbuseServer) -> None
 
 
 def test_three_hundred_long_polls_share_one_check(abuse_server: AbuseServer) -> None:
-    """300 clients long-polling the feed for 5 s: at most the cap wait, webhooks unaffected."""
+    """300 clients long-polling the feed for 15 s: at most the cap wait, webhooks unaffected."""
     server = abuse_server.server
 
     def poll(_: int) -> int | None:
         try:
             answer = httpx2.get(
-                f"{server.url}/api/v1/feed?after=999999999&wait=5", headers=AUTH, timeout=60
+                f"{server.url}/api/v1/feed?after=999999999&wait=15", headers=AUTH, timeout=60
             )
         except httpx2.TransportError:
             return None
@@ -208,10 +208,10 @@ def test_three_hundred_long_polls_share_one_check(abuse_server: AbuseServer) -> 
 
     with webhook_probe(server, f"poll-{abuse_server.database}") as probe:
         statuses = in_parallel(300, poll)
-    assert set(statuses) <= {200, 503} and statuses.count(200) >= 100, statuses
+    assert set(statuses) <= {200, 503} and 0 < statuses.count(503) <= 200, statuses
     assert set(probe.statuses) == {202}
     _record(
-        "300 concurrent long-polls on /api/v1/feed?wait=5",
+        "300 concurrent long-polls on /api/v1/feed?wait=15 (cap: 100 waiters)",
         abuse_server,
         ["one shared database check per interval", "waiters past the cap: 503 + Retry-After"],
         **{"200 / 503": [statuses.count(200), statuses.count(503)], **probe.figures()},

@@ -5,11 +5,12 @@ import io
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
@@ -21,9 +22,14 @@ from labledger.http.feed_notifier import FeedNotifier
 from labledger.http.schemas import RowId
 from labledger.storage.sql_store import SqlStore
 
+T = TypeVar("T")
 FEED_KINDS = ("attempt", "push", "verification")
 MAX_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.2
+# Worker threads the feed's reads may hold at once. Long-polls skip the API lane (they would
+# hold it while they wait), so without this three hundred of them arriving together queue
+# their reads ahead of every webhook's thread.
+FEED_THREADS = 4
 
 
 def grading_router(
@@ -38,6 +44,11 @@ def grading_router(
         responses=schemas.API_ERRORS,
     )
     notifier = FeedNotifier(store.log_head, POLL_SECONDS, feed_max_waiters)
+    feed_threads = anyio.CapacityLimiter(FEED_THREADS)
+
+    async def read(function: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(function, *args, limiter=feed_threads)
+
     Grader = Annotated[str, Depends(require("grader"))]
     Admin = Annotated[str, Depends(require("admin"))]
 
@@ -112,17 +123,15 @@ def grading_router(
         """
         position = _position(after)
         deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
-        found = await run_in_threadpool(store.log_entries_after, position, FEED_KINDS, limit)
+        found = await read(store.log_entries_after, position, FEED_KINDS, limit)
         if not found and wait > 0:
             seen = await notifier.head()
             while not found and time.monotonic() < deadline:
                 head = await notifier.wait_past(seen, deadline)
                 if head > seen:
                     seen = head
-                    found = await run_in_threadpool(
-                        store.log_entries_after, position, FEED_KINDS, limit
-                    )
-        items = await run_in_threadpool(feed_items, store, found)
+                    found = await read(store.log_entries_after, position, FEED_KINDS, limit)
+        items = await read(feed_items, store, found)
         next_cursor = found[-1][0] + 1 if found else position
         return gs.FeedPage(items=items, next_cursor=str(next_cursor))
 
