@@ -75,7 +75,7 @@ def stored_json(value: Any) -> str:
 # LABLEDGER_API_CONCURRENCY + LABLEDGER_WEBHOOK_CONCURRENCY + operations) and its background
 # integrator and dispatcher, so that a full API lane never leaves a webhook without one.
 POOL_SIZE = 10
-POOL_OVERFLOW = 30
+POOL_OVERFLOW = 24
 # A request that still finds the pool empty answers 503 + Retry-After this soon, instead of
 # waiting SQLAlchemy's default 30 s (past GitHub's 10 s) and then answering 500.
 POOL_TIMEOUT_S = 3.0
