@@ -1,11 +1,12 @@
 """What a request may cost, decided before routing and before authentication.
 
 Pure ASGI middleware, so a refusal costs neither a parsed body nor a token check nor a thread:
-- `BodyLimits`: a size limit on every body (webhooks: LABLEDGER_MAX_BODY_BYTES, the API:
-  LABLEDGER_MAX_API_BODY_BYTES), on streamed bytes, chunked bodies included; and a cap on the
-  webhook bytes held across all requests at once (LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT). An unsigned
-  body can only be refused once it is whole (its signature covers every byte), so without the
-  cap forty concurrent 24 MiB bodies are a gigabyte held before the first 401.
+- `BodyLimits`: a size limit on every API body (LABLEDGER_MAX_API_BODY_BYTES), on streamed
+  bytes, chunked bodies included (webhooks keep LABLEDGER_MAX_BODY_BYTES, checked by their
+  route before it reads anything); and a cap on the webhook bytes held across all requests
+  at once (LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT). An unsigned body can only be refused once it is
+  whole (its signature covers every byte), so without the cap forty concurrent 24 MiB bodies
+  are a gigabyte held before the first 401.
 - `Lanes`: how many requests of each kind run at once. Each request holds a worker thread and a
   database connection; webhooks have their own lane, so read traffic (however slow each read is)
   never takes the capacity a webhook needs to answer within GitHub's 10 s.
@@ -67,38 +68,42 @@ class ByteBudget:
 
 
 class BodyLimits:
-    """Refuse a declared oversize body at once; count streamed bytes with Starlette's own
-    limiter (which FastAPI's body parsing also answers 413 for); hold webhook bytes in a
-    budget shared by every request, reserving a declared length before reading any of it."""
+    """API bodies: refuse a declared oversize body at once, and count streamed bytes with
+    Starlette's own limiter (which FastAPI's body parsing also answers 413 for). Webhook
+    bodies: hold them in a budget shared by every request, reserving a declared length before
+    reading any of it; their size limit stays the route's (it refuses a declared oversize body
+    unread, and counts every refusal in the metrics)."""
 
     def __init__(
         self, app: ASGIApp, *, api_bytes: int, webhook_bytes: int, webhook_bytes_in_flight: int
     ) -> None:
         self.app = app
         self.api = RequestBodyLimitMiddleware(app, api_bytes)
-        self.webhooks = RequestBodyLimitMiddleware(app, webhook_bytes)
+        self.webhook_bytes = webhook_bytes
         self.in_flight = ByteBudget(webhook_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        webhook = scope["path"].startswith(WEBHOOK_PREFIX)
-        limiter = self.webhooks if webhook else self.api
         declared = _declared_length(scope)
-        if declared is not None and declared > limiter.max_body_size:
-            setting = "LABLEDGER_MAX_BODY_BYTES" if webhook else "LABLEDGER_MAX_API_BODY_BYTES"
-            detail = f"request body exceeds the limit of {limiter.max_body_size} bytes ({setting})"
-            await refuse(scope, send, 413, "too_large", detail)
-        elif webhook:
+        if scope["path"].startswith(WEBHOOK_PREFIX):
             await self._budgeted(scope, receive, send, declared)
+        elif declared is not None and declared > self.api.max_body_size:
+            detail = (
+                f"request body exceeds the limit of {self.api.max_body_size} bytes "
+                "(LABLEDGER_MAX_API_BODY_BYTES)"
+            )
+            await refuse(scope, send, 413, "too_large", detail)
         else:
             await self.api(scope, receive, send)
 
     async def _budgeted(
         self, scope: Scope, receive: Receive, send: Send, declared: int | None
     ) -> None:
-        held = declared or 0
+        # A declared oversize body reserves nothing: the route refuses it without reading.
+        counted_length = declared is None
+        held = 0 if declared is None or declared > self.webhook_bytes else declared
         if not self.in_flight.take(held):
             await refuse(scope, send, 503, "busy", _BUSY)
             return
@@ -106,14 +111,14 @@ class BodyLimits:
         async def counted() -> Message:
             nonlocal held
             message = await receive()
-            size = len(message.get("body", b"")) if declared is None else 0
+            size = len(message.get("body", b"")) if counted_length else 0
             if size and not self.in_flight.take(size):
                 raise HTTPException(503, _BUSY, headers=RETRY_AFTER)
             held += size
             return message
 
         try:
-            await self.webhooks(scope, counted, send)
+            await self.app(scope, counted, send)
         finally:
             self.in_flight.give(held)
 
