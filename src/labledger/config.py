@@ -101,6 +101,13 @@ class Settings(BaseModel):
     api_tokens: tuple[ApiToken, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Limits that keep the server up under abuse (http/limits.py, cli/server.py).
+    max_api_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    webhook_bytes_in_flight: int = Field(default=4 * GITHUB_MAX_BODY_BYTES, gt=0)
+    api_concurrency: int = Field(default=12, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
+    feed_max_waiters: int = Field(default=100, ge=1, le=100_000)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     signing_key_file: Path = Path("labledger-signing.key")
     integrate_interval_seconds: float = Field(default=1.0, gt=0)
     # Where `serve` integrates the Merkle log (http/integrator.py): auto, process, thread, none.
@@ -156,6 +163,15 @@ class Settings(BaseModel):
 
     def gitea_secrets(self) -> tuple[ScopedSecret, ...]:
         return gitea.parse_secrets(_revealed(self.gitea_webhook_secret))
+
+    @model_validator(mode="after")
+    def _one_webhook_fits_in_flight(self) -> Settings:
+        if self.webhook_bytes_in_flight < self.max_body_bytes:
+            raise ValueError(
+                "LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT must be at least LABLEDGER_MAX_BODY_BYTES: "
+                "otherwise a webhook of the largest allowed size could never be received"
+            )
+        return self
 
     @field_validator("subscribers", mode="before")
     @classmethod

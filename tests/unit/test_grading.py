@@ -8,7 +8,7 @@ import pytest
 
 from labledger.config import ConfigError, Settings
 from labledger.core.errors import InvalidRequest
-from labledger.core.grading import current_results, overall_status, summarize
+from labledger.core.grading import SessionSummary, current_results, overall_status, summarize, tally
 from labledger.core.model import (
     Account,
     Commit,
@@ -41,12 +41,18 @@ def _result(result_id: int, attempt_id: int, verifier: str, status: str) -> Veri
     return VerificationResult(result_id, report)
 
 
+def _summary(
+    session: LabSession, attempts: list[LabAttempt], results: list[VerificationResult]
+) -> SessionSummary:
+    return summarize(session, tally(session, attempts), results)
+
+
 def test_the_newest_attempt_at_or_before_due_counts() -> None:
     """The newest attempt by trusted time at or before due_at counts; later ones are late."""
     on_time = _attempt(1, DUE - timedelta(hours=1))
     exactly = _attempt(2, DUE)
     late = _attempt(3, DUE + timedelta(seconds=1))
-    summary = summarize(_session(), [on_time, exactly, late], [])
+    summary = _summary(_session(), [on_time, exactly, late], [])
     assert summary.counting == exactly and summary.newest == late
     assert summary.newest_late and summary.late_attempts == 1 and summary.attempts == 3
 
@@ -54,20 +60,18 @@ def test_the_newest_attempt_at_or_before_due_counts() -> None:
 def test_ties_in_trusted_time_go_to_ledger_order() -> None:
     """Two attempts of one push share pushed_at: the later ledger entry counts."""
     first, second = _attempt(5, DUE), _attempt(6, DUE)
-    assert summarize(_session(), [second, first], []).counting == second
+    assert _summary(_session(), [second, first], []).counting == second
 
 
 def test_trusted_time_falls_back_to_received_at_and_commit_dates_never_count() -> None:
     """Without pushed_at, received_at decides; with nothing on time, no attempt counts."""
-    summary = summarize(_session(), [_attempt(1, None, DUE + timedelta(minutes=1))], [])
+    summary = _summary(_session(), [_attempt(1, None, DUE + timedelta(minutes=1))], [])
     assert summary.counting is None and summary.newest_late
 
 
 def test_without_due_date_the_newest_counts_and_nothing_is_late() -> None:
     """A session without due_at: the newest attempt counts and none is late."""
-    summary = summarize(
-        _session(None), [_attempt(1, DUE), _attempt(2, DUE + timedelta(days=9))], []
-    )
+    summary = _summary(_session(None), [_attempt(1, DUE), _attempt(2, DUE + timedelta(days=9))], [])
     assert summary.counting is not None and summary.counting.id == 2
     assert summary.late_attempts == 0 and not summary.newest_late
 
@@ -84,7 +88,7 @@ def test_the_newest_result_per_verifier_is_current() -> None:
     assert overall_status(current) == "passed"
     assert overall_status([*current, _result(4, 7, "x", "error")]) == "error"
     assert overall_status([]) is None
-    summary = summarize(_session(), [_attempt(7, DUE)], results)
+    summary = _summary(_session(), [_attempt(7, DUE)], results)
     assert summary.counting_status == "passed"
 
 

@@ -86,7 +86,7 @@ def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options
 def report(obj: Context, lab_id: str, as_csv: bool, session_id: int | None, as_json: bool) -> None:
     """Per session of a lab: attempts, late count, the attempt that counts and its status."""
     if session_id is not None:
-        one = summary_of(obj.store, obj.store.get_session(session_id), obj.settings.clock_skew)
+        one = summary_of(obj.store, session_id, obj.settings.clock_skew)
         emit(one, as_json, [_summary_line(one)])
         return
     summary = lab_summary_of(obj.store, lab_id, obj.settings.clock_skew)

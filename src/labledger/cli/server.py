@@ -22,6 +22,8 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     """Run the HTTP server (webhooks and API)."""
     import uvicorn
 
+    from labledger.http.header_timeout import HeaderTimeoutH11Protocol
+
     obj.settings.require_serving()
     obj.signer()  # refuses an unmigrated database, and a key of another ledger, before serving
     if obj.config_file is not None:
@@ -32,6 +34,7 @@ def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) ->
     uvicorn.run(
         "labledger.http.asgi:app_from_env",
         factory=True,
+        http=HeaderTimeoutH11Protocol,
         host=host,
         port=port,
         workers=workers,

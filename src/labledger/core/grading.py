@@ -68,23 +68,43 @@ def overall_status(current: Sequence[VerificationResult]) -> str | None:
     return None
 
 
-def summarize(
-    session: LabSession,
-    attempts: Sequence[LabAttempt],
-    results: Iterable[VerificationResult],
-    skew: timedelta = CLOCK_SKEW,
-) -> SessionSummary:
+@dataclass(frozen=True, slots=True)
+class AttemptTally:
+    """What a summary needs of a session's attempts, whatever their number: the store
+    computes it in SQL (storage/summary_reads.py); `tally` states the same rule over a list."""
+
+    attempts: int
+    late_attempts: int
+    counting: LabAttempt | None  # newest attempt with trusted time <= effective due_at
+    newest: LabAttempt | None
+
+
+def tally(session: LabSession, attempts: Sequence[LabAttempt]) -> AttemptTally:
     """Ties in trusted time are broken by ledger order (the higher attempt id is newer)."""
     by_time = sorted(attempts, key=lambda a: (a.trusted_time, a.id))
     due = session.spec.due_at
     eligible = [a for a in by_time if due is None or a.trusted_time <= due]
-    counting = eligible[-1] if eligible else None
-    newest = by_time[-1] if by_time else None
+    return AttemptTally(
+        attempts=len(attempts),
+        late_attempts=sum(session.is_late(a.trusted_time) for a in attempts),
+        counting=eligible[-1] if eligible else None,
+        newest=by_time[-1] if by_time else None,
+    )
+
+
+def summarize(
+    session: LabSession,
+    counted: AttemptTally,
+    results: Iterable[VerificationResult],
+    skew: timedelta = CLOCK_SKEW,
+) -> SessionSummary:
+    """`results` need only cover the counting attempt: the others' are not shown."""
+    counting, newest = counted.counting, counted.newest
     current = current_results(results)
     return SessionSummary(
         session=session,
-        attempts=len(attempts),
-        late_attempts=sum(session.is_late(a.trusted_time) for a in attempts),
+        attempts=counted.attempts,
+        late_attempts=counted.late_attempts,
         counting=counting,
         counting_results=tuple(current.get(counting.id, ())) if counting else (),
         newest=newest,

@@ -44,6 +44,7 @@ from labledger.http.forge_routes import forge_webhook_router
 from labledger.http.gaps_routes import gaps_router
 from labledger.http.grading_routes import grading_router
 from labledger.http.integrator import integrator_lifespan
+from labledger.http.limits import BodyLimits, Lanes
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.http.ui.pages import mount_ui
@@ -135,6 +136,13 @@ def create_app(
     )
     metrics.watch_log(log.backlog)
     metrics.watch_gaps(store.count_push_chain_gaps)
+    app.add_middleware(Lanes, api=settings.api_concurrency, webhooks=settings.webhook_concurrency)
+    app.add_middleware(
+        BodyLimits,
+        api_bytes=settings.max_api_body_bytes,
+        webhook_bytes=settings.max_body_bytes,
+        webhook_bytes_in_flight=settings.webhook_bytes_in_flight,
+    )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
     app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
@@ -147,7 +155,9 @@ def create_app(
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier))
     app.include_router(_api_router(store, require, settings.clock_skew))
-    app.include_router(grading_router(store, require, settings.clock_skew))
+    app.include_router(
+        grading_router(store, require, settings.clock_skew, settings.feed_max_waiters)
+    )
     app.include_router(log_router(store, log, signer.verifier, require("read")))
     app.include_router(gaps_router(store, require("read")))
     mount_ui(app, settings, store, log, signer.verifier, require)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.http.header_timeout import HeaderTimeoutH11Protocol
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
@@ -22,6 +23,7 @@ def app_from_env() -> FastAPI:
     settings = Settings.from_env(os.environ)
     settings.require_serving()
     configure_logging(settings.log_level)
+    HeaderTimeoutH11Protocol.configure(settings.header_timeout_seconds)
     store = SqlStore(make_engine(settings.database_url), settings.subscriber_names())
     app = create_app(settings, store, integrate_in_background=True)
     startup_objects_are_permanent()

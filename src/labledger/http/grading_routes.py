@@ -1,16 +1,16 @@
 """Verification results, deadline changes, grading summaries and the change feed."""
 
-import asyncio
 import csv
 import io
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
@@ -18,18 +18,25 @@ from labledger.core.model import CLOCK_SKEW, LabSession
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
+from labledger.http.feed_notifier import FeedNotifier
 from labledger.http.schemas import DecimalDigits, RowId
 from labledger.storage.sql_store import SqlStore
 
+T = TypeVar("T")
 FEED_KINDS = ("attempt", "push", "verification")
 MAX_WAIT_SECONDS = 30.0
 POLL_SECONDS = 0.2
+# Worker threads the feed's reads may hold at once. Long-polls skip the API lane (they would
+# hold it while they wait), so without this three hundred of them arriving together queue
+# their reads ahead of every webhook's thread.
+FEED_THREADS = 4
 
 
 def grading_router(
     store: SqlStore,
     require: Callable[[str], Callable[..., Awaitable[str]]],
     skew: timedelta = CLOCK_SKEW,
+    feed_max_waiters: int = 100,
 ) -> APIRouter:
     router = APIRouter(
         prefix="/api/v1",
@@ -37,6 +44,12 @@ def grading_router(
         dependencies=[Depends(require("read"))],
         responses=schemas.API_ERRORS,
     )
+    notifier = FeedNotifier(store.log_head, POLL_SECONDS, feed_max_waiters)
+    feed_threads = anyio.CapacityLimiter(FEED_THREADS)
+
+    async def read(function: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(function, *args, limiter=feed_threads)
+
     Grader = Annotated[str, Depends(require("grader"))]
     Admin = Annotated[str, Depends(require("admin"))]
 
@@ -78,7 +91,7 @@ def grading_router(
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
     def session_summary(session_id: RowId) -> gs.SessionSummaryOut:
         """The attempt that counts, its current status, the newest attempt and lateness."""
-        return summary_of(store, store.get_session(session_id), skew)
+        return summary_of(store, session_id, skew)
 
     @router.get(
         "/labs/{lab_id}/summary",
@@ -113,12 +126,15 @@ def grading_router(
         """
         position = _position(after)
         deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
-        while True:
-            found = await run_in_threadpool(store.log_entries_after, position, FEED_KINDS, limit)
-            if found or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(POLL_SECONDS)
-        items = await run_in_threadpool(feed_items, store, found, skew)
+        found = await read(store.log_entries_after, position, FEED_KINDS, limit)
+        if not found and wait > 0:
+            seen = await notifier.head()
+            while not found and time.monotonic() < deadline:
+                head = await notifier.wait_past(seen, deadline)
+                if head > seen:
+                    seen = head
+                    found = await read(store.log_entries_after, position, FEED_KINDS, limit)
+        items = await read(feed_items, store, found, skew)
         next_cursor = found[-1][0] + 1 if found else position
         return gs.FeedPage(items=items, next_cursor=str(next_cursor))
 
@@ -165,12 +181,12 @@ def feed_items(
 
 
 def summary_of(
-    store: SqlStore, session: LabSession, skew: timedelta = CLOCK_SKEW
+    store: SqlStore, session_id: int, skew: timedelta = CLOCK_SKEW
 ) -> gs.SessionSummaryOut:
-    attempts = store.all_session_attempts(session.id)
-    results = store.verifications([a.id for a in attempts])
+    session, counted = store.session_tally(session_id)
+    results = store.verifications([counted.counting.id]) if counted.counting else []
     return gs.SessionSummaryOut.of(
-        summarize(session, attempts, results, skew), gaps=store.session_gaps(session)
+        summarize(session, counted, results, skew), gaps=store.session_gaps(session)
     )
 
 
@@ -180,7 +196,9 @@ def lab_summary_of(store: SqlStore, lab_id: str, skew: timedelta = CLOCK_SKEW) -
         lab_id=lab_id, after=sessions[-1].id if sessions else 0, limit=500
     ):
         sessions.extend(page)
-    return gs.LabSummaryOut(lab_id=lab_id, sessions=[summary_of(store, s, skew) for s in sessions])
+    return gs.LabSummaryOut(
+        lab_id=lab_id, sessions=[summary_of(store, s.id, skew) for s in sessions]
+    )
 
 
 def lab_csv(summary: gs.LabSummaryOut) -> str:

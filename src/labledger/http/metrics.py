@@ -106,8 +106,18 @@ class PushChainGapsCollector(Collector):
         )
 
 
+# Label values come from fixed sets only: the method is the client's to choose (any token is
+# valid HTTP), and every new label value is a time series kept until the process restarts.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
 class LatencyMiddleware:
-    """Times every request by its route template (not the raw path, to bound label values)."""
+    """Times every request by its route template (not the raw path, to bound label values)
+    and its method when it is a standard one."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -131,6 +141,6 @@ class LatencyMiddleware:
         finally:
             route: Any = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.latency.labels(scope["method"], template, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.latency.labels(
+                method_label(scope["method"]), template, str(status)
+            ).observe(time.perf_counter() - started)

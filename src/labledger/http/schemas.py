@@ -324,8 +324,9 @@ API_ERRORS = error_responses(
     (404, "not found"),
     (409, "conflict, or not yet covered by a checkpoint (see Retry-After)"),
     (410, "purged by the retention policy; archive_id names the archive that holds it"),
+    (413, "body over LABLEDGER_MAX_API_BODY_BYTES"),
     (422, "invalid parameters or body"),
-    (503, "database unavailable (see Retry-After)"),
+    (503, "database unavailable, or the server at capacity (see Retry-After)"),
 )
 
 

@@ -72,19 +72,32 @@ def stored_json(value: Any) -> str:
     return text
 
 
+# Connections a process may open: enough for the server's request lanes (http/limits.py,
+# LABLEDGER_API_CONCURRENCY + LABLEDGER_WEBHOOK_CONCURRENCY + operations) and its background
+# integrator and dispatcher, so that a full API lane never leaves a webhook without one.
+POOL_SIZE = 10
+POOL_OVERFLOW = 24
+# A request that still finds the pool empty answers 503 + Retry-After this soon, instead of
+# waiting SQLAlchemy's default 30 s (past GitHub's 10 s) and then answering 500.
+POOL_TIMEOUT_S = 3.0
+
+
 def make_engine(url: str, **engine_args: Any) -> Engine:
     url = normalize_url(url)
     engine_args.setdefault("json_serializer", stored_json)
     # Bound values are request data (student ids, commit messages): an error names the
     # statement, never them, so nothing a client sent reaches a log through a database error.
     engine_args.setdefault("hide_parameters", True)
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" or parsed.database not in (None, "", ":memory:"):
+        engine_args.setdefault("pool_size", POOL_SIZE)
+        engine_args.setdefault("max_overflow", POOL_OVERFLOW)
+        engine_args.setdefault("pool_timeout", POOL_TIMEOUT_S)
     if backend == "sqlite":
         return _sqlite_engine(url, **engine_args)
     if backend == "postgresql":
         engine_args.setdefault("pool_pre_ping", True)
-        engine_args.setdefault("pool_size", 10)
-        engine_args.setdefault("max_overflow", 20)
         return create_engine(url, **engine_args)
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
@@ -141,6 +154,8 @@ def translate_db_errors() -> Iterator[None]:
     """An unreachable or locked database is a retryable 503, never a half-written 500."""
     try:
         yield
+    except sa_exc.TimeoutError as exc:
+        raise StoreUnavailable("no database connection free (the pool is exhausted)") from exc
     except sa_exc.OperationalError as exc:
         raise StoreUnavailable(str(exc.orig).strip().splitlines()[0]) from exc
     except sa_exc.DBAPIError as exc:

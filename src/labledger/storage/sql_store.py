@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, func, select, text
 
 from labledger.core.errors import NotFound, RepositoryShared
+from labledger.core.grading import AttemptTally
 from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
@@ -63,6 +64,7 @@ from labledger.storage.rows import (
     verification_from_row,
 )
 from labledger.storage.sql_writer import SqlWriter
+from labledger.storage.summary_reads import session_tally
 from labledger.storage.tables import (
     attempts,
     deliveries,
@@ -383,12 +385,20 @@ class SqlStore:
         return PickedUp(self.get_session(session_id), picked)
 
     def all_session_attempts(self, session_id: int) -> list[LabAttempt]:
+        """Every attempt of a session in ledger order (a timeline, a test); summaries use
+        session_tally, whose cost does not grow with them."""
         found: list[LabAttempt] = []
         while page := self.session_attempts(
             session_id, after=found[-1].id if found else 0, limit=1000
         ):
             found.extend(page)
         return found
+
+    def session_tally(self, session_id: int) -> tuple[LabSession, AttemptTally]:
+        """A session (NotFound if none) and what its summary needs of its attempts."""
+        with self._reading() as conn:
+            session = _session(conn, session_id)
+            return session, session_tally(conn, session)
 
     # -- the change feed ----------------------------------------------------------------
 
@@ -431,6 +441,12 @@ class SqlStore:
             forge=session.spec.forge, repository_id=session.spec.repository_id
         )
         return sum(1 for g in found if g.branch is not None and session.matches_branch(g.branch))
+
+    def log_head(self) -> int:
+        """The highest leaf index integrated so far, -1 for an empty log."""
+        with self._reading() as conn:
+            head = conn.execute(select(func.max(log_entries.c.leaf_index))).scalar_one()
+        return -1 if head is None else int(head)
 
     def push_record(self, push_id: int) -> PushRecord:
         with self._reading() as conn:

@@ -151,7 +151,7 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
             request,
             "session.html",
             session=session,
-            summary=summary_of(store, session),
+            summary=summary_of(store, session.id),
             timeline=lay_out(session, attempts, pushes),
             attempts=attempts[:PAGE_ATTEMPTS],
             more=max(0, len(attempts) - PAGE_ATTEMPTS),
