@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import click
 
-from labledger.cli.context import TIME, Context, emit, json_option, pass_context
+from labledger.cli.context import (
+    JSON_OBJECT,
+    NUMBER,
+    TIME,
+    Context,
+    emit,
+    json_option,
+    pass_context,
+    validated,
+)
 from labledger.cli.ledger import sessions
 from labledger.core.errors import VerificationConflict
 from labledger.core.service import check_session_spec, check_verification
@@ -56,16 +63,14 @@ def verifications() -> None:
 @click.option("--verifier", required=True)
 @click.option("--run-id", required=True, help="The verifier's own run id (idempotency key).")
 @click.option("--status", required=True, type=click.Choice(["passed", "failed", "error"]))
-@click.option("--score", type=Decimal)
-@click.option("--max-score", type=Decimal)
-@click.option("--details", default="{}", help="JSON object (at most 16 KiB).")
+@click.option("--score", type=NUMBER)
+@click.option("--max-score", type=NUMBER)
+@click.option("--details", type=JSON_OBJECT, default="{}", help="JSON object (at most 16 KiB).")
 @json_option
 @pass_context
 def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options: object) -> None:
     """Report a result for an attempt; repeating the same run is harmless."""
-    body = gs.VerificationIn.model_validate(
-        {**options, "details": json.loads(str(options["details"]))}
-    )
+    body = validated(gs.VerificationIn, options)
     report = body.to_report(attempt_id, "cli", datetime.now(UTC))
     check_verification(report)
     result, created = obj.store.record_verification(report)

@@ -242,7 +242,15 @@ def _print_report(report: VerifyReport) -> None:
 )
 def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
     """Check one receipt offline with the log's public key."""
-    receipt = Receipt.from_json(json.loads(receipt_file.read_text(encoding="utf-8")))
+    try:
+        saved = json.loads(receipt_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(
+            f"{receipt_file} is not a JSON receipt ({exc}); make one with "
+            "`labledger prove attempt ID --out FILE`",
+            param_hint="RECEIPT_FILE",
+        ) from None
+    receipt = Receipt.from_json(saved)
     cp = check_receipt(receipt, _key(None, public_key))
     click.echo(
         f"valid: leaf {receipt.leaf_index} is in the tree of {cp.size} entries "
