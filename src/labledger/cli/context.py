@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound="BaseModel")
 
-M = TypeVar("M", bound="BaseModel")
-
 EXIT_LEDGER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_TAMPERED = 3
@@ -132,7 +130,7 @@ class JsonObject(click.ParamType[dict[str, Any]]):
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
-            self.fail(f"{value!r} is not JSON ({exc}); give an object like '{{\"k\": 1}}'")
+            self.fail(f"{value!r} is not JSON ({exc}); give a JSON object like '{{\"k\": 1}}'")
         if not isinstance(parsed, dict):
             self.fail(f"{value!r} is not a JSON object; give one like '{{\"k\": 1}}'")
         return parsed
@@ -151,6 +149,8 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
         first = exc.errors()[0]
         option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "input"
         raise click.BadParameter(first["msg"], param_hint=option) from None
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the API's JSON instead of text."
 )

@@ -21,7 +21,6 @@ from labledger.core.errors import VerificationConflict
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
-from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
 
 
 @sessions.command("extend")
@@ -89,11 +88,16 @@ def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options
 @pass_context
 def report(obj: Context, lab_id: str, as_csv: bool, session_id: int | None, as_json: bool) -> None:
     """Per session of a lab: attempts, late count, the attempt that counts and its status."""
+    # The routes module brings FastAPI; only this verb needs it.
+    from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
+
     if session_id is not None:
         one = summary_of(obj.store, obj.store.get_session(session_id))
         emit(one, as_json, [_summary_line(one)])
         return
     summary = lab_summary_of(obj.store, lab_id)
+    if not summary.sessions:
+        click.echo(f"no sessions of lab {lab_id!r}; `labledger sessions list` shows them", err=True)
     if as_csv:
         click.echo(lab_csv(summary), nl=False)
         return

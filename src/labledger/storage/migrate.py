@@ -65,7 +65,8 @@ def head_revision() -> str | None:
 
 def newest_revision() -> str | None:
     """head_revision without Alembic: the one revision no version file names as its parent."""
-    revisions, parents = set(), set()
+    revisions: set[str] = set()
+    parents: set[str] = set()
     for script in (MIGRATIONS / "versions").glob("*.py"):
         for key, value in _REVISION_LINE.findall(script.read_text(encoding="utf-8")):
             (revisions if key == "revision" else parents).add(value)
