@@ -3,12 +3,20 @@ SHELL := /bin/bash
 UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
+# The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip).
+FAST := tests/unit tests/contract -m "not postgres and not slow and not bench"
 
-.PHONY: setup run test lint format bench bench-smoke reliability
+.PHONY: setup install run test test-fast lint format bench bench-smoke reliability
 
 setup:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 	$(UV) sync --frozen --all-groups
+
+# The `labledger` command on PATH (~/.local/bin), with the runtime dependencies only.
+install:
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
+	$(UV) tool install --force .
+	@command -v labledger >/dev/null || echo "add $$($(UV) tool dir --bin) to PATH"
 
 run: setup
 	$(UV) run labledger migrate
@@ -25,13 +33,23 @@ format: setup
 	$(UV) run ruff check --fix $(CODE)
 
 test: setup lint
-	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m "not bench"
+
+test-fast: setup
+	env -u LABLEDGER_TEST_PG_URL CI= $(UV) run pytest $(FAST)
+
+# The fast subset on another Python in its own environment, e.g. `make test-on-3.13`.
+test-on-%:
+	UV_PROJECT_ENVIRONMENT=.venv-$* $(UV) sync --frozen --python $* --group test
+	env -u LABLEDGER_TEST_PG_URL CI= UV_PROJECT_ENVIRONMENT=.venv-$* \
+		$(UV) run --frozen --python $* pytest -p no:cacheprovider $(FAST)
 
 bench: setup
 	$(UV) run python -m bench full
 
+# The benchmark suite at tiny sizes, checked end to end (kept out of `make test` for time).
 bench-smoke: setup
-	$(UV) run python -m bench smoke
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m bench tests/integration/test_bench_smoke.py
 
 reliability: setup
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run python -m tests.reliability.report
