@@ -38,11 +38,15 @@ test: setup lint
 test-fast: setup
 	env -u LABLEDGER_TEST_PG_URL CI= $(UV) run pytest $(FAST)
 
+# uv sees pyenv's interpreters only where pyenv's shims resolve them; else pyenv's own folder.
+python-of = $(shell $(UV) python find $(1) 2>/dev/null || \
+	ls -d $$(pyenv root 2>/dev/null)/versions/$(1)*/bin/python$(1) 2>/dev/null | tail -n 1)
+
 # The fast subset on another Python in its own environment, e.g. `make test-on-3.13`.
 test-on-%:
-	UV_PROJECT_ENVIRONMENT=.venv-$* $(UV) sync --frozen --python $* --group test
+	UV_PROJECT_ENVIRONMENT=.venv-$* $(UV) sync --frozen --python "$(call python-of,$*)" --group test
 	env -u LABLEDGER_TEST_PG_URL CI= UV_PROJECT_ENVIRONMENT=.venv-$* \
-		$(UV) run --frozen --python $* pytest -p no:cacheprovider $(FAST)
+		$(UV) run --frozen --no-sync --python "$(call python-of,$*)" pytest -p no:cacheprovider $(FAST)
 
 bench: setup
 	$(UV) run python -m bench full

@@ -23,6 +23,20 @@ def _uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([uv, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
+def _interpreter(version: str) -> str:
+    """uv's Python of that version, or pyenv's where pyenv's shims do not resolve it."""
+    found = _uv("python", "find", version)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    pyenv = shutil.which("pyenv")
+    root = subprocess.run([pyenv, "root"], capture_output=True, text=True) if pyenv else None
+    where = Path(root.stdout.strip()) if root and root.returncode == 0 else None
+    candidates = sorted(where.glob(f"versions/{version}*/bin/python{version}")) if where else []
+    if not candidates:
+        pytest.fail(f"no Python {version}: install it (`uv python install {version}`)")
+    return str(candidates[-1])
+
+
 def _pypi_reachable() -> bool:
     try:
         with socket.create_connection(("pypi.org", 443), timeout=5):
@@ -57,7 +71,9 @@ def test_wheel_installs_with_runtime_dependencies_only(tmp_path: Path) -> None:
         "--output-file", str(pins),
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
-    assert _uv("venv", "--python", NEWEST_PYTHON, str(tmp_path / "venv")).returncode == 0
+    assert (
+        _uv("venv", "--python", _interpreter(NEWEST_PYTHON), str(tmp_path / "venv")).returncode == 0
+    )
     bin_dir = tmp_path / "venv" / "bin"
     _install(bin_dir / "python", str(wheel), "--constraints", str(pins))
 
