@@ -16,6 +16,8 @@ from labledger.storage import migrate
 from labledger.storage.merkle_log import SqlLog
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
+from tests.integration.servers import LABLEDGER, free_port, server_env, write_signing_key
+from tests.integration.servers import _wait_healthy as wait_healthy
 from tests.support import SIGNER, commit, push_payload, session_spec
 
 HEAVY = ("sqlalchemy", "fastapi", "starlette", "uvicorn", "cryptography", "httpx")
@@ -165,3 +167,24 @@ def test_uvicorn_access_and_error_lines_are_json() -> None:
     assert [line["logger"] for line in lines] == ["uvicorn.error", "uvicorn.access"]
     access = lines[1]
     assert (access["method"], access["path"], access["status"]) == ("GET", "/healthz", 200)
+
+
+@pytest.mark.slow
+def test_served_log_is_json_throughout(sqlite_ledger: Ledger, tmp_path: Path) -> None:
+    """Every line a real `serve` writes, its announcement and access lines included, is JSON."""
+    port = free_port()
+    env = server_env(sqlite_ledger.url, write_signing_key(tmp_path), LABLEDGER_LOG_LEVEL="INFO")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [LABLEDGER, "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        print(log.read_text())  # shown by pytest when an assertion below fails
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["event"] == "serving" and lines[0]["url"] == f"http://127.0.0.1:{port}"
+    assert any(line.get("path") == "/healthz" for line in lines)

@@ -32,6 +32,7 @@ from labledger.storage import migrate as migrations
 @pass_context
 def serve(obj: Context, /, host: str, port: int, workers: int, **options: object) -> None:
     """Run the HTTP server (webhooks and API)."""
+    import structlog
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -43,8 +44,8 @@ def serve(obj: Context, /, host: str, port: int, workers: int, **options: object
         os.environ["LABLEDGER_CONFIG"] = str(obj.config_file.resolve())
     listening = _listen(host, port)  # before the announcement: a busy port is one line
     configure_logging(obj.settings.log_level)
-    click.echo(
-        f"labledger serving on http://{host}:{port} (database: {_describe_db(obj)})", err=True
+    structlog.get_logger("labledger.serve").info(
+        "serving", url=f"http://{host}:{port}", database=_describe_db(obj), workers=workers
     )
     config = uvicorn.Config(
         "labledger.http.asgi:app_from_env",
