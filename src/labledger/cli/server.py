@@ -25,9 +25,9 @@ from labledger.storage import migrate as migrations
 )
 @click.option(
     "--forwarded-allow-ips",
-    default="127.0.0.1",
-    show_default=True,
-    help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.",
+    metavar="IPS",
+    help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted "
+    "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1).",
 )
 @pass_context
 def serve(obj: Context, /, host: str, port: int, workers: int, **options: object) -> None:
