@@ -12,10 +12,13 @@ setup:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 	$(UV) sync --frozen --all-groups
 
-# The `labledger` command on PATH (~/.local/bin), with the runtime dependencies only.
+# The `labledger` command on PATH (~/.local/bin): the runtime dependencies only, at the
+# versions uv.lock pins.
 install:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
-	$(UV) tool install --force .
+	pins=$$(mktemp) && $(UV) export --frozen --no-default-groups --no-emit-project --no-hashes \
+		--quiet --output-file "$$pins" && $(UV) tool install --force --constraints "$$pins" . ; \
+		status=$$?; rm -f "$$pins"; exit $$status
 	@command -v labledger >/dev/null || echo "add $$($(UV) tool dir --bin) to PATH"
 
 run: setup
