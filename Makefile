@@ -4,9 +4,9 @@ UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
 # The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip).
-FAST := tests/unit tests/contract -m "not postgres and not slow and not bench"
+FAST := tests/unit tests/contract -m "not postgres and not slow and not bench and not package"
 
-.PHONY: setup install run test test-fast lint format bench bench-smoke reliability
+.PHONY: setup install run test test-fast test-package lint format bench bench-smoke reliability
 
 setup:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
@@ -36,7 +36,7 @@ format: setup
 	$(UV) run ruff check --fix $(CODE)
 
 test: setup lint
-	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m "not bench"
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m "not bench and not package"
 
 test-fast: setup
 	env -u LABLEDGER_TEST_PG_URL CI= $(UV) run pytest $(FAST)
@@ -50,6 +50,10 @@ test-on-%:
 	UV_PROJECT_ENVIRONMENT=.venv-$* $(UV) sync --frozen --python "$(call python-of,$*)" --group test
 	env -u LABLEDGER_TEST_PG_URL CI= UV_PROJECT_ENVIRONMENT=.venv-$* \
 		$(UV) run --frozen --no-sync --python "$(call python-of,$*)" pytest -p no:cacheprovider $(FAST)
+
+# The wheel from `uv build`, installed alone into a fresh virtualenv (needs PyPI or uv's cache).
+test-package: setup
+	$(UV) run pytest -m package tests/integration/test_wheel.py
 
 bench: setup
 	$(UV) run python -m bench full

@@ -57,6 +57,7 @@ def _install(python: Path, *requirements: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.package
 def test_wheel_installs_with_runtime_dependencies_only(tmp_path: Path) -> None:
     """A wheel from `uv build` installs into a fresh venv on the newest supported Python;
     `labledger` works there and no test or lint tool came with it."""
