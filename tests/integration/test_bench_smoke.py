@@ -22,6 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_bench_smoke_writes_a_well_formed_result_file(tmp_path: Path) -> None:
     """`python -m bench smoke` runs every scenario and leaves well-formed results, plot, report."""
     out = tmp_path / "results"

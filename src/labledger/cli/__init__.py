@@ -1,19 +1,69 @@
-"""The `labledger` command line. `main()` is the one place CLI errors become exit codes."""
+"""The `labledger` command line. `main()` is the one place CLI errors become exit codes.
+
+Verbs are imported when they run, not when the command starts: `labledger --help` and
+`--version` import click alone, and each verb pays only for the libraries it uses.
+"""
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from pathlib import Path
 
 import click
 
-from labledger.cli import completeness, dispatch, grading, ledger, links, log, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
-from labledger.config import ConfigError
 from labledger.core.errors import LedgerError, MalformedInput
 
+# name -> ("module:attribute", the verb's one-line help, shown by `--help` without an import).
+# `sessions` comes from cli.session_verbs, which gathers the group's verbs from their modules.
+VERBS: dict[str, tuple[str, str]] = {
+    "serve": ("labledger.cli.server:serve", "Run the HTTP server (webhooks and API)."),
+    "migrate": ("labledger.cli.server:migrate", "Create or upgrade the schema."),
+    "sessions": ("labledger.cli.session_verbs:sessions", "Lab sessions."),
+    "gaps": ("labledger.cli.completeness:gaps", "Open gaps in push chains (missing pushes)."),
+    "attempts": ("labledger.cli.ledger:attempts", "Lab attempts."),
+    "ingest": ("labledger.cli.ledger:ingest", "Record saved deliveries as the webhook would."),
+    "keys": ("labledger.cli.log:keys", "The checkpoint signing key."),
+    "integrate": ("labledger.cli.log:integrate", "Add entries to the tree, sign a checkpoint."),
+    "checkpoint": ("labledger.cli.log:checkpoint", "Print the newest signed checkpoint."),
+    "prove": ("labledger.cli.log:prove", "Receipts and consistency proofs."),
+    "verify": ("labledger.cli.log:verify", "Recompute every leaf, check every checkpoint."),
+    "verify-receipt": (
+        "labledger.cli.log:verify_receipt_command",
+        "Check one receipt offline with the log's public key.",
+    ),
+    "export": ("labledger.cli.log:export", "Write the log to DIRECTORY for offline checks."),
+    "verifications": ("labledger.cli.grading:verifications", "Verification results."),
+    "report": ("labledger.cli.grading:report", "Per session of a lab: attempts, late, status."),
+    "dispatch": ("labledger.cli.dispatch:dispatch", "Send due notifications to subscribers."),
+    "retention": ("labledger.cli.retention:retention", "What the retention policy keeps."),
+    "archive": ("labledger.cli.retention:archive", "Archive old leaves (RETENTION.md)."),
+    "purge": ("labledger.cli.retention:purge_command", "Remove what is past its window."),
+    "erase": ("labledger.cli.retention:erase_command", "Erase one subject's personal data."),
+}
 
-@click.group()
+
+class LazyVerbs(click.Group):
+    """A group whose verbs live in VERBS and are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(VERBS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in VERBS:
+            return None
+        module, _, attribute = VERBS[cmd_name][0].partition(":")
+        command = getattr(import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, VERBS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyVerbs)
 @click.option(
     "--config",
     "config_file",
@@ -28,46 +78,19 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for command in (
-    server.serve,
-    server.migrate,
-    ledger.sessions,
-    ledger.attempts,
-    ledger.ingest,
-    log.keys,
-    log.integrate,
-    log.checkpoint,
-    log.prove,
-    log.verify,
-    log.verify_receipt_command,
-    log.export,
-    grading.verifications,
-    grading.report,
-    dispatch.dispatch,
-    retention.retention,
-    retention.archive,
-    retention.purge_command,
-    retention.erase_command,
-    completeness.gaps,
-):
-    cli.add_command(command)
-ledger.sessions.add_command(completeness.sessions_import)
-ledger.sessions.add_command(links.sessions_link)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="labledger", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EXIT_USAGE
+    except click.UsageError as exc:
+        click.echo(f"labledger: {_usage_line(exc)}", err=True)
+        return EXIT_USAGE
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except ConfigError as exc:
-        click.echo(f"labledger: configuration error: {exc}", err=True)
-        return EXIT_USAGE
-    except MalformedInput as exc:
+    except MalformedInput as exc:  # a file handed in that is not what it should be
         click.echo(f"labledger: error: {exc}", err=True)
         return EXIT_USAGE
     except LedgerError as exc:
@@ -75,7 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LEDGER_ERROR
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_LEDGER_ERROR
+    except Exception as exc:
+        # Imported here, on the error path only: config pulls in pydantic and cryptography.
+        from labledger.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
+        click.echo(f"labledger: configuration error: {exc}", err=True)
+        return EXIT_USAGE
     return 0
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """click's usage error on one line, with where to read more."""
+    where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    return exc.format_message().replace("\n", " ") + where
 
 
 def run() -> None:

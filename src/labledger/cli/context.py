@@ -6,19 +6,24 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import BaseModel
-from sqlalchemy import Engine
 
-from labledger.config import ConfigError, Settings
-from labledger.core.note import SignerKey
-from labledger.storage import migrate as migrations
-from labledger.storage.engine import make_engine
-from labledger.storage.merkle_log import SqlLog
-from labledger.storage.sql_store import SqlStore
+from labledger.cli.database import open_engine, require_ledger
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy import Engine
+
+    from labledger.config import Settings
+    from labledger.core.note import SignerKey
+    from labledger.storage.merkle_log import SqlLog
+    from labledger.storage.sql_store import SqlStore
+
+M = TypeVar("M", bound="BaseModel")
 
 EXIT_LEDGER_ERROR = 1
 EXIT_USAGE = 2
@@ -26,7 +31,8 @@ EXIT_TAMPERED = 3
 
 
 class Context:
-    """Settings and store, made on first use so `--help` needs no database."""
+    """Settings and store, made on first use so `--help` needs no database (and no import of
+    the libraries that reach one)."""
 
     def __init__(self, config_file: Path | None) -> None:
         self.config_file = config_file
@@ -37,18 +43,26 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from labledger.config import Settings
+
             self._settings = Settings.from_env(os.environ, self.config_file)
         return self._settings
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            self._engine = open_engine(self.settings.database_url)
         return self._engine
 
     @property
     def store(self) -> SqlStore:
+        """The migrated ledger; reading commands never create a database file."""
         if self._store is None:
+            from labledger.config import ConfigError
+            from labledger.storage import migrate as migrations
+            from labledger.storage.sql_store import SqlStore
+
+            require_ledger(self.settings.database_url)
             engine = self.engine
             if not migrations.is_up_to_date(engine):
                 raise ConfigError(
@@ -65,6 +79,9 @@ class Context:
         return key
 
     def check_origin(self, key_name: str) -> None:
+        from labledger.config import ConfigError
+        from labledger.storage import migrate as migrations
+
         origin = migrations.ledger_origin(self.store.engine)
         if key_name != origin:
             raise ConfigError(
@@ -75,6 +92,8 @@ class Context:
 
     @property
     def log(self) -> SqlLog:
+        from labledger.storage.merkle_log import SqlLog
+
         return SqlLog(self.store.engine)
 
     def close(self) -> None:
@@ -101,6 +120,56 @@ class AwareDateTime(click.ParamType[datetime]):
 
 
 TIME = AwareDateTime()
+
+
+class DecimalNumber(click.ParamType[Decimal]):
+    name = "number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite():
+            self.fail(f"{value!r} is not a number; give one like 7 or 7.5", param, ctx)
+        return number
+
+
+NUMBER = DecimalNumber()
+
+
+class JsonObject(click.ParamType[dict[str, Any]]):
+    name = "JSON object"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not JSON ({exc}); give a JSON object like '{{\"k\": 1}}'")
+        if not isinstance(parsed, dict):
+            self.fail(f"{value!r} is not a JSON object; give one like '{{\"k\": 1}}'")
+        return parsed
+
+
+JSON_OBJECT = JsonObject()
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    """The API's request model built from options; its first complaint names the option."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "input"
+        raise click.BadParameter(first["msg"], param_hint=option) from None
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the API's JSON instead of text."
 )

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import click
 
-from labledger.cli.context import TIME, Context, emit, json_option, pass_context
+from labledger.cli.context import (
+    JSON_OBJECT,
+    NUMBER,
+    TIME,
+    Context,
+    emit,
+    json_option,
+    pass_context,
+    validated,
+)
 from labledger.cli.ledger import sessions
 from labledger.core.errors import VerificationConflict
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
-from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
 
 
 @sessions.command("extend")
@@ -57,16 +63,14 @@ def verifications() -> None:
 @click.option("--verifier", required=True)
 @click.option("--run-id", required=True, help="The verifier's own run id (idempotency key).")
 @click.option("--status", required=True, type=click.Choice(["passed", "failed", "error"]))
-@click.option("--score", type=Decimal)
-@click.option("--max-score", type=Decimal)
-@click.option("--details", default="{}", help="JSON object (at most 16 KiB).")
+@click.option("--score", type=NUMBER)
+@click.option("--max-score", type=NUMBER)
+@click.option("--details", type=JSON_OBJECT, default="{}", help="JSON object (at most 16 KiB).")
 @json_option
 @pass_context
 def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options: object) -> None:
     """Report a result for an attempt; repeating the same run is harmless."""
-    body = gs.VerificationIn.model_validate(
-        {**options, "details": json.loads(str(options["details"]))}
-    )
+    body = validated(gs.VerificationIn, options)
     report = body.to_report(attempt_id, "cli", datetime.now(UTC))
     check_verification(report)
     result, created = obj.store.record_verification(report)
@@ -85,11 +89,16 @@ def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options
 @pass_context
 def report(obj: Context, lab_id: str, as_csv: bool, session_id: int | None, as_json: bool) -> None:
     """Per session of a lab: attempts, late count, the attempt that counts and its status."""
+    # The routes module brings FastAPI; only this verb needs it.
+    from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
+
     if session_id is not None:
         one = summary_of(obj.store, session_id, obj.settings.clock_skew)
         emit(one, as_json, [_summary_line(one)])
         return
     summary = lab_summary_of(obj.store, lab_id, obj.settings.clock_skew)
+    if not summary.sessions:
+        click.echo(f"no sessions of lab {lab_id!r}; `labledger sessions list` shows them", err=True)
     if as_csv:
         click.echo(lab_csv(summary), nl=False)
         return

@@ -143,6 +143,9 @@ def attempts_list(
     sessions_by_id = {i: store.get_session(i) for i in {a.session_id for a in found}}
     skew = obj.settings.clock_skew
     shown = [schemas.AttemptOut.of(a, sessions_by_id[a.session_id], skew) for a in found]
+    if not shown:
+        what = f"session {session_id}" if session_id is not None else f"commit {commit_sha}"
+        click.echo(f"no attempts of {what} recorded yet", err=True)
     emit(shown, as_json, (_attempt_line(a) for a in shown))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from labledger.archive import is_archive, verify_archive
-from labledger.cli.context import EXIT_TAMPERED, Context, pass_context
+from labledger.cli.context import EXIT_TAMPERED, Context, emit, json_option, pass_context
 from labledger.config import ConfigError
 from labledger.core.errors import NotFound
 from labledger.core.merkle import verify_consistency
@@ -97,13 +98,25 @@ def integrate(obj: Context, watch: float | None) -> None:
 
 @click.command()
 @click.option("--out", type=PATH, help="Write the signed note to FILE (e.g. a witness repository).")
+@json_option
 @pass_context
-def checkpoint(obj: Context, out: Path | None) -> None:
+def checkpoint(obj: Context, out: Path | None, as_json: bool) -> None:
     """Print the newest signed checkpoint."""
     latest = obj.log.latest_checkpoint()
     if latest is None:
         raise NotFound("checkpoint", "(none signed yet; run `labledger integrate`)")
-    if out is None:
+    if as_json and out is None:
+        from labledger.http.schemas import CheckpointOut
+
+        shown = CheckpointOut(
+            tree_size=latest.tree_size,
+            root_hash=f"sha256:{latest.root_hash.hex()}",
+            created_at=latest.created_at,
+            note=latest.note,
+            public_key=obj.settings.signer().verifier.encode(),
+        )
+        emit(shown, as_json, [])
+    elif out is None:
         click.echo(latest.note, nl=False)
     else:
         out.write_text(latest.note, encoding="utf-8")
@@ -191,6 +204,7 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
     type=click.IntRange(min=1),
     help="Worker processes reading the database (default: one per available CPU).",
 )
+@json_option
 @pass_context
 def verify(
     obj: Context,
@@ -199,6 +213,7 @@ def verify(
     witnesses: tuple[Path, ...],
     skip_bodies: bool,
     processes: int | None,
+    as_json: bool,
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
     key = _key(obj if export_dir is None else None, public_key)
@@ -220,7 +235,10 @@ def verify(
                 progress=bar.update,
                 processes=processes,
             )
-    _print_report(report, offline=export_dir is not None)
+    if as_json:
+        click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))
+    else:
+        _print_report(report, offline=export_dir is not None)
     if not report.ok:
         raise SystemExit(EXIT_TAMPERED)
 
@@ -238,6 +256,20 @@ def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
     counts = obj.store.count_rows()
     rows = sum(counts[t.name] for t in ENTRY_TABLES.values())
     return rows + counts["log_entries"]
+
+
+def _report_json(report: VerifyReport) -> dict[str, object]:
+    """The report as data: the same fields and problem codes `_print_report` shows."""
+    return {
+        "intact": report.ok,
+        "entries": report.entries,
+        "checkpoints": report.checkpoints,
+        "tree_size": report.tree_size,
+        "root_hash": f"sha256:{report.root.hex()}",
+        "pending": report.pending,
+        "problems": [asdict(p) for p in report.problems],
+        "limitations": [asdict(limit) for limit in report.limitations],
+    }
 
 
 def _print_report(report: VerifyReport, offline: bool = False) -> None:

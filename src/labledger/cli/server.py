@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import click
 
@@ -17,30 +18,68 @@ from labledger.storage import migrate as migrations
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int)
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=True,
+    show_default=True,
+    help="Take the client address and scheme from X-Forwarded-* sent by a trusted proxy.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted "
+    "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1).",
+)
 @pass_context
-def serve(obj: Context, host: str, port: int, workers: int, access_log: bool) -> None:
+def serve(obj: Context, /, host: str, port: int, workers: int, **options: object) -> None:
     """Run the HTTP server (webhooks and API)."""
+    import structlog
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from labledger.http.header_timeout import HeaderTimeoutH11Protocol
+    from labledger.logs import configure_logging
 
     obj.settings.require_serving()
     obj.signer()  # refuses an unmigrated database, and a key of another ledger, before serving
     if obj.config_file is not None:
         os.environ["LABLEDGER_CONFIG"] = str(obj.config_file.resolve())
-    click.echo(
-        f"labledger serving on http://{host}:{port} (database: {_describe_db(obj)})", err=True
+    listening = _listen(host, port)  # before the announcement: a busy port is one line
+    configure_logging(obj.settings.log_level)
+    structlog.get_logger("labledger.serve").info(
+        "serving", url=f"http://{host}:{port}", database=_describe_db(obj), workers=workers
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         "labledger.http.asgi:app_from_env",
         factory=True,
         http=HeaderTimeoutH11Protocol,
         host=host,
         port=port,
         workers=workers,
-        access_log=access_log,
+        log_config=None,
         log_level=obj.settings.log_level.lower(),
+        **options,  # type: ignore[arg-type]
     )
+    if workers > 1:
+        Multiprocess(config, sockets=[listening]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound as uvicorn would bind it, or a one-line fix."""
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it or "
+            "choose another --port/--host"
+        ) from None
+    listening.set_inheritable(True)
+    return listening
 
 
 def _describe_db(obj: Context) -> str:

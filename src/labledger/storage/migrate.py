@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from labledger.core.errors import LedgerError
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.tables import APPEND_ONLY_TABLES
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION_LINE = re.compile(r'^(revision|down_revision)\b[^=\n]*=\s*"?(\w+)"?', re.MULTILINE)
+
+# Alembic is imported by the functions that migrate, not here: every CLI verb checks that the
+# database is up to date, and importing Alembic would cost more than the rest of a verb's start.
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -26,10 +33,14 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head", origin: str | None = None) -> None:
     """`origin`: the log name a new ledger is given (default: a random one); a ledger that
     already has one keeps it."""
+    from alembic import command
+
     _run(engine, lambda cfg: command.upgrade(cfg, revision), origin)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     _run(engine, lambda cfg: command.downgrade(cfg, revision))
 
 
@@ -44,16 +55,35 @@ def _run(engine: Engine, action: object, origin: str | None = None) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def newest_revision() -> str | None:
+    """head_revision without Alembic: the one revision no version file names as its parent."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for key, value in _REVISION_LINE.findall(script.read_text(encoding="utf-8")):
+            (revisions if key == "revision" else parents).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def is_up_to_date(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        stored = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return stored == [newest_revision()]
 
 
 def ledger_origin(engine: Engine) -> str:
