@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import (
 )
 
 from labledger.core.note import MalformedKey, SignerKey
+from labledger.forges.github_api import hook_base
 
 PREFIX = "LABLEDGER_"
 # Names the test and benchmark suites use for themselves; never settings of the service.
@@ -28,6 +30,7 @@ RESERVED_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}BENCH_")
 GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger payloads.
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
 MAX_RETENTION_DAYS = 100 * 366
+DISCOVERY = re.compile(r"^[\w.-]+/[^=,]+=[^=,]+$")
 
 
 # Each scope includes the ones before it: admin ⊇ grader ⊇ read.
@@ -103,6 +106,12 @@ class Settings(BaseModel):
     # The connection `purge` and `erase` use: the schema owner on PostgreSQL, never the
     # server's SELECT/INSERT role. Defaults to LABLEDGER_DATABASE_URL.
     maintenance_database_url: str | None = None
+    # Reconciliation with GitHub's REST API (README "When labledger was down").
+    github_api_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
+    github_token: SecretStr | None = None
+    github_hooks: tuple[str, ...] = ()
+    reconcile_interval_seconds: float | None = Field(default=None, gt=0)
+    session_discovery: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _windows_nest(self) -> Settings:
@@ -143,6 +152,37 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(t.strip() for t in value.split(",") if t.strip())
         return value
+
+    @field_validator("github_hooks", "session_discovery", mode="before")
+    @classmethod
+    def _split_entries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(e.strip() for e in value.split(",") if e.strip())
+        return value
+
+    @field_validator("github_hooks")
+    @classmethod
+    def _hooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for hook in value:
+            hook_base(hook)
+        return value
+
+    @field_validator("session_discovery")
+    @classmethod
+    def _discovery(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not DISCOVERY.match(entry):
+                raise ValueError(f"{entry!r} is not ORG/GLOB=LAB_ID (e.g. cs101/lab1-*=lab1)")
+        return value
+
+    def require_github_api(self) -> str:
+        """The token for GitHub's REST API; reconciling without one is a configuration error."""
+        if self.github_token is None:
+            raise ConfigError(
+                f"{PREFIX}GITHUB_TOKEN is not set (a fine-grained token with webhooks read "
+                "and write; see README, When labledger was down)"
+            )
+        return self.github_token.get_secret_value()
 
     @field_validator("github_webhook_secret", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import completeness, dispatch, grading, ledger, log, retention, server
+from labledger.cli import completeness, dispatch, grading, ledger, log, reconcile, retention, server
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -49,6 +49,7 @@ for command in (
     retention.purge_command,
     retention.erase_command,
     completeness.gaps,
+    reconcile.reconcile,
 ):
     cli.add_command(command)
 ledger.sessions.add_command(completeness.sessions_import)

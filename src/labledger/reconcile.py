@@ -1,0 +1,106 @@
+"""Redeliver what failed: GitHub never retries a webhook by itself (issue 24, part 3).
+
+For each configured hook, the deliveries newer than its reconciled position are read, and every
+push event whose GUID the ledger does not hold is redelivered by GitHub through the ordinary
+signed webhook path, so nothing unsigned enters. A failed delivery whose GUID the ledger does
+hold is left alone: the push was recorded (the failure was the answer's, e.g. GitHub's 10-s
+limit) and a redelivery would only answer `duplicate`. The position moves only past a hook whose
+every missing push was requested, so a later run retries what this one could not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gidgethub import HTTPException
+from gidgethub.abc import GitHubAPI
+
+from labledger.forges.github_api import (
+    GitHubUnavailable,
+    deliveries_since,
+    hook_base,
+    redeliver,
+)
+from labledger.storage.reconcile_marks import ReconcileMarks
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class HookReport:
+    """What one run saw, requested and could not do for one hook."""
+
+    hook: str
+    seen: int = 0
+    pushes: int = 0
+    requested: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.missing
+
+    def line(self) -> str:
+        head = (
+            f"{self.hook}: saw {self.seen} deliveries ({self.pushes} push), "
+            f"requested {len(self.requested)} redeliveries"
+        )
+        if self.error:
+            return f"{head}; could not finish: {self.error}"
+        if self.missing:
+            return f"{head}; still missing {len(self.missing)}: {', '.join(self.missing)}"
+        return head
+
+
+async def reconcile_hooks(
+    api: GitHubAPI, marks: ReconcileMarks, hooks: tuple[str, ...], progress: Progress
+) -> list[HookReport]:
+    return [await reconcile_hook(api, marks, hook, progress) for hook in hooks]
+
+
+async def reconcile_hook(
+    api: GitHubAPI, marks: ReconcileMarks, hook: str, progress: Progress
+) -> HookReport:
+    report = HookReport(hook)
+    base = hook_base(hook)
+    position = marks.position(hook)
+    try:
+        found = [d async for d in deliveries_since(api, base, position)]
+    except (HTTPException, GitHubUnavailable) as exc:
+        report.error = f"listing deliveries failed: {_describe(exc)}"
+        return report
+    report.seen = len(found)
+    pushes = [d for d in found if d.get("event") == "push"]
+    report.pushes = len(pushes)
+    wanted = _unheld_by_guid(pushes, marks.held_guids("github", [d["guid"] for d in pushes]))
+    for n, (guid, delivery) in enumerate(wanted.items(), start=1):
+        try:
+            await redeliver(api, base, int(delivery["id"]))
+            report.requested.append(guid)
+        except (HTTPException, GitHubUnavailable) as exc:
+            report.missing.append(f"{guid} ({_describe(exc)})")
+        if n % 50 == 0:
+            progress(f"{hook}: {n}/{len(wanted)} redeliveries requested")
+    if found and report.complete:
+        marks.advance(hook, max(int(d["id"]) for d in found), datetime.now(UTC))
+    return report
+
+
+def _unheld_by_guid(pushes: list[Any], held: set[str]) -> dict[str, Any]:
+    """One delivery per event the ledger lacks (a GUID names the event, not the attempt),
+    oldest first, so redeliveries enter the ledger in the order the pushes were made."""
+    wanted: dict[str, Any] = {}
+    for delivery in sorted(pushes, key=lambda d: int(d["id"])):
+        if delivery["guid"] not in held:
+            wanted.setdefault(delivery["guid"], delivery)
+    return wanted
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, HTTPException):
+        return f"GitHub answered {int(exc.status_code)} {exc}".strip()
+    return str(exc)

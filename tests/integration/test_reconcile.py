@@ -1,0 +1,120 @@
+"""`labledger reconcile` against a local double of GitHub, on both databases (issue 24)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labledger.cli import main
+from labledger.storage import migrate
+from labledger.storage.engine import make_engine
+from labledger.storage.sql_store import SqlStore
+from tests.conftest import Ledger
+from tests.contract.helpers import deliver
+from tests.github_double import TOKEN, GitHubDouble, broken, rate_limited, serve
+from tests.integration.servers import free_port, running_servers, write_signing_key
+from tests.support import body_of, commit, push_payload, session_spec, sha
+
+HOOK = "repos/octo/lab/hooks/4242"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def github(
+    monkeypatch: pytest.MonkeyPatch, ledger: Ledger, tmp_path: Path
+) -> Iterator[GitHubDouble]:
+    """The double, running, with labledger's CLI pointed at it and at the ledger."""
+    double = GitHubDouble(target=f"http://127.0.0.1:{free_port()}/webhooks/github")
+    double.hooks[HOOK] = []
+    server, base = serve(double)
+    for name, value in {
+        "DATABASE_URL": ledger.url,
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": base,
+        "GITHUB_HOOKS": HOOK,
+        "SIGNING_KEY_FILE": str(write_signing_key(tmp_path)),
+    }.items():
+        monkeypatch.setenv(f"LABLEDGER_{name}", value)
+    yield double
+    server.shutdown()
+    server.server_close()
+
+
+def chain_of_pushes(count: int) -> list[bytes]:
+    """`count` pushes to main, each starting where the one before ended, a minute apart."""
+    bodies, before = [], sha("template")
+    for n in range(count):
+        work = [commit(), commit()]
+        payload = push_payload(work, before=before, pushed_at=1_763_990_000 + 60 * n)
+        bodies.append(body_of(payload))
+        before = work[-1]["id"]
+    return bodies
+
+
+def attempts_of(store: SqlStore) -> list[tuple[Any, ...]]:
+    session = store.list_sessions(limit=10)[0]
+    return [
+        (a.commit.sha, a.branch, a.pushed_at, a.trusted_time, a.delivery_id)
+        for a in store.all_session_attempts(session.id)
+    ]
+
+
+def test_pushes_sent_while_ledger_was_down_are_restored_by_reconcile(
+    github: GitHubDouble, ledger: Ledger, tmp_path: Path
+) -> None:
+    """Pushes GitHub failed to deliver while labledger was down are redelivered by reconcile,
+    leaving the ledger as a run where nothing failed would: same attempts, same trusted times."""
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    sent = [github.deliver(HOOK, body) for body in chain_of_pushes(3)]
+    assert {d.status_code for d in sent} == {0}  # labledger was down: nothing answered
+
+    with running_servers(ledger.url, 1, tmp_path) as (url,):
+        github.target = f"{url}/webhooks/github"  # same hook, the restarted server's port
+        assert main(["reconcile"]) == 0
+        assert main(["reconcile"]) == 0  # a second run finds nothing left to ask for
+    redelivered = [r for r in github.requests if r[0] == "POST"]
+    assert len(redelivered) == 3
+
+    calm = make_engine(f"sqlite:///{tmp_path / 'calm.db'}")
+    migrate.upgrade(calm)
+    baseline = SqlStore(calm)
+    baseline.create_session(session_spec(), "test", datetime.now(UTC))
+    for d in sent:
+        deliver(baseline, d.body, delivery_id=d.guid, hook_id="4242")
+    assert attempts_of(ledger.store) == attempts_of(baseline)
+    assert ledger.store.push_chain_gaps() == []
+    assert main(["integrate"]) == 0
+    assert main(["verify"]) == 0
+    calm.dispose()
+
+
+def test_reconcile_backs_off_on_rate_limit(
+    github: GitHubDouble, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A secondary rate limit (429, retry-after) and a 502 are waited out, not fatal."""
+    github.deliver(HOOK, chain_of_pushes(1)[0])
+    github.scripted += [(f"/{HOOK}/deliveries", rate_limited(1)), (f"/{HOOK}", broken(502))]
+    assert main(["reconcile"]) == 0
+    out = capsys.readouterr()
+    assert "retrying in 1.0 s" in out.err
+    assert "requested 1 redeliveries" in out.out
+    listed = [r for r in github.requests if r == ("GET", f"/{HOOK}/deliveries")]
+    assert len(listed) == 3  # the rate-limited answer, the 502, then the list
+
+
+def test_reconcile_exits_nonzero_when_redelivery_fails(
+    github: GitHubDouble, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redelivery GitHub refuses is reported as still missing, the run exits non-zero, and
+    the position stays put so the next run asks again."""
+    made = github.deliver(HOOK, chain_of_pushes(1)[0])
+    attempts_path = f"/{HOOK}/deliveries/{made.id}/attempts"
+    github.scripted.append((attempts_path, broken(422)))
+    assert main(["reconcile"]) != 0
+    assert f"still missing 1: {made.guid}" in capsys.readouterr().out
+    assert main(["reconcile"]) == 0  # not skipped: the position did not move past it
+    assert [r for r in github.requests if r[0] == "POST"] == [("POST", attempts_path)] * 2
