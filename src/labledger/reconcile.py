@@ -10,15 +10,23 @@ every missing push was requested, so a later run retries what this one could not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2
+import structlog
 from gidgethub import HTTPException
 from gidgethub.abc import GitHubAPI
+from sqlalchemy import Engine
 
+from labledger.config import ConfigError, Settings
+from labledger.core.errors import LedgerError
 from labledger.forges.github_api import (
+    Backoff,
+    GitHubClient,
     GitHubUnavailable,
     deliveries_since,
     hook_base,
@@ -27,6 +35,7 @@ from labledger.forges.github_api import (
 from labledger.storage.reconcile_marks import ReconcileMarks
 
 Progress = Callable[[str], None]
+log = structlog.get_logger("labledger.reconcile")
 
 
 @dataclass
@@ -54,6 +63,43 @@ class HookReport:
         if self.missing:
             return f"{head}; still missing {len(self.missing)}: {', '.join(self.missing)}"
         return head
+
+
+async def run_reconcile(
+    settings: Settings, marks: ReconcileMarks, progress: Progress, backoff: Backoff | None = None
+) -> list[HookReport]:
+    """One pass over every configured hook, as `labledger reconcile` and `serve` run it."""
+    token = settings.require_github_api()
+
+    async def sleep(seconds: float) -> None:
+        progress(f"GitHub asks to wait: retrying in {seconds:.1f} s")
+        await asyncio.sleep(seconds)
+
+    async with httpx2.AsyncClient(timeout=30.0) as client:
+        api = GitHubClient(client, token, settings.github_api_url, backoff or Backoff(), sleep)
+        return await reconcile_hooks(api, marks, settings.github_hooks, progress)
+
+
+async def reconcile_forever(settings: Settings, marks: ReconcileMarks, every: float) -> None:
+    """`serve`'s schedule: a failed pass is logged and tried again at the next interval."""
+    while True:
+        try:
+            for report in await run_reconcile(settings, marks, log.info):
+                (log.info if report.complete else log.warning)("reconcile", result=report.line())
+        except (LedgerError, ConfigError, GitHubUnavailable, HTTPException) as exc:
+            log.warning("reconcile.failed", error=str(exc))
+        await asyncio.sleep(every)
+
+
+def scheduled_syncs(settings: Settings, engine: Engine) -> list[Coroutine[Any, Any, None]]:
+    """What `serve` keeps running when LABLEDGER_RECONCILE_INTERVAL_SECONDS is set."""
+    every = settings.reconcile_interval_seconds
+    if every is None:
+        return []
+    found = []
+    if settings.github_hooks:
+        found.append(reconcile_forever(settings, ReconcileMarks(engine), every))
+    return found
 
 
 async def reconcile_hooks(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,3 +120,23 @@ def test_reconcile_exits_nonzero_when_redelivery_fails(
     assert f"still missing 1: {made.guid}" in capsys.readouterr().out
     assert main(["reconcile"]) == 0  # not skipped: the position did not move past it
     assert [r for r in github.requests if r[0] == "POST"] == [("POST", attempts_path)] * 2
+
+
+def test_serve_reconciles_on_its_schedule(
+    github: GitHubDouble, ledger: Ledger, tmp_path: Path
+) -> None:
+    """With LABLEDGER_RECONCILE_INTERVAL_SECONDS set, `serve` itself restores missed pushes."""
+    ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
+    sent = [github.deliver(HOOK, body) for body in chain_of_pushes(2)]
+    settings = {
+        f"LABLEDGER_{k}": os.environ[f"LABLEDGER_{k}"]
+        for k in ("GITHUB_TOKEN", "GITHUB_API_URL", "GITHUB_HOOKS")
+    }
+    with running_servers(
+        ledger.url, 1, tmp_path, LABLEDGER_RECONCILE_INTERVAL_SECONDS="0.5", **settings
+    ) as (url,):
+        github.target = f"{url}/webhooks/github"
+        deadline = time.monotonic() + 30
+        while len(attempts_of(ledger.store)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert {a[-1] for a in attempts_of(ledger.store)} == {d.guid for d in sent}
