@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx2
 import structlog
 from gidgethub import HTTPException
 from gidgethub.abc import GitHubAPI
@@ -24,15 +23,17 @@ from sqlalchemy import Engine
 
 from labledger.config import ConfigError, Settings
 from labledger.core.errors import LedgerError
+from labledger.discovery import Discovery, parse_discovery, run_discovery
 from labledger.forges.github_api import (
     Backoff,
-    GitHubClient,
     GitHubUnavailable,
     deliveries_since,
+    github_client,
     hook_base,
     redeliver,
 )
 from labledger.storage.reconcile_marks import ReconcileMarks
+from labledger.storage.sql_store import SqlStore
 
 Progress = Callable[[str], None]
 log = structlog.get_logger("labledger.reconcile")
@@ -70,13 +71,7 @@ async def run_reconcile(
 ) -> list[HookReport]:
     """One pass over every configured hook, as `labledger reconcile` and `serve` run it."""
     token = settings.require_github_api()
-
-    async def sleep(seconds: float) -> None:
-        progress(f"GitHub asks to wait: retrying in {seconds:.1f} s")
-        await asyncio.sleep(seconds)
-
-    async with httpx2.AsyncClient(timeout=30.0) as client:
-        api = GitHubClient(client, token, settings.github_api_url, backoff or Backoff(), sleep)
+    async with github_client(token, settings.github_api_url, progress, backoff) as api:
         return await reconcile_hooks(api, marks, settings.github_hooks, progress)
 
 
@@ -99,7 +94,23 @@ def scheduled_syncs(settings: Settings, engine: Engine) -> list[Coroutine[Any, A
     found = []
     if settings.github_hooks:
         found.append(reconcile_forever(settings, ReconcileMarks(engine), every))
+    store = SqlStore(engine, settings.subscriber_names())
+    found += [
+        discover_forever(settings, store, parse_discovery(e), every)
+        for e in settings.session_discovery
+    ]
     return found
+
+
+async def discover_forever(settings: Settings, store: SqlStore, d: Discovery, every: float) -> None:
+    """Keep one LABLEDGER_SESSION_DISCOVERY entry's sessions in sync on the reconcile schedule."""
+    while True:
+        try:
+            report = await run_discovery(settings, store, d, log.warning)
+            log.info("sessions.discover", result=report.line(d))
+        except (LedgerError, ConfigError, GitHubUnavailable, HTTPException) as exc:
+            log.warning("sessions.discover.failed", error=str(exc))
+        await asyncio.sleep(every)
 
 
 async def reconcile_hooks(

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import click
 
-from labledger.cli import completeness, dispatch, grading, ledger, log, reconcile, retention, server
+from labledger.cli import (
+    completeness,
+    discovery,
+    dispatch,
+    grading,
+    ledger,
+    log,
+    reconcile,
+    retention,
+    server,
+)
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
 from labledger.config import ConfigError
 from labledger.core.errors import LedgerError
@@ -53,6 +63,7 @@ for command in (
 ):
     cli.add_command(command)
 ledger.sessions.add_command(completeness.sessions_import)
+ledger.sessions.add_command(discovery.sessions_discover)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,11 @@ discovery also needs "Metadata: read" and organisation "Members: read".
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +108,20 @@ class GitHubClient(HttpxGitHubAPI):
             raise GitHubUnavailable(f"GitHub asks to wait {seconds:.0f} s, over the limit")
         self.retries += 1
         await self.sleep(seconds)
+
+
+@asynccontextmanager
+async def github_client(
+    token: str, base_url: str, progress: Callable[[str], None], backoff: Backoff | None = None
+) -> AsyncIterator[GitHubClient]:
+    """A client for one pass; `progress` hears about every wait GitHub asks for."""
+
+    async def sleep(seconds: float) -> None:
+        progress(f"GitHub asks to wait: retrying in {seconds:.1f} s")
+        await asyncio.sleep(seconds)
+
+    async with httpx2.AsyncClient(timeout=30.0) as client:
+        yield GitHubClient(client, token, base_url, backoff or Backoff(), sleep)
 
 
 async def deliveries_since(api: GitHubAPI, base: str, after_id: int) -> AsyncIterator[Any]:
