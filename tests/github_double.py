@@ -12,7 +12,8 @@ Built from GitHub's published OpenAPI description, repository `github/rest-api-d
   `{}` (`components/responses/accepted`), the same GUID and body delivered again.
 - `repos/list-for-org` (`GET /orgs/{org}/repos`, `page`/`per_page`, example
   `minimal-repository-items`), `repos/list-collaborators` (`affiliation=direct`, example
-  `collaborator-items` with `permissions`), `orgs/list-members` (`role=admin`).
+  `collaborator-items` with `permissions`), `orgs/list-members` (`role=admin`),
+  `users/get-by-username` (`GET /users/{username}`, example `public-user-default-response`).
 - Rate limits as GitHub's docs describe them: `x-ratelimit-*` on every answer; a scripted answer
   can be a primary limit (403, remaining 0), a secondary one (429 with `retry-after`) or a 5xx.
 """
@@ -85,6 +86,7 @@ class GitHubDouble:
     repos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     collaborators: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     owners: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
     scripted: list[tuple[str, Answer]] = field(default_factory=list)  # (path prefix, answer)
     requests: list[tuple[str, str]] = field(default_factory=list)
     base: str = ""  # the double's own URL, for the `Link` headers it writes
@@ -130,6 +132,8 @@ class GitHubDouble:
         if method == "GET" and segments[0] == "repos" and segments[3:] == ["collaborators"]:
             people = self.collaborators.get("/".join(segments[1:3]), [])
             return _paged(people, query, f"{self.base}/{path}")
+        if method == "GET" and segments[0] == "users" and segments[1] in self.users:
+            return Answer(200, self.users[segments[1]])
         return Answer(404, {"message": "Not Found", "documentation_url": "https://docs.github.com"})
 
     def _deliveries(self, hook: str, query: dict[str, str]) -> Answer:
@@ -217,3 +221,29 @@ def serve(double: GitHubDouble) -> tuple[ThreadingHTTPServer, str]:
     double.base = base
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, base
+
+
+def user(login: str, user_id: int) -> dict[str, Any]:
+    """A `simple-user` as GitHub's examples show one."""
+    return {"login": login, "id": user_id, "node_id": f"U_{user_id}", "type": "User"}
+
+
+def collaborator(login: str, user_id: int, *, admin: bool = False) -> dict[str, Any]:
+    """A `collaborator` with its `permissions`, as `collaborator-items` shows."""
+    permissions = {"pull": True, "triage": True, "push": True, "maintain": admin, "admin": admin}
+    role = "admin" if admin else "write"
+    return {**user(login, user_id), "permissions": permissions, "role_name": role}
+
+
+def repository(org: str, name: str, repo_id: int, created_at: str) -> dict[str, Any]:
+    """A `minimal-repository` as `minimal-repository-items` shows one."""
+    return {
+        "id": repo_id,
+        "node_id": f"R_{repo_id}",
+        "name": name,
+        "full_name": f"{org}/{name}",
+        "owner": {"login": org, "id": 1, "type": "Organization"},
+        "private": True,
+        "created_at": created_at,
+        "pushed_at": created_at,
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,33 +16,12 @@ from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
-from tests.github_double import TOKEN, GitHubDouble, broken, rate_limited, serve
-from tests.integration.servers import free_port, running_servers, write_signing_key
+from tests.github_double import GitHubDouble, broken, rate_limited
+from tests.integration.conftest import HOOK
+from tests.integration.servers import running_servers
 from tests.support import body_of, commit, push_payload, session_spec, sha
 
-HOOK = "repos/octo/lab/hooks/4242"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def github(
-    monkeypatch: pytest.MonkeyPatch, ledger: Ledger, tmp_path: Path
-) -> Iterator[GitHubDouble]:
-    """The double, running, with labledger's CLI pointed at it and at the ledger."""
-    double = GitHubDouble(target=f"http://127.0.0.1:{free_port()}/webhooks/github")
-    double.hooks[HOOK] = []
-    server, base = serve(double)
-    for name, value in {
-        "DATABASE_URL": ledger.url,
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_API_URL": base,
-        "GITHUB_HOOKS": HOOK,
-        "SIGNING_KEY_FILE": str(write_signing_key(tmp_path)),
-    }.items():
-        monkeypatch.setenv(f"LABLEDGER_{name}", value)
-    yield double
-    server.shutdown()
-    server.server_close()
 
 
 def chain_of_pushes(count: int) -> list[bytes]:
