@@ -2,15 +2,17 @@
 
 Since GitHub Classroom closed, courses make `<assignment>-<login>` repositories from a template
 themselves. The student of a repository is its one direct collaborator with push access who is
-not an organisation owner; when the collaborators do not tell (none, or several), the name's
-suffix after the pattern's literal prefix names them. Sessions are keyed by repository: a second
-run adds only new repositories, and a changed due or close date is appended as an audited
-deadline change, never an edit. A session opens, unless told otherwise, when its repository was
-created, so pushes made before discovery still become attempts (invariant 11).
+not an organisation owner; when the collaborators do not tell, the name's suffix after the
+pattern's literal prefix names them: among several pushers it picks one, with none it is looked
+up, and it never names someone the collaborators leave out. Sessions are keyed by repository: a
+second run adds only new repositories, and a changed due or close date is appended as an
+audited deadline change, never an edit. A session opens, unless told otherwise, when its
+repository was created, so pushes made before discovery still become attempts (invariant 11).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import re
 from collections.abc import Callable
@@ -69,7 +71,9 @@ async def discover_sessions(
     api: GitHubAPI, store: SqlStore, d: Discovery, now: datetime, warn: Warn
 ) -> DiscoveryReport:
     report = DiscoveryReport()
-    existing = {s.spec.repository_id: s for s in _lab_sessions(store, d.lab_id)}
+    # The store is synchronous; off the event loop, so `serve` keeps answering webhooks.
+    present = await asyncio.to_thread(_lab_sessions, store, d.lab_id)
+    existing = {s.spec.repository_id: s for s in present}
     owners = await org_owners(api, d.org)
     specs = []
     async for repo in org_repositories(api, d.org):
@@ -77,14 +81,14 @@ async def discover_sessions(
             continue
         if repo["id"] in existing:
             report.present += 1
-            _append_change(store, existing[repo["id"]], d, now, report)
+            await asyncio.to_thread(_append_change, store, existing[repo["id"]], d, now, report)
             continue
         student = await _student(api, repo, owners, d.match, warn)
         if student is None:
             report.unresolved.append(repo["full_name"])
             continue
         specs.append(_spec(d, repo, student, now))
-    opened = store.open_sessions(specs, ACTOR, now) if specs else []
+    opened = await asyncio.to_thread(store.open_sessions, specs, ACTOR, now) if specs else []
     report.created = [p.session for p in opened]
     report.picked_up = sum(len(p.attempt_ids) for p in opened)
     return report
@@ -116,14 +120,23 @@ async def _student(
             )
     if len(pushers) == 1:
         return int(pushers[0]["id"])
-    return await _student_by_suffix(api, repo["name"], match)
+    login = _suffix(repo["name"], match)
+    if pushers:
+        # Several pushers (a student may add a friend): only the one the name designates. A
+        # name alone never outvotes the collaborators, or renaming a repository would be
+        # enough to file one student's work under another's id.
+        named = [p for p in pushers if login and p["login"].lower() == login.lower()]
+        return int(named[0]["id"]) if len(named) == 1 else None
+    return await _user_id(api, login) if login else None
 
 
-async def _student_by_suffix(api: GitHubAPI, name: str, match: str) -> int | None:
+def _suffix(name: str, match: str) -> str | None:
     prefix = re.split(r"[*?\[]", match, maxsplit=1)[0]
     login = name[len(prefix) :] if name.startswith(prefix) else ""
-    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", login):
-        return None
+    return login if re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", login) else None
+
+
+async def _user_id(api: GitHubAPI, login: str) -> int | None:
     try:
         user = await api.getitem(f"/users/{login}")
     except BadRequest:

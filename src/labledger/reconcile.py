@@ -124,7 +124,7 @@ async def reconcile_hook(
 ) -> HookReport:
     report = HookReport(hook)
     base = hook_base(hook)
-    position = marks.position(hook)
+    position = await asyncio.to_thread(marks.position, hook)
     try:
         found = [d async for d in deliveries_since(api, base, position)]
     except (HTTPException, GitHubUnavailable) as exc:
@@ -133,7 +133,8 @@ async def reconcile_hook(
     report.seen = len(found)
     pushes = [d for d in found if d.get("event") == "push"]
     report.pushes = len(pushes)
-    wanted = _unheld_by_guid(pushes, marks.held_guids("github", [d["guid"] for d in pushes]))
+    held = await asyncio.to_thread(marks.held_guids, "github", [d["guid"] for d in pushes])
+    wanted = _unheld_by_guid(pushes, held)
     for n, (guid, delivery) in enumerate(wanted.items(), start=1):
         try:
             await redeliver(api, base, int(delivery["id"]))
@@ -143,7 +144,8 @@ async def reconcile_hook(
         if n % 50 == 0:
             progress(f"{hook}: {n}/{len(wanted)} redeliveries requested")
     if found and report.complete:
-        marks.advance(hook, max(int(d["id"]) for d in found), datetime.now(UTC))
+        newest = max(int(d["id"]) for d in found)
+        await asyncio.to_thread(marks.advance, hook, newest, datetime.now(UTC))
     return report
 
 

@@ -63,3 +63,20 @@ def test_discover_creates_one_session_per_student_repository_idempotently(
     assert subjects(ledger) == {7001: "101", 7002: "102", 7003: "103", 7004: "104", 7006: "106"}
     assert [s.deadline_changes for s in sessions] == [1, 1, 1, 1, 0]
     assert {s.original_due_at.isoformat() for s in sessions[:4] if s.original_due_at} == {due}
+
+
+def test_discover_never_files_a_repository_under_a_student_its_collaborators_leave_out(
+    github: GitHubDouble, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository renamed after another student, whose pushers are others, gets no session
+    for that student: the name alone never outvotes the collaborators."""
+    github.repos[ORG] = [repository(ORG, "lab1-victim", 7300, "2025-11-20T08:00:00Z")]
+    github.owners[ORG] = [TEACHER]
+    github.collaborators[f"{ORG}/lab1-victim"] = [
+        collaborator("mallory", 201, admin=True),
+        collaborator("trudy", 202),
+    ]
+    github.users["victim"] = user("victim", 301)
+    assert main(DISCOVER) == 1
+    assert "no student found for cs101/lab1-victim" in capsys.readouterr().out
+    assert ledger.store.list_sessions() == []

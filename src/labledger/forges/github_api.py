@@ -27,7 +27,8 @@ from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
 from gidgethub.abc import GitHubAPI
 from gidgethub.httpx import GitHubAPI as HttpxGitHubAPI
 
-HOOK = re.compile(r"^(?:repos/[\w.-]+/[\w.-]+/hooks/\d+|orgs/[\w.-]+/hooks/\d+|app)$")
+_NAME = r"(?!\.\.?/)[\w.-]+"  # an owner or repository name; never `.` or `..`
+HOOK = re.compile(rf"^(?:repos/{_NAME}/{_NAME}/hooks/\d+|orgs/{_NAME}/hooks/\d+|app)$")
 USER_AGENT = "labledger-reconcile"
 
 
