@@ -126,7 +126,7 @@ async def reconcile_hook(
     base = hook_base(hook)
     position = await asyncio.to_thread(marks.position, hook)
     try:
-        found = [d async for d in deliveries_since(api, base, position)]
+        found = await _read_since(api, base, position, lambda n: progress(f"{hook}: {n} read"))
     except (HTTPException, GitHubUnavailable) as exc:
         report.error = f"listing deliveries failed: {_describe(exc)}"
         return report
@@ -147,6 +147,17 @@ async def reconcile_hook(
         newest = max(int(d["id"]) for d in found)
         await asyncio.to_thread(marks.advance, hook, newest, datetime.now(UTC))
     return report
+
+
+async def _read_since(
+    api: GitHubAPI, base: str, position: int, progress: Callable[[int], None]
+) -> list[Any]:
+    found: list[Any] = []
+    async for delivery in deliveries_since(api, base, position):
+        found.append(delivery)
+        if len(found) % 500 == 0:
+            progress(len(found))
+    return found
 
 
 def _unheld_by_guid(pushes: list[Any], held: set[str]) -> dict[str, Any]:

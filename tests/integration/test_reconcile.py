@@ -118,3 +118,22 @@ def test_serve_reconciles_on_its_schedule(
         while len(attempts_of(ledger.store)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
     assert {a[-1] for a in attempts_of(ledger.store)} == {d.guid for d in sent}
+
+
+def test_reconcile_follows_cursor_pages_and_resumes_from_its_position(
+    github: GitHubDouble, ledger: Ledger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deliveries over several cursor pages are all read; only the one the ledger lacks is
+    redelivered, and the next run reads only what GitHub delivered since."""
+    sent = [github.deliver(HOOK, body) for body in chain_of_pushes(150)]
+    for d in sent[1:]:  # recorded, though GitHub saw the answers fail (e.g. over its 10 s)
+        deliver(ledger.store, d.body, delivery_id=d.guid, hook_id="4242")
+    assert main(["reconcile"]) == 0
+    assert "saw 150 deliveries (150 push), requested 1 redeliveries" in capsys.readouterr().out
+    posts = [r for r in github.requests if r[0] == "POST"]
+    assert posts == [("POST", f"/{HOOK}/deliveries/{sent[0].id}/attempts")]
+    assert github.requests.count(("GET", f"/{HOOK}/deliveries")) == 2  # two cursor pages
+    github.requests.clear()
+    assert main(["reconcile"]) == 0
+    assert "saw 1 deliveries (1 push), requested 1 redeliveries" in capsys.readouterr().out
+    assert github.requests.count(("GET", f"/{HOOK}/deliveries")) == 1

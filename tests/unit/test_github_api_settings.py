@@ -22,7 +22,7 @@ from labledger.config import ConfigError, Settings
 )
 def test_a_malformed_github_setting_is_refused_naming_it(name: str, value: str) -> None:
     """A hook path, discovery entry or interval that cannot work stops the program, named."""
-    with pytest.raises(ConfigError, match=name):
+    with pytest.raises(ConfigError, match=rf"^{name}: "):
         Settings.from_env({name: value})
 
 
