@@ -180,6 +180,13 @@ def rate_limited(seconds: int) -> Answer:
     )
 
 
+def primary_rate_limited(reset_in: int) -> Answer:
+    """GitHub's primary rate limit: 403 with `x-ratelimit-remaining: 0` until the reset."""
+    reset = str(int(time.time()) + reset_in)
+    body = {"message": "API rate limit exceeded for user ID 1."}
+    return Answer(403, body, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+
+
 def broken(status: int = 502) -> Answer:
     return Answer(status, {"message": "Server Error"})
 

@@ -16,7 +16,7 @@ from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
-from tests.github_double import GitHubDouble, broken, rate_limited
+from tests.github_double import GitHubDouble, broken, primary_rate_limited, rate_limited
 from tests.integration.conftest import HOOK
 from tests.integration.servers import running_servers
 from tests.support import body_of, commit, push_payload, session_spec, sha
@@ -75,15 +75,30 @@ def test_pushes_sent_while_ledger_was_down_are_restored_by_reconcile(
 def test_reconcile_backs_off_on_rate_limit(
     github: GitHubDouble, ledger: Ledger, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A secondary rate limit (429, retry-after) and a 502 are waited out, not fatal."""
+    """A primary rate limit (403, remaining 0), a secondary one (429, retry-after) and a 502
+    are waited out, not fatal."""
     github.deliver(HOOK, chain_of_pushes(1)[0])
-    github.scripted += [(f"/{HOOK}/deliveries", rate_limited(1)), (f"/{HOOK}", broken(502))]
+    github.scripted += [
+        (f"/{HOOK}/deliveries", primary_rate_limited(1)),
+        (f"/{HOOK}/deliveries", rate_limited(1)),
+        (f"/{HOOK}", broken(502)),
+    ]
     assert main(["reconcile"]) == 0
     out = capsys.readouterr()
-    assert "retrying in 1.0 s" in out.err
+    assert out.err.count("GitHub asks to wait: retrying in") == 3
     assert "requested 1 redeliveries" in out.out
     listed = [r for r in github.requests if r == ("GET", f"/{HOOK}/deliveries")]
-    assert len(listed) == 3  # the rate-limited answer, the 502, then the list
+    assert len(listed) == 4  # two rate limits, the 502, then the list
+
+
+def test_reconcile_exits_nonzero_when_a_hook_cannot_be_read(
+    github: GitHubDouble, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook GitHub does not know (404) is reported and fails the run; the others still run."""
+    made = github.deliver(HOOK, chain_of_pushes(1)[0])
+    monkeypatch.setenv("LABLEDGER_GITHUB_HOOKS", f"repos/octo/gone/hooks/1,{HOOK}")
+    assert main(["reconcile"]) == 1
+    assert ("POST", f"/{HOOK}/deliveries/{made.id}/attempts") in github.requests
 
 
 def test_reconcile_exits_nonzero_when_redelivery_fails(
