@@ -129,6 +129,18 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _schedule_has_token(self) -> Settings:
+        scheduled = self.reconcile_interval_seconds and (
+            self.github_hooks or self.session_discovery
+        )
+        if scheduled and self.github_token is None:
+            raise ValueError(
+                "LABLEDGER_RECONCILE_INTERVAL_SECONDS needs LABLEDGER_GITHUB_TOKEN to reach "
+                "GitHub's API; set the token or unset the interval"
+            )
+        return self
+
     @field_validator("subscribers", mode="before")
     @classmethod
     def _parse_subscribers(cls, value: object) -> object:

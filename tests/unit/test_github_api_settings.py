@@ -49,3 +49,14 @@ def test_reconcile_without_a_token_says_which_setting_is_missing(
     assert main(["migrate"]) == 0
     assert main(["reconcile"]) == 2
     assert "LABLEDGER_GITHUB_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_a_reconcile_schedule_without_a_token_is_refused() -> None:
+    """`serve` cannot be configured to reconcile on a schedule it could never run."""
+    with pytest.raises(ConfigError, match="needs LABLEDGER_GITHUB_TOKEN"):
+        Settings.from_env(
+            {
+                "LABLEDGER_RECONCILE_INTERVAL_SECONDS": "900",
+                "LABLEDGER_GITHUB_HOOKS": "orgs/cs101/hooks/7",
+            }
+        )
