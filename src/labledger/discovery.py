@@ -54,6 +54,7 @@ class DiscoveryReport:
     picked_up: int = 0
     present: int = 0
     changed: list[int] = field(default_factory=list)
+    opens_kept: list[int] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
 
     def line(self, d: Discovery) -> str:
@@ -62,6 +63,11 @@ class DiscoveryReport:
             f"(picked up {self.picked_up} earlier attempts), {self.present} already present, "
             f"{len(self.changed)} deadline changes appended"
         )
+        if self.opens_kept:
+            text += (
+                f"; --opens-at differs for {len(self.opens_kept)} existing sessions and is kept "
+                "as created (a deadline change carries due and close dates only)"
+            )
         if self.unresolved:
             text += f"; no student found for {', '.join(self.unresolved)}"
         return text
@@ -152,6 +158,8 @@ def _append_change(
         changes["due_at"] = d.due_at
     if d.closes_at is not None and d.closes_at != session.spec.closes_at:
         changes["closes_at"] = d.closes_at
+    if d.opens_at is not None and d.opens_at != session.spec.opens_at:
+        report.opens_kept.append(session.id)
     if changes:
         reason = f"sessions discover {d.org}/{d.match}: dates given on the command line"
         store.apply_deadline_change(session.id, changes, reason, ACTOR, now, check_session_spec)

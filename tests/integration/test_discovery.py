@@ -57,8 +57,11 @@ def test_discover_creates_one_session_per_student_repository_idempotently(
     github.repos[ORG].append(repository(ORG, "lab1-fay", 7006, "2025-11-21T08:00:00Z"))
     github.collaborators[f"{ORG}/lab1-fay"] = [collaborator("fay", 106)]
     assert main([*DISCOVER, "--due-at", "2025-12-08T23:59:00+00:00"]) == 0
-    assert main([*DISCOVER, "--due-at", "2025-12-08T23:59:00+00:00"]) == 0
-    assert "created 0 sessions" in capsys.readouterr().out
+    again = [*DISCOVER, "--due-at", "2025-12-08T23:59:00+00:00", "--opens-at", due]
+    assert main(again) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert "created 0 sessions" in last and "0 deadline changes" in last
+    assert "--opens-at differs for 5 existing sessions and is kept" in last
     sessions = ledger.store.list_sessions()
     assert subjects(ledger) == {7001: "101", 7002: "102", 7003: "103", 7004: "104", 7006: "106"}
     assert [s.deadline_changes for s in sessions] == [1, 1, 1, 1, 0]
