@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
@@ -23,6 +24,7 @@ from pydantic import (
 
 from labledger.core.note import MalformedKey, SignerKey
 from labledger.forges import gitea, gitlab
+from labledger.forges.github_api import hook_base
 from labledger.forges.github_scope import ScopedSecret as GithubSecret
 from labledger.forges.github_scope import parse_scoped_secrets
 from labledger.forges.scoped import ScopedSecret
@@ -35,6 +37,7 @@ RESERVED_PREFIXES = (f"{PREFIX}TEST_", f"{PREFIX}BENCH_")
 GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub does not deliver larger payloads.
 DEFAULT_DATABASE_URL = "sqlite:///labledger.db"
 MAX_RETENTION_DAYS = 100 * 366
+DISCOVERY = re.compile(r"^[\w.-]+/[^=,]+=[^=,]+$")
 
 # The Standard Webhooks specification's minimum secret length (before base64).
 MIN_SUBSCRIBER_SECRET_BYTES = 24
@@ -133,6 +136,12 @@ class Settings(BaseModel):
     gitlab_webhook_token: SecretStr | None = None
     gitlab_signing_token: SecretStr | None = None
     gitea_webhook_secret: SecretStr | None = None
+    # Reconciliation with GitHub's REST API (README "When labledger was down").
+    github_api_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
+    github_token: SecretStr | None = None
+    github_hooks: tuple[str, ...] = ()
+    reconcile_interval_seconds: float | None = Field(default=None, gt=0)
+    session_discovery: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _windows_nest(self) -> Settings:
@@ -173,6 +182,18 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _schedule_has_token(self) -> Settings:
+        scheduled = self.reconcile_interval_seconds and (
+            self.github_hooks or self.session_discovery
+        )
+        if scheduled and self.github_token is None:
+            raise ValueError(
+                "LABLEDGER_RECONCILE_INTERVAL_SECONDS needs LABLEDGER_GITHUB_TOKEN to reach "
+                "GitHub's API; set the token or unset the interval"
+            )
+        return self
+
     @field_validator("subscribers", mode="before")
     @classmethod
     def _parse_subscribers(cls, value: object) -> object:
@@ -201,6 +222,37 @@ class Settings(BaseModel):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("github_hooks", "session_discovery", mode="before")
+    @classmethod
+    def _split_entries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(e.strip() for e in value.split(",") if e.strip())
+        return value
+
+    @field_validator("github_hooks")
+    @classmethod
+    def _hooks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for hook in value:
+            hook_base(hook)
+        return value
+
+    @field_validator("session_discovery")
+    @classmethod
+    def _discovery(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not DISCOVERY.match(entry):
+                raise ValueError(f"{entry!r} is not ORG/GLOB=LAB_ID (e.g. cs101/lab1-*=lab1)")
+        return value
+
+    def require_github_api(self) -> str:
+        """The token for GitHub's REST API; reconciling without one is a configuration error."""
+        if self.github_token is None:
+            raise ConfigError(
+                f"{PREFIX}GITHUB_TOKEN is not set (a fine-grained token with webhooks read "
+                "and write; see README, When labledger was down)"
+            )
+        return self.github_token.get_secret_value()
 
     @field_validator("github_webhook_secret", "github_webhook_secrets", mode="before")
     @classmethod

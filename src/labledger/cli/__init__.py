@@ -22,6 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "migrate": ("labledger.cli.server:migrate", "Create or upgrade the schema."),
     "sessions": ("labledger.cli.session_verbs:sessions", "Lab sessions."),
     "gaps": ("labledger.cli.completeness:gaps", "Open gaps in push chains (missing pushes)."),
+    "reconcile": (
+        "labledger.cli.reconcile:reconcile",
+        "Ask GitHub to redeliver the pushes the ledger missed.",
+    ),
     "attempts": ("labledger.cli.ledger:attempts", "Lab attempts."),
     "ingest": ("labledger.cli.ledger:ingest", "Record saved deliveries as the webhook would."),
     "keys": ("labledger.cli.log:keys", "The checkpoint signing key."),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from labledger.cli import completeness, grading, links
+from labledger.cli import completeness, discovery, grading, links
 from labledger.cli.ledger import sessions
 
 assert grading.sessions_extend  # importing cli.grading adds `sessions extend` to the group
 sessions.add_command(completeness.sessions_import)
 sessions.add_command(links.sessions_link)
+sessions.add_command(discovery.sessions_discover)
 
 __all__ = ["sessions"]

@@ -31,6 +31,7 @@ from labledger.config import Settings
 from labledger.core.errors import StoreUnavailable
 from labledger.core.note import SignerKey
 from labledger.dispatch import Dispatcher
+from labledger.reconcile import scheduled_syncs
 from labledger.sequencer import IntegratorProcess, integrate_round
 from labledger.storage.merkle_log import SqlLog
 
@@ -154,6 +155,7 @@ def integrator_lifespan(
         if dispatcher is not None:
             every = settings.dispatch_interval_seconds
             tasks.append(asyncio.create_task(dispatch_forever(dispatcher, every)))
+        tasks.extend(asyncio.create_task(c) for c in scheduled_syncs(settings, merkle_log.engine))
         try:
             yield
         finally:

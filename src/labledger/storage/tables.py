@@ -339,6 +339,19 @@ ledger_origin = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
 )
 
+# How far `labledger reconcile` has read each GitHub hook's deliveries (issue 24): the newest
+# row per hook is its position. Rows are only ever added, so a run that fails halfway leaves the
+# previous position in force; it is operational state, not ledger evidence.
+reconcile_marks = Table(
+    "reconcile_marks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("hook", String(300), nullable=False),
+    Column("last_delivery_id", BigInteger, nullable=False),
+    Column("reconciled_at", UtcDateTime, nullable=False),
+    Index("ix_reconcile_marks_hook_id", "hook", "id"),
+)
+
 # Every table the database itself keeps append-only (contract invariant 3). Sessions are in
 # the list too: a deadline change is a new event, never an edit of the original record.
 APPEND_ONLY_TABLES = (

@@ -1,0 +1,256 @@
+"""A local double of the GitHub REST endpoints labledger uses, served over real HTTP.
+
+Built from GitHub's published OpenAPI description, repository `github/rest-api-description`,
+`descriptions/api.github.com/api.github.com.yaml` (operations and their `components/examples`):
+- `repos/list-webhook-deliveries`, `orgs/list-webhook-deliveries`, `apps/list-webhook-deliveries`
+  (`GET .../hooks/{hook_id}/deliveries`, `GET /app/hook/deliveries`): `per_page` (max 100) and
+  an opaque `cursor`, answered newest first with a `Link: <...>; rel="next"` header; items are
+  `hook-delivery-item` (example `hook-delivery-items`: id, guid, delivered_at, redelivery,
+  duration, status, status_code, event, action, installation_id, repository_id).
+- `repos/redeliver-webhook-delivery`, `orgs/redeliver-webhook-delivery`,
+  `apps/redeliver-webhook-delivery` (`POST .../deliveries/{delivery_id}/attempts`): 202 with
+  `{}` (`components/responses/accepted`), the same GUID and body delivered again.
+- `repos/list-for-org` (`GET /orgs/{org}/repos`, `page`/`per_page`, example
+  `minimal-repository-items`), `repos/list-collaborators` (`affiliation=direct`, example
+  `collaborator-items` with `permissions`), `orgs/list-members` (`role=admin`),
+  `users/get-by-username` (`GET /users/{username}`, example `public-user-default-response`).
+- Rate limits as GitHub's docs describe them: `x-ratelimit-*` on every answer; a scripted answer
+  can be a primary limit (403, remaining 0), a secondary one (429 with `retry-after`) or a 5xx.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx2
+
+from tests.support import SECRET, headers_for
+
+TOKEN = "ghp_double_token"
+
+
+@dataclass
+class Delivery:
+    id: int
+    guid: str
+    event: str
+    body: bytes
+    redelivery: bool
+    status_code: int
+    delivered_at: str
+
+    def item(self) -> dict[str, Any]:
+        ok = 200 <= self.status_code < 300
+        return {
+            "id": self.id,
+            "guid": self.guid,
+            "delivered_at": self.delivered_at,
+            "redelivery": self.redelivery,
+            "duration": 0.27,
+            "status": "OK" if ok else _failure(self.status_code),
+            "status_code": self.status_code,
+            "event": self.event,
+            "action": None,
+            "installation_id": None,
+            "repository_id": json.loads(self.body).get("repository", {}).get("id"),
+        }
+
+
+def _failure(code: int) -> str:
+    return "failed to connect to host" if code == 0 else f"Invalid HTTP Response: {code}"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GitHubDouble:
+    """GitHub's state: hooks with their deliveries, an organisation, scripted failures."""
+
+    target: str = ""  # where hooks POST their deliveries (labledger's webhook URL)
+    secret: str = SECRET
+    hooks: dict[str, list[Delivery]] = field(default_factory=dict)
+    repos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    collaborators: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    owners: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scripted: list[tuple[str, Answer]] = field(default_factory=list)  # (path prefix, answer)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    base: str = ""  # the double's own URL, for the `Link` headers it writes
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(12345678))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def deliver(self, hook: str, body: bytes, guid: str | None = None) -> Delivery:
+        """A push event sent to the target as GitHub sends it; the outcome is recorded."""
+        guid = guid or str(uuid.uuid4())
+        headers = headers_for(body, delivery_id=guid, hook_id=hook.rsplit("/", 1)[-1])
+        headers["x-github-hook-installation-target-type"] = "repository"
+        try:
+            code = httpx2.post(self.target, content=body, headers=headers, timeout=10).status_code
+        except httpx2.TransportError:
+            code = 0
+        with self.lock:
+            first = not any(d.guid == guid for d in self.hooks.setdefault(hook, []))
+            made = Delivery(next(self._ids), guid, "push", body, not first, code, _now())
+            self.hooks[hook].append(made)
+        return made
+
+    def answer(self, method: str, url: str) -> Answer:
+        parts = urlsplit(url)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.requests.append((method, parts.path))
+        for n, (prefix, scripted) in enumerate(self.scripted):
+            if parts.path.startswith(prefix):
+                del self.scripted[n]
+                return scripted
+        return self._route(method, parts.path.strip("/"), query)
+
+    def _route(self, method: str, path: str, query: dict[str, str]) -> Answer:
+        hook, _, rest = path.partition("/deliveries")
+        if hook in self.hooks and method == "GET" and not rest:
+            return self._deliveries(hook, query)
+        if hook in self.hooks and method == "POST" and rest.endswith("/attempts"):
+            return self._redeliver(hook, int(rest.split("/")[1]))
+        segments = path.split("/")
+        if method == "GET" and segments[0] == "orgs" and segments[2:] == ["repos"]:
+            return _paged(self.repos.get(segments[1], []), query, f"{self.base}/{path}")
+        if method == "GET" and segments[2:] == ["members"] and query.get("role") == "admin":
+            return _paged(self.owners.get(segments[1], []), query, f"{self.base}/{path}")
+        if method == "GET" and segments[0] == "repos" and segments[3:] == ["collaborators"]:
+            people = self.collaborators.get("/".join(segments[1:3]), [])
+            return _paged(people, query, f"{self.base}/{path}")
+        if method == "GET" and segments[0] == "users" and segments[1] in self.users:
+            return Answer(200, self.users[segments[1]])
+        return Answer(404, {"message": "Not Found", "documentation_url": "https://docs.github.com"})
+
+    def _deliveries(self, hook: str, query: dict[str, str]) -> Answer:
+        per_page = min(int(query.get("per_page", 30)), 100)
+        newest_first = sorted(self.hooks[hook], key=lambda d: -d.id)
+        cursor = int(query.get("cursor", 0) or 0)
+        rest = [d for d in newest_first if not cursor or d.id < cursor]
+        page = rest[:per_page]
+        headers = {}
+        if len(rest) > per_page:
+            nxt = urlencode({"per_page": per_page, "cursor": page[-1].id})
+            headers["link"] = f'<{self.base}/{hook}/deliveries?{nxt}>; rel="next"'
+        return Answer(200, [d.item() for d in page], headers)
+
+    def _redeliver(self, hook: str, delivery_id: int) -> Answer:
+        found = [d for d in self.hooks[hook] if d.id == delivery_id]
+        if not found:
+            return Answer(404, {"message": "Not Found"})
+        self.deliver(hook, found[0].body, found[0].guid)
+        return Answer(202, {})
+
+
+def _paged(items: list[dict[str, Any]], query: dict[str, str], url: str) -> Answer:
+    per_page = min(int(query.get("per_page", 30)), 100)
+    page = int(query.get("page", 1))
+    chunk = items[(page - 1) * per_page : page * per_page]
+    headers = {}
+    if page * per_page < len(items):
+        nxt = {**query, "per_page": str(per_page), "page": str(page + 1)}
+        headers["link"] = f'<{url}?{urlencode(nxt)}>; rel="next"'
+    return Answer(200, chunk, headers)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rate_limited(seconds: int) -> Answer:
+    """GitHub's secondary rate limit: 429 (or 403) with `retry-after`."""
+    return Answer(
+        429,
+        {"message": "You have exceeded a secondary rate limit."},
+        {"retry-after": str(seconds), "x-ratelimit-remaining": "4000"},
+    )
+
+
+def primary_rate_limited(reset_in: int) -> Answer:
+    """GitHub's primary rate limit: 403 with `x-ratelimit-remaining: 0` until the reset."""
+    reset = str(int(time.time()) + reset_in)
+    body = {"message": "API rate limit exceeded for user ID 1."}
+    return Answer(403, body, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+
+
+def broken(status: int = 502) -> Answer:
+    return Answer(status, {"message": "Server Error"})
+
+
+def serve(double: GitHubDouble) -> tuple[ThreadingHTTPServer, str]:
+    """Start the double on a free 127.0.0.1 port in a thread; returns (server, base URL)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            if self.headers.get("authorization") not in (f"token {TOKEN}", f"Bearer {TOKEN}"):
+                found = Answer(401, {"message": "Bad credentials"})
+            else:
+                found = double.answer(self.command, self.path)
+            data = json.dumps(found.body).encode()
+            self.send_response(found.status)
+            headers = {
+                "content-type": "application/json; charset=utf-8",
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "4999",
+                "x-ratelimit-reset": str(int(time.time()) + 3600),
+                "x-ratelimit-resource": "core",
+                **found.headers,
+            }
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    double.base = base
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, base
+
+
+def user(login: str, user_id: int) -> dict[str, Any]:
+    """A `simple-user` as GitHub's examples show one."""
+    return {"login": login, "id": user_id, "node_id": f"U_{user_id}", "type": "User"}
+
+
+def collaborator(login: str, user_id: int, *, admin: bool = False) -> dict[str, Any]:
+    """A `collaborator` with its `permissions`, as `collaborator-items` shows."""
+    permissions = {"pull": True, "triage": True, "push": True, "maintain": admin, "admin": admin}
+    role = "admin" if admin else "write"
+    return {**user(login, user_id), "permissions": permissions, "role_name": role}
+
+
+def repository(org: str, name: str, repo_id: int, created_at: str) -> dict[str, Any]:
+    """A `minimal-repository` as `minimal-repository-items` shows one."""
+    return {
+        "id": repo_id,
+        "node_id": f"R_{repo_id}",
+        "name": name,
+        "full_name": f"{org}/{name}",
+        "owner": {"login": org, "id": 1, "type": "Organization"},
+        "private": True,
+        "created_at": created_at,
+        "pushed_at": created_at,
+    }
