@@ -20,7 +20,7 @@ from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from tests.conftest import PG_ENV, PgDatabases
 from tests.integration.servers import running_servers
-from tests.support import body_of, commit, headers_for, push_payload
+from tests.support import SIGNER, body_of, commit, headers_for, push_payload
 
 CHROMIUM = os.environ.get("LABLEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
 AXE = Path(__file__).parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -71,7 +71,7 @@ def served_database(
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("browser") / "ledger.db"
         engine = make_engine(f"sqlite:///{path}")
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, origin=SIGNER.name)
         engine.dispose()
         yield f"sqlite:///{path}"
         return

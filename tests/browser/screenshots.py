@@ -17,7 +17,7 @@ from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from tests.browser.conftest import ADMIN_TOKEN, CHROMIUM, READ_TOKEN, UI_KEY
 from tests.integration.servers import running_servers
-from tests.support import body_of, commit, headers_for, push_payload
+from tests.support import SIGNER, body_of, commit, headers_for, push_payload
 
 PAGES = (
     ("sign-in", "/ui/sign-in", "Sign-in with an API token; the server keeps a cookie session."),
@@ -74,7 +74,7 @@ def main(out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database = f"sqlite:///{tmp}/demo.db"
         engine = make_engine(database)
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, origin=SIGNER.name)
         engine.dispose()
         extra = {
             "LABLEDGER_API_TOKENS": f"read:{READ_TOKEN},admin:{ADMIN_TOKEN}",
