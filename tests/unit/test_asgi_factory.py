@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from labledger.config import ConfigError
 from labledger.http.asgi import app_from_env
+from labledger.storage import migrate
+from labledger.storage.engine import make_engine
 from tests.support import SIGNER
 
 
@@ -21,11 +23,17 @@ def unfrozen() -> Iterator[None]:
     gc.unfreeze()
 
 
-def _serving_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _serving_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, origin: str = SIGNER.name
+) -> None:
     key = tmp_path / "signing.key"
     key.write_text(SIGNER.encode() + "\n", encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, origin=origin)
+    engine.dispose()
     for name, value in {
-        "LABLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "LABLEDGER_DATABASE_URL": url,
         "LABLEDGER_GITHUB_WEBHOOK_SECRET": "s",
         "LABLEDGER_API_TOKENS": "t" * 32,
         "LABLEDGER_SIGNING_KEY_FILE": str(key),
@@ -53,6 +61,15 @@ def test_the_factory_refuses_to_serve_without_a_secret(
     with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET"):
         app_from_env()
     assert gc.get_freeze_count() == 0
+
+
+def test_the_factory_refuses_another_ledgers_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, unfrozen: None
+) -> None:
+    """Any ASGI server running the factory refuses a key whose origin is not this ledger's."""
+    _serving_env(monkeypatch, tmp_path, origin="labledger/another-ledger")
+    with pytest.raises(ConfigError, match="belongs to another ledger"):
+        app_from_env()
 
 
 def test_malloc_arenas_are_capped_unless_the_operator_chose(

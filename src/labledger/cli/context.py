@@ -82,13 +82,9 @@ class Context:
         from labledger.config import ConfigError
         from labledger.storage import migrate as migrations
 
-        origin = migrations.ledger_origin(self.store.engine)
-        if key_name != origin:
-            raise ConfigError(
-                f"the key {key_name!r} belongs to another ledger; this ledger's origin is "
-                f"{origin!r}: point LABLEDGER_SIGNING_KEY_FILE at a new file and run "
-                "`labledger keys init` to make this ledger's key"
-            )
+        refusal = migrations.key_refusal(self.store.engine, key_name)
+        if refusal is not None:
+            raise ConfigError(refusal)
 
     @property
     def log(self) -> SqlLog:

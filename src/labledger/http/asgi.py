@@ -10,11 +10,12 @@ import os
 
 from fastapi import FastAPI
 
-from labledger.config import Settings
+from labledger.config import ConfigError, Settings
 from labledger.http.app import create_app
 from labledger.http.header_timeout import HeaderTimeoutH11Protocol
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
+from labledger.storage.migrate import key_refusal
 from labledger.storage.sql_store import SqlStore
 
 
@@ -25,7 +26,11 @@ def app_from_env() -> FastAPI:
     configure_logging(settings.log_level)
     HeaderTimeoutH11Protocol.configure(settings.header_timeout_seconds)
     store = SqlStore(make_engine(settings.database_url), settings.subscriber_names())
-    app = create_app(settings, store, integrate_in_background=True)
+    signer = settings.signer()
+    refusal = key_refusal(store.engine, signer.name)
+    if refusal is not None:  # any ASGI server, not only `labledger serve`, signs for one ledger
+        raise ConfigError(refusal)
+    app = create_app(settings, store, signer, integrate_in_background=True)
     startup_objects_are_permanent()
     few_malloc_arenas()
     return app

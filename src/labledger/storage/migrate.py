@@ -95,6 +95,19 @@ def ledger_origin(engine: Engine) -> str:
     return str(found[0])
 
 
+def key_refusal(engine: Engine, key_name: str) -> str | None:
+    """Why a signing key named `key_name` may not sign this ledger (None: it may): one key,
+    one ledger, so that two ledgers' checkpoints can never be mistaken for one another."""
+    origin = ledger_origin(engine)
+    if key_name == origin:
+        return None
+    return (
+        f"the key {key_name!r} belongs to another ledger; this ledger's origin is "
+        f"{origin!r}: point LABLEDGER_SIGNING_KEY_FILE at a new file and run "
+        "`labledger keys init` to make this ledger's key"
+    )
+
+
 class LedgerOriginUnknown(LedgerError):
     def __init__(self, rows: int) -> None:
         self.rows = rows
