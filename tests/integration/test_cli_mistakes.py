@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from labledger.cli import main
-from labledger.core.note import SignerKey
 from tests.conftest import PG_ENV, Ledger
+from tests.support import SIGNER
 
 SERVING_SECRET = "a-webhook-secret-of-forty-characters-0001"
 SERVING_TOKEN = "admin:" + "t" * 40
@@ -145,7 +145,7 @@ def test_cli_port_in_use_is_one_line(
 ) -> None:
     """`serve` on a port already in use says so before announcing that it serves."""
     key = clean_env / "signing.key"
-    key.write_text(SignerKey.generate("labledger.test/serve").encode() + "\n")
+    key.write_text(SIGNER.encode() + "\n")  # the key of the test ledgers' origin
     monkeypatch.setenv("LABLEDGER_DATABASE_URL", sqlite_ledger.url)
     monkeypatch.setenv("LABLEDGER_GITHUB_WEBHOOK_SECRET", SERVING_SECRET)
     monkeypatch.setenv("LABLEDGER_API_TOKENS", SERVING_TOKEN)

@@ -210,7 +210,7 @@ def test_personal_data_files_are_private(
             modes = {p.name: _mode(p) for p in made}
         engine.dispose()
         monkeypatch.setenv("LABLEDGER_SIGNING_KEY_FILE", str(cli_env / "keys" / "new.key"))
-        assert main(["keys", "init", "--name", "course.example/labs"]) == 0
+        assert main(["keys", "init"]) == 0  # named after the ledger's origin
     finally:
         os.umask(old)
     folder = cli_env / "out" / "folder"

@@ -303,10 +303,9 @@ def _print_report(report: VerifyReport, offline: bool = False) -> None:
 @click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
     """Check one receipt offline with the log's public key: exit 0 valid, 3 invalid."""
-    key = _key(None, public_key)
     try:
         receipt = Receipt.from_file_bytes(read_small(receipt_file))
-        cp = check_receipt(receipt, key)
+        cp = check_receipt(receipt, _key(None, public_key))
     except ReceiptRejected as exc:
         click.echo(f"invalid: {exc}")
         raise SystemExit(EXIT_TAMPERED) from None

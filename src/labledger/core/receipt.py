@@ -91,7 +91,10 @@ class Receipt:
             data = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
         except ValueError as exc:  # UnicodeDecodeError is one too
             reason = str(exc).splitlines()[0]
-            raise MalformedReceipt(f"not a labledger receipt: not JSON text ({reason})") from None
+            raise MalformedReceipt(
+                f"not a labledger receipt: not JSON text ({reason}); a receipt is what "
+                "`labledger prove attempt ID --out FILE` writes"
+            ) from None
         return cls.from_json(data)
 
 

@@ -150,6 +150,8 @@ def create_app_role(engine: Engine, role: str, password: str | None) -> None:
         # (running as this role inside `serve`) deletes what it has integrated.
         conn.execute(text(f"GRANT SELECT, INSERT, DELETE ON log_queue TO {quoted}"))
         conn.execute(text(f"GRANT SELECT ON alembic_version TO {quoted}"))
+        # `serve` reconciles on a schedule as this role: it records how far it has read.
+        conn.execute(text(f"GRANT SELECT, INSERT ON reconcile_marks TO {quoted}"))
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
 
 
