@@ -164,6 +164,7 @@ def create_session(url: str, **fields: Any) -> int:
         "opens_at": "2025-01-01T00:00:00Z",
         "due_at": "2025-11-24T15:00:00Z",
         "branch_glob": "*",
+        "allow_shared_repository": True,  # scenarios open several sessions on one repository
     }
     values.update(fields)
     response = httpx2.post(

@@ -31,6 +31,7 @@ from labledger.core.evidence import (
 from labledger.core.model import LabSession, NewAttempt, Push
 from labledger.core.verify import Limitation, Problem, VerifyReport
 from labledger.forges import PUSH_PARSERS
+from labledger.forges.gitlab import PUSH_EVENTS as GITLAB_PUSH_EVENTS
 from labledger.storage.companions import (
     Companions,
     check_companion,
@@ -46,6 +47,9 @@ from labledger.storage.leaf_rows import (
 )
 from labledger.storage.rows import session_from_row
 from labledger.storage.tables import deliveries
+
+# The event a push delivery was recorded under: GitHub's and Gitea's `push`, GitLab's hooks.
+PUSH_EVENTS = frozenset({"push", *GITLAB_PUSH_EVENTS})
 
 
 def check_evidence(conn: Connection, report: VerifyReport, check_bodies: bool) -> None:
@@ -147,7 +151,7 @@ class _PushCheck:
             wrong = differing("push", push, {"forge": delivery["forge"], **push_columns(parsed)})
         except MalformedPayload as exc:
             parsed, wrong = None, (f"body: {exc}",)
-        if delivery["event"] != "push":
+        if delivery["event"] not in PUSH_EVENTS:
             wrong = (*wrong, "event")
         if wrong:
             self._problem("push_not_derived", "pushes", push["id"], "its raw body", wrong)
