@@ -29,7 +29,9 @@ ADMIN_TOKEN = "admin-token-for-the-browser-tests-00001"
 UI_KEY = "browser-test-ui-key-" + "0" * 20
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, which tests elsewhere that run their own (asyncio.run) would then trip over.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     if not shutil.which(CHROMIUM) or not AXE.exists():
         if os.environ.get("CI") == "true":
@@ -39,7 +41,7 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     made = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
     yield made
