@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from labledger.config import Settings
+from labledger.core.checkpoint import parse_and_verify
 from labledger.http.app import create_app
 from labledger.storage.engine import make_engine
 from labledger.storage.merkle_log import SqlLog
@@ -339,3 +340,16 @@ def test_healthz_says_when_to_retry_while_the_database_is_unreachable(tmp_path: 
         assert answer.headers["retry-after"].isdigit()
     finally:
         engine.dispose()
+
+
+def test_public_checkpoint_is_a_signed_note_for_witnesses(
+    client: TestClient, ledger: Ledger
+) -> None:
+    """GET /checkpoint answers the newest signed note as text, with no token, or 404 before one."""
+    assert client.get("/checkpoint").status_code == 404
+    body = body_of(push_payload([commit()]))
+    assert _post(client, body).status_code == 202  # type: ignore[attr-defined]
+    SqlLog(ledger.store.engine).integrate(SIGNER)
+    answer = client.get("/checkpoint")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    assert parse_and_verify(answer.text, SIGNER.verifier, origin=SIGNER.name).size > 0

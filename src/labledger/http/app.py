@@ -153,7 +153,7 @@ def create_app(
     app.include_router(_webhook_router(settings, store, metrics))
     app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
     app.include_router(_ops_router(store, metrics))
-    app.include_router(public_key_router(signer.verifier))
+    app.include_router(public_key_router(signer.verifier, log))
     app.include_router(_api_router(store, require, settings.clock_skew))
     app.include_router(
         grading_router(store, require, settings.clock_skew, settings.feed_max_waiters)

@@ -14,13 +14,26 @@ from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore
 
 
-def public_key_router(key: VerifierKey) -> APIRouter:
+def public_key_router(key: VerifierKey, log: SqlLog) -> APIRouter:
     router = APIRouter(tags=["tamper evidence"])
 
     @router.get("/public-key", response_class=PlainTextResponse)
     def public_key() -> str:
         """The log's verifier key (C2SP signed-note vkey). Public: anyone may check receipts."""
         return key.encode() + "\n"
+
+    @router.get(
+        "/checkpoint",
+        response_class=PlainTextResponse,
+        responses={404: {"description": "no checkpoint signed yet"}},
+    )
+    def public_checkpoint() -> str:
+        """The newest checkpoint as a C2SP signed note, for witnesses: no token needed (it
+        holds the tree size and root hash only, nothing about any student)."""
+        latest = log.latest_checkpoint()
+        if latest is None:
+            raise NotFound("checkpoint", "(none signed yet)")
+        return latest.note
 
     return router
 
