@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NEWEST_PYTHON = "3.13"  # the newest that requires-python and the classifiers promise
-DEV_TOOLS = ("pytest", "ruff", "mypy", "hypothesis", "schemathesis", "matplotlib", "httpx2")
+DEV_TOOLS = ("pytest", "ruff", "mypy", "hypothesis", "schemathesis", "matplotlib", "playwright")
 
 
 def _uv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
