@@ -29,6 +29,7 @@ def app_from_env() -> FastAPI:
     signer = settings.signer()
     refusal = key_refusal(store.engine, signer.name)
     if refusal is not None:  # any ASGI server, not only `labledger serve`, signs for one ledger
+        store.engine.dispose()
         raise ConfigError(refusal)
     app = create_app(settings, store, signer, integrate_in_background=True)
     startup_objects_are_permanent()
