@@ -32,9 +32,9 @@ from bench import bulk
 from bench.databases import Databases
 from bench.payloads import PUSHED_AT
 from bench.tamper import _integrate_everything, _queue_everything
-from labledger.archive import verify_archive, write_archive
 from labledger.core.note import SignerKey
-from labledger.core.retention import Windows
+from labledger.core.retention_rules import Windows
+from labledger.services.archive import verify_archive, write_archive
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase

@@ -15,8 +15,8 @@ from standardwebhooks.webhooks import Webhook
 
 from labledger.config import GITHUB_MAX_BODY_BYTES
 from labledger.forges import gitea, gitlab
+from labledger.services.ingest import WebhookAnswer, receive_gitea, receive_gitlab
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import WebhookAnswer, receive_gitea, receive_gitlab
 from tests.support import FIXTURES, sha
 
 GITLAB_TOKEN = "test-gitlab-token"

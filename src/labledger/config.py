@@ -104,7 +104,7 @@ class Settings(BaseModel):
     api_tokens: tuple[ApiToken, ...] = ()
     max_body_bytes: int = Field(default=GITHUB_MAX_BODY_BYTES, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
-    # Limits that keep the server up under abuse (http/limits.py, cli/server.py).
+    # Limits that keep the server up under abuse (http/limits.py, cli/server_verbs.py).
     max_api_body_bytes: int = Field(default=1024 * 1024, gt=0)
     webhook_bytes_in_flight: int = Field(default=4 * GITHUB_MAX_BODY_BYTES, gt=0)
     api_concurrency: int = Field(default=12, ge=1, le=1000)

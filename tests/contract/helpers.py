@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import text
 
 from labledger.config import GITHUB_MAX_BODY_BYTES
+from labledger.services.ingest import WebhookAnswer, receive_github
 from labledger.storage.sql_store import SqlStore
 from labledger.storage.tables import archives, tombstones
-from labledger.webhooks import WebhookAnswer, receive_github
 from tests.support import SECRET, body_of, headers_for
 
 

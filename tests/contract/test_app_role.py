@@ -72,7 +72,7 @@ def test_the_app_role_can_grade_extend_and_dispatch(pg_ledger: Ledger, app_role:
     from labledger.config import Subscriber
     from labledger.core.model import NewVerification
     from labledger.core.service import check_session_spec
-    from labledger.dispatch import Dispatcher, SendResult
+    from labledger.services.notify import Dispatcher, SendResult
     from labledger.storage.outbox import SqlOutbox
 
     engine = make_engine(app_role)

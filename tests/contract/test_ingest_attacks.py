@@ -9,7 +9,7 @@ import pytest
 
 from labledger.config import GITHUB_MAX_BODY_BYTES, Settings
 from labledger.core.errors import MalformedPayload, SignatureRejected
-from labledger.webhooks import receive_github
+from labledger.services.ingest import receive_github
 from tests.conftest import Ledger
 from tests.contract.helpers import audit_actions, deliver, ledger_counts
 from tests.support import body_of, commit, headers_for, push_payload, session_spec

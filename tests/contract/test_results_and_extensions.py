@@ -12,7 +12,7 @@ from sqlalchemy import text
 from labledger.core.errors import InvalidRequest, NotFound
 from labledger.core.model import NewVerification
 from labledger.core.service import check_session_spec
-from labledger.export import export_log, verify_export
+from labledger.services.export import export_log, verify_export
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger

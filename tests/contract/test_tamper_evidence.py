@@ -14,7 +14,7 @@ from sqlalchemy import Connection, text
 from labledger.core.merkle import verify_consistency
 from labledger.core.receipt import verify_receipt
 from labledger.core.verify import VerifyReport
-from labledger.export import export_log, verify_export
+from labledger.services.export import export_log, verify_export
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.tables import attempts, metadata
 from labledger.storage.verification import verify_database

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import make_url
 
-from labledger.archive import write_archive
-from labledger.core.retention import Windows
+from labledger.core.retention_rules import Windows
 from labledger.core.service import check_session_spec
 from labledger.core.verify import VerifyReport
+from labledger.services.archive import write_archive
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.merkle_log import SqlLog

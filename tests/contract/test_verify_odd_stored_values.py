@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from labledger.export import ExportError, export_log
+from labledger.services.export import ExportError, export_log
 from labledger.storage.leaf_rows import UnreadableRows
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.verification import verify_database

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from labledger.archive import write_archive
 from labledger.cli import main
-from labledger.export import export_log
+from labledger.services.archive import write_archive
+from labledger.services.export import export_log
 from labledger.storage.merkle_log import SqlLog
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver

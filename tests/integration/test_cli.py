@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labledger.cli import main
-from labledger.saved import format_saved_delivery
+from labledger.services.saved import format_saved_delivery
 from tests.conftest import Ledger
 from tests.support import SECRET, body_of, commit, headers_for, push_payload
 

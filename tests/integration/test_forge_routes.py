@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from labledger.cli import main
 from labledger.config import Settings
 from labledger.http.app import create_app
-from labledger.saved import format_saved_delivery
+from labledger.services.saved import format_saved_delivery
 from labledger.storage.merkle_log import SqlLog
 from tests.conftest import Ledger
 from tests.forge_support import (

@@ -27,8 +27,8 @@ from labledger.core.errors import (
     SignatureRejected,
 )
 from labledger.core.model import Identity
+from labledger.services.ingest import WebhookAnswer, receive_gitea, receive_gitlab
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import WebhookAnswer, receive_gitea, receive_gitlab
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.forge_support import (

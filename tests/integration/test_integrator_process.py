@@ -32,7 +32,7 @@ from tests.integration.servers import (
 from tests.support import SIGNER, TOKEN, body_of, commit, headers_for, push_payload, session_spec
 
 pytestmark = pytest.mark.slow
-SEQUENCER = "labledger.sequencer"
+SEQUENCER = "labledger.services.integrate"
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from labledger.config import Subscriber
-from labledger.dispatch import Dispatcher
+from labledger.services.notify import Dispatcher
 from labledger.storage.engine import make_engine
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.sql_store import SqlStore

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from labledger.cli import main
 from labledger.config import Subscriber
 from labledger.core.model import NewVerification
-from labledger.dispatch import Dispatcher, SendResult, http_post
+from labledger.services.notify import Dispatcher, SendResult, http_post
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.sql_store import SqlStore, SqlWriter
 from tests.conftest import Ledger
@@ -134,7 +134,7 @@ def test_a_crash_after_sending_resends_the_same_event_id_only(ledger: Ledger) ->
 def test_two_dispatchers_on_one_database_send_each_event_once(ledger: Ledger) -> None:
     """Two processes' dispatchers (here: two engines) on one database: while one is sending,
     the other skips its round, on SQLite as on PostgreSQL."""
-    from labledger.dispatch import RoundReport
+    from labledger.services.notify import RoundReport
     from labledger.storage.engine import make_engine
 
     store = _announcing(ledger, "grader")

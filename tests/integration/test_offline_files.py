@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from labledger.cli import main
-from labledger.export import ExportError, export_log
 from labledger.safe_files import MAX_LINE_BYTES
+from labledger.services.export import ExportError, export_log
 from labledger.storage.engine import make_engine
 from tests.conftest import Ledger
 from tests.integration.offline_helpers import (

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from labledger.archive import verify_archive
 from labledger.core.leaves import LEAF_VERSION, canonical_json, parse_leaf, personal_commitment
-from labledger.export import verify_export
+from labledger.services.archive import verify_archive
+from labledger.services.export import verify_export
 from tests.conftest import Ledger
 from tests.integration.offline_helpers import (
     KEY,

@@ -17,17 +17,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy import exc as sa_exc
 
-from labledger.archive import verify_archive, write_archive
 from labledger.cli import main
 from labledger.config import ConfigError, Settings
 from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
-from labledger.core.retention import RetentionError, Windows
+from labledger.core.retention_rules import RetentionError, Windows
 from labledger.core.service import check_session_spec
-from labledger.export import export_log, verify_export
 from labledger.http.app import create_app
 from labledger.safe_files import FileRefused
+from labledger.services.archive import verify_archive, write_archive
+from labledger.services.export import export_log, verify_export
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase
 from labledger.storage.maintenance import MaintenanceRefused

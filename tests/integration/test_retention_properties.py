@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from labledger.archive import verify_archive, write_archive
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
-from labledger.core.retention import RetentionError, Windows
+from labledger.core.retention_rules import RetentionError, Windows
 from labledger.core.service import check_session_spec
+from labledger.services.archive import verify_archive, write_archive
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase
 from labledger.storage.merkle_log import SqlLog

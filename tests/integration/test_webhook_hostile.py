@@ -30,8 +30,8 @@ from labledger.core.errors import (
     SignatureRejected,
 )
 from labledger.core.model import Account, Identity
+from labledger.services.ingest import WebhookAnswer, receive_github
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import WebhookAnswer, receive_github
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.support import FIXTURES, SECRET, body_of, commit, headers_for, push_payload, session_spec

@@ -6,7 +6,7 @@ import asyncio
 from typing import cast
 
 from labledger.http.integrator import supervise
-from labledger.sequencer import IntegratorProcess
+from labledger.services.integrate import IntegratorProcess
 
 
 class FlakyChild:

@@ -7,7 +7,7 @@ from hashlib import sha256
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labledger.core.log import Node, append_leaves
+from labledger.core.frontier import Node, append_leaves
 from labledger.core.merkle import CompactRange, root
 
 

@@ -18,33 +18,42 @@ from labledger.core.errors import LedgerError, MalformedInput
 # name -> ("module:attribute", the verb's one-line help, shown by `--help` without an import).
 # `sessions` comes from cli.session_verbs, which gathers the group's verbs from their modules.
 VERBS: dict[str, tuple[str, str]] = {
-    "serve": ("labledger.cli.server:serve", "Run the HTTP server (webhooks and API)."),
-    "migrate": ("labledger.cli.server:migrate", "Create or upgrade the schema."),
+    "serve": ("labledger.cli.server_verbs:serve", "Run the HTTP server (webhooks and API)."),
+    "migrate": ("labledger.cli.server_verbs:migrate", "Create or upgrade the schema."),
     "sessions": ("labledger.cli.session_verbs:sessions", "Lab sessions."),
-    "gaps": ("labledger.cli.completeness:gaps", "Open gaps in push chains (missing pushes)."),
+    "gaps": ("labledger.cli.completeness_verbs:gaps", "Open gaps in push chains (missing pushes)."),
     "reconcile": (
-        "labledger.cli.reconcile:reconcile",
+        "labledger.cli.reconcile_verbs:reconcile",
         "Ask GitHub to redeliver the pushes the ledger missed.",
     ),
-    "attempts": ("labledger.cli.ledger:attempts", "Lab attempts."),
-    "ingest": ("labledger.cli.ledger:ingest", "Record saved deliveries as the webhook would."),
-    "keys": ("labledger.cli.log:keys", "The checkpoint signing key."),
-    "integrate": ("labledger.cli.log:integrate", "Add entries to the tree, sign a checkpoint."),
-    "checkpoint": ("labledger.cli.log:checkpoint", "Print the newest signed checkpoint."),
-    "prove": ("labledger.cli.log:prove", "Receipts and consistency proofs."),
-    "verify": ("labledger.cli.log:verify", "Recompute every leaf, check every checkpoint."),
+    "attempts": ("labledger.cli.ledger_verbs:attempts", "Lab attempts."),
+    "ingest": (
+        "labledger.cli.ledger_verbs:ingest",
+        "Record saved deliveries as the webhook would.",
+    ),
+    "keys": ("labledger.cli.log_verbs:keys", "The checkpoint signing key."),
+    "integrate": (
+        "labledger.cli.log_verbs:integrate",
+        "Add entries to the tree, sign a checkpoint.",
+    ),
+    "checkpoint": ("labledger.cli.log_verbs:checkpoint", "Print the newest signed checkpoint."),
+    "prove": ("labledger.cli.log_verbs:prove", "Receipts and consistency proofs."),
+    "verify": ("labledger.cli.log_verbs:verify", "Recompute every leaf, check every checkpoint."),
     "verify-receipt": (
-        "labledger.cli.log:verify_receipt_command",
+        "labledger.cli.log_verbs:verify_receipt_command",
         "Check one receipt offline with the log's public key.",
     ),
-    "export": ("labledger.cli.log:export", "Write the log to DIRECTORY for offline checks."),
-    "verifications": ("labledger.cli.grading:verifications", "Verification results."),
-    "report": ("labledger.cli.grading:report", "Per session of a lab: attempts, late, status."),
-    "dispatch": ("labledger.cli.dispatch:dispatch", "Send due notifications to subscribers."),
-    "retention": ("labledger.cli.retention:retention", "What the retention policy keeps."),
-    "archive": ("labledger.cli.retention:archive", "Archive old leaves (RETENTION.md)."),
-    "purge": ("labledger.cli.retention:purge_command", "Remove what is past its window."),
-    "erase": ("labledger.cli.retention:erase_command", "Erase one subject's personal data."),
+    "export": ("labledger.cli.log_verbs:export", "Write the log to DIRECTORY for offline checks."),
+    "verifications": ("labledger.cli.grading_verbs:verifications", "Verification results."),
+    "report": (
+        "labledger.cli.grading_verbs:report",
+        "Per session of a lab: attempts, late, status.",
+    ),
+    "dispatch": ("labledger.cli.notify_verbs:dispatch", "Send due notifications to subscribers."),
+    "retention": ("labledger.cli.retention_verbs:retention", "What the retention policy keeps."),
+    "archive": ("labledger.cli.retention_verbs:archive", "Archive old leaves (RETENTION.md)."),
+    "purge": ("labledger.cli.retention_verbs:purge_command", "Remove what is past its window."),
+    "erase": ("labledger.cli.retention_verbs:erase_command", "Erase one subject's personal data."),
 }
 
 

@@ -37,7 +37,6 @@ from labledger.core.errors import (
 )
 from labledger.core.note import SignerKey
 from labledger.core.service import check_session_spec
-from labledger.dispatch import Dispatcher
 from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import grading_schemas, schemas
 from labledger.http.forge_routes import forge_webhook_router
@@ -48,11 +47,12 @@ from labledger.http.limits import BodyLimits, Lanes
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.http.ui.pages import mount_ui
+from labledger.services.ingest import receive_github
+from labledger.services.notify import Dispatcher
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.retention import purged_archive
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import receive_github
 
 log = structlog.get_logger("labledger.http")
 

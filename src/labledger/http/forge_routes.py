@@ -17,8 +17,8 @@ from labledger.config import Settings
 from labledger.core.errors import LedgerError, SignatureRejected
 from labledger.http import schemas
 from labledger.http.metrics import Metrics
+from labledger.services.ingest import WebhookAnswer, receive_gitea, receive_gitlab
 from labledger.storage.sql_store import SqlStore
-from labledger.webhooks import WebhookAnswer, receive_gitea, receive_gitlab
 
 log = structlog.get_logger("labledger.http")
 ReadBody = Callable[[Request, int, float], Awaitable[bytes]]

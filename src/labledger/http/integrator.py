@@ -1,7 +1,7 @@
 """The background tasks of `serve`: the Merkle log integrator and the outbox dispatcher.
 
 Where the integrator runs is `LABLEDGER_INTEGRATOR`:
-- `process`: a child process per web worker (labledger/sequencer.py), supervised here:
+- `process`: a child process per web worker (labledger/services/integrate.py), supervised here:
   restarted if it dies, stopped with the worker;
 - `thread`: a task of the web worker itself, on its thread pool. A round also starts before
   the interval is up once EARLY_ROUND_ENTRIES entries of this worker are waiting: the round
@@ -30,9 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from labledger.config import Settings
 from labledger.core.errors import StoreUnavailable
 from labledger.core.note import SignerKey
-from labledger.dispatch import Dispatcher
-from labledger.reconcile import scheduled_syncs
-from labledger.sequencer import IntegratorProcess, integrate_round
+from labledger.services.integrate import IntegratorProcess, integrate_round
+from labledger.services.notify import Dispatcher
+from labledger.services.reconcile import scheduled_syncs
 from labledger.storage.merkle_log import SqlLog
 
 log = structlog.get_logger("labledger.integrator")

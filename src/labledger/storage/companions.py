@@ -1,5 +1,5 @@
 """The audit events the API writes with a row, in the same transaction: a row the
-application's database role appended by hand has none (storage/evidence.py asks)."""
+application's database role appended by hand has none (storage/evidence_check.py asks)."""
 
 from __future__ import annotations
 

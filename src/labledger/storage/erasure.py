@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 
 from labledger.core.leaves import LEAF_FIELDS, entry_leaf_hash, personal_commitment
-from labledger.core.retention import RetentionError, Tombstone
+from labledger.core.retention_rules import RetentionError, Tombstone
 from labledger.storage.leaf_rows import UNREADABLE_ERRORS, entry_rows
 from labledger.storage.maintenance import compact, maintenance
 from labledger.storage.retention import TABLE_OF, chunks, file_tombstones

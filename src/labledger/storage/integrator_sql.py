@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
+from labledger.core.frontier import Node
 from labledger.core.leaf_batches import leaf_hashes_columns
-from labledger.core.log import Node
 from labledger.storage.driver_writes import DriverWriter, InsertShape
 from labledger.storage.engine import translate_driver_errors
 from labledger.storage.leaf_columns import driver_fetch, kind_plan

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
 from labledger.core.errors import LedgerError
-from labledger.core.log import Node, append_leaves
+from labledger.core.frontier import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, delete, select, update
 
 from labledger.core.model import AuditEvent
-from labledger.core.retention import RetentionError, Tombstone, Windows, tombstones_digest
+from labledger.core.retention_rules import RetentionError, Tombstone, Windows, tombstones_digest
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.maintenance import compact, maintenance
 from labledger.storage.retention_plan import TABLE_NAMES, archived_end, plan_retention

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from labledger.core.retention import (
+from labledger.core.retention_rules import (
     MAINTENANCE_ACTIONS,
     Windows,
     counted_from,

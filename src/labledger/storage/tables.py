@@ -302,7 +302,7 @@ archives = Table(
 #   what = 'body'     the raw delivery body was dropped; body_sha256 stays on the row
 #   what = 'personal' personal fields were erased; personal_sha256 is the leaf's commitment
 # event_id is the audit event of the purge or erasure, whose details hold the SHA-256 of its
-# tombstones (core/retention.py), so `verify` notices a tombstone added behind its back.
+# tombstones (core/retention_rules.py), so `verify` notices a tombstone added behind its back.
 tombstones = Table(
     "tombstones",
     metadata,

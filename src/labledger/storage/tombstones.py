@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
 
-from labledger.core.retention import Tombstone, tombstones_digest
+from labledger.core.retention_rules import Tombstone, tombstones_digest
 from labledger.core.verify import Problem, VerifyReport
 from labledger.storage.tables import audit_events, tombstones
 

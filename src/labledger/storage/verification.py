@@ -25,7 +25,7 @@ from labledger.core.verify import (
     open_notes,
 )
 from labledger.core.verify_chunks import backdate_floors
-from labledger.storage.evidence import check_evidence
+from labledger.storage.evidence_check import check_evidence
 from labledger.storage.leaf_rows import (
     BATCH,
     ENTRY_TABLES,
@@ -69,7 +69,7 @@ def verify_database(
     The log is checked in chunks of 2**chunk_height leaves, by `processes` worker processes
     (default: one per available CPU) when there are several chunks; where a chunk does not
     check out, every entry is checked again one by one to report what is wrong. Then each
-    row is re-derived from its evidence (storage/evidence.py); `derive=False` skips that, for
+    row is re-derived from its evidence (storage/evidence_check.py); `derive=False` skips that, for
     benchmarks whose bulk-loaded rows no delivery could have made (`labledger verify` always
     derives).
     """

@@ -11,7 +11,7 @@ from labledger.cli.context import Context, emit, json_option, pass_context
 from labledger.core.errors import InvalidRequest
 from labledger.core.model import LabSession
 from labledger.http.gaps_routes import GapOut
-from labledger.roster import RosterRow, match_existing, read_roster
+from labledger.services.roster import RosterRow, match_existing, read_roster
 
 
 @click.command()

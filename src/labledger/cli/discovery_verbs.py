@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, pass_context
-from labledger.discovery import Discovery, run_discovery
+from labledger.services.discovery import Discovery, run_discovery
 
 
 @click.command("discover")

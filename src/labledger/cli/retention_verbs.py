@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from labledger.archive import write_archive
 from labledger.cli.context import TIME, Context, pass_context
 from labledger.config import Settings
-from labledger.core.retention import Windows
+from labledger.core.retention_rules import Windows
+from labledger.services.archive import write_archive
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase
 from labledger.storage.retention import purge

@@ -31,16 +31,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from labledger.archive_check import ARCHIVE_FORMAT as ARCHIVE_FORMAT
-from labledger.archive_check import FILES as FILES
-from labledger.archive_check import is_archive as is_archive
-from labledger.archive_check import verify_archive as verify_archive
 from labledger.core.leaves import entry_leaf_hash
 from labledger.core.merkle import CompactRange
 from labledger.core.note import VerifierKey
-from labledger.core.retention import RetentionError
-from labledger.export import write_notes
+from labledger.core.retention_rules import RetentionError
 from labledger.safe_files import create_private, filling_new_folder, sha256_file
+from labledger.services.archive_check import ARCHIVE_FORMAT as ARCHIVE_FORMAT
+from labledger.services.archive_check import FILES as FILES
+from labledger.services.archive_check import is_archive as is_archive
+from labledger.services.archive_check import verify_archive as verify_archive
+from labledger.services.export import write_notes
 from labledger.storage.leaf_rows import ENTRY_TABLES, entry_rows
 from labledger.storage.merkle_log import checkpoint_from_row
 from labledger.storage.retention import record_archive

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from labledger.archive import is_archive, verify_archive
 from labledger.cli.context import EXIT_TAMPERED, Context, emit, json_option, pass_context
 from labledger.config import ConfigError
 from labledger.core.errors import NotFound
@@ -19,7 +18,6 @@ from labledger.core.note import MalformedKey, SignerKey, VerifierKey, is_valid_k
 from labledger.core.receipt import Receipt, ReceiptRejected
 from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
-from labledger.export import export_log, verify_export
 from labledger.safe_files import (
     FileRefused,
     create_private,
@@ -27,6 +25,8 @@ from labledger.safe_files import (
     read_json,
     read_small,
 )
+from labledger.services.archive import is_archive, verify_archive
+from labledger.services.export import export_log, verify_export
 from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.migrate import ledger_origin
 from labledger.storage.verification import verify_database

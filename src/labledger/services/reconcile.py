@@ -23,7 +23,6 @@ from sqlalchemy import Engine
 
 from labledger.config import ConfigError, Settings
 from labledger.core.errors import LedgerError
-from labledger.discovery import Discovery, parse_discovery, run_discovery
 from labledger.forges.github_api import (
     Backoff,
     GitHubUnavailable,
@@ -32,11 +31,12 @@ from labledger.forges.github_api import (
     hook_base,
     redeliver,
 )
+from labledger.services.discovery import Discovery, parse_discovery, run_discovery
 from labledger.storage.reconcile_marks import ReconcileMarks
 from labledger.storage.sql_store import SqlStore
 
 Progress = Callable[[str], None]
-log = structlog.get_logger("labledger.reconcile")
+log = structlog.get_logger("labledger.services.reconcile")
 
 
 @dataclass

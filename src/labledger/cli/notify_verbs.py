@@ -8,7 +8,7 @@ import click
 
 from labledger.cli.context import Context, pass_context
 from labledger.config import ConfigError
-from labledger.dispatch import Dispatcher
+from labledger.services.notify import Dispatcher
 from labledger.storage.outbox import SqlOutbox
 
 

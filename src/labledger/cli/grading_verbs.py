@@ -16,7 +16,7 @@ from labledger.cli.context import (
     pass_context,
     validated,
 )
-from labledger.cli.ledger import sessions
+from labledger.cli.ledger_verbs import sessions
 from labledger.core.errors import VerificationConflict
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs

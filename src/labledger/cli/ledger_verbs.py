@@ -17,8 +17,8 @@ from labledger.core.service import check_session_spec
 from labledger.forges.scoped import FORGE_PATTERN
 from labledger.http import schemas
 from labledger.http.grading_schemas import AttemptDetailOut
-from labledger.saved import parse_saved_delivery
-from labledger.webhooks import receive_saved
+from labledger.services.ingest import receive_saved
+from labledger.services.saved import parse_saved_delivery
 
 
 @click.group()

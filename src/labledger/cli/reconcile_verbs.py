@@ -9,7 +9,7 @@ import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, Context, pass_context
 from labledger.config import ConfigError
-from labledger.reconcile import run_reconcile
+from labledger.services.reconcile import run_reconcile
 from labledger.storage.reconcile_marks import ReconcileMarks
 
 

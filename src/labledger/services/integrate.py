@@ -11,7 +11,7 @@ signing key on its standard input (never on a command line or in a file it would
 told about). It stops on SIGTERM or SIGINT after the round in progress, and by itself when the
 process that started it is gone.
 
-Run by `IntegratorProcess`; `python -m labledger.sequencer` is its entry point.
+Run by `IntegratorProcess`; `python -m labledger.services.integrate` is its entry point.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ class IntegratorProcess:
 
     def start(self) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "labledger.sequencer"], stdin=subprocess.PIPE, env=self._env
+            [sys.executable, "-m", "labledger.services.integrate"],
+            stdin=subprocess.PIPE,
+            env=self._env,
         )
         assert process.stdin is not None
         with process.stdin:

@@ -26,7 +26,7 @@ from labledger.storage.outbox import OutboxEvent, SqlOutbox
 if TYPE_CHECKING:
     import httpx2
 
-log = structlog.get_logger("labledger.dispatch")
+log = structlog.get_logger("labledger.services.notify")
 MAX_BACKOFF = timedelta(hours=1)
 
 

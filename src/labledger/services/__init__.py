@@ -1,0 +1,1 @@
+"""Application services: ingest, integrate, notify, export, archive, reconcile, discovery."""
