@@ -332,7 +332,8 @@ API_ERRORS = error_responses(
 
 # The hot read routes answer with plain dicts serialised by pydantic-core (the same encoder,
 # so the same JSON as the models above): validating ledger rows into models and FastAPI's
-# re-validation of the returned model cost several times the query on a 100-attempt page.
+# re-validation of the returned model cost more than the query on a page of attempts (the
+# session-page read of bench/reads.py).
 # The models stay the OpenAPI schema and `AttemptOut.of` etc. validate these same dicts,
 # so the two cannot drift apart (tests/unit/test_api_shapes.py checks every builder).
 
