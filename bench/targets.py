@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -127,6 +128,27 @@ def labledger(databases: Databases, dialect: str, repos: list[int], logs: Path) 
         sessions = create_ledger_sessions(database, repos)
         env = labledger_env(database.url, logs)
         with running("labledger", labledger_command, env, logs) as server:
+            yield Target("labledger", server, database, databases, sessions)
+    finally:
+        databases.drop(database)
+
+
+@contextmanager
+def labledger_profiled(
+    databases: Databases, dialect: str, repos: list[int], logs: Path, out: Path
+) -> Iterator[Target]:
+    """`labledger serve` under bench/profile.py's sampler, which writes `out` as it exits."""
+    database = databases.create(dialect, "profiled")
+    try:
+        migrate_ledger(database)
+        sessions = create_ledger_sessions(database, repos)
+        env = labledger_env(database.url, logs)
+
+        def command(port: int) -> list[str]:
+            serve = labledger_command(port)[1:]
+            return [sys.executable, "-m", "bench.profile", str(out), *serve]
+
+        with running("labledger-profiled", command, env, logs) as server:
             yield Target("labledger", server, database, databases, sessions)
     finally:
         databases.drop(database)
