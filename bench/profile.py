@@ -34,9 +34,9 @@ IDLE = {
 # Frames below every busy stack (thread start-up, the event loop, the command line) say
 # nothing about where the time goes; they are left out of the cumulative list.
 SCAFFOLD = (
-    "threading.py:", "<frozen runpy>:", "asyncio/runners.py:", "asyncio/base_events.py:",
-    "asyncio/events.py:", "concurrent/", "click/", "bench/profile.py:", "labledger/cli/",
-    "uvicorn/server.py:", "uvicorn/_compat.py:", "anyio/_backends/_asyncio.py:",
+    "threading.py:", "contextlib.py:", "<frozen runpy>:", "asyncio/runners.py:",
+    "asyncio/base_events.py:", "asyncio/events.py:", "concurrent/", "click/", "bench/profile.py:",
+    "labledger/cli/", "uvicorn/server.py:", "uvicorn/_compat.py:", "anyio/_backends/_asyncio.py:",
 )  # fmt: skip
 
 
