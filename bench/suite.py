@@ -68,7 +68,10 @@ def _commit_histogram(target: Target) -> tuple[float, float] | None:
     """The sum and count of the deliveries-per-commit histogram, or None without one."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    status, body = asyncio.run(fetch(target.port, get_request("/metrics", target.port, TOKEN)))
+    try:
+        status, body = asyncio.run(fetch(target.port, get_request("/metrics", target.port, TOKEN)))
+    except OSError:  # the report then says "not measured"
+        return None
     if status != 200:
         return None
     for family in text_string_to_metric_families(body.decode()):
