@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import labledger
+from bench import arenas, targets, where_time_goes
 from bench import results as result_file
-from bench import targets, where_time_goes
 from bench.calibrate import generator_cost
 from bench.config import SATURATION_REPOS, BenchConfig
 from bench.databases import Databases
@@ -61,7 +61,10 @@ class Scenario:
     measure: Callable[[BenchConfig, Databases, list[str], Path], dict[str, Any]]
 
 
-SCENARIOS = (Scenario("where_time_goes", where_time_goes.measure),)
+SCENARIOS = (
+    Scenario("where_time_goes", where_time_goes.measure),
+    Scenario("malloc_arenas", arenas.measure),
+)
 
 
 def _commit_histogram(target: Target) -> tuple[float, float] | None:

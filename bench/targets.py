@@ -120,14 +120,21 @@ def measured(target: Target, run: Callable[[], Phase]) -> dict[str, Any]:
 
 
 @contextmanager
-def labledger(databases: Databases, dialect: str, repos: list[int], logs: Path) -> Iterator[Target]:
-    """`labledger serve` as it ships (one worker), on a fresh migrated database."""
+def labledger(
+    databases: Databases, dialect: str, repos: list[int], logs: Path, *serve_options: str
+) -> Iterator[Target]:
+    """`labledger serve` as it ships (one worker), on a fresh migrated database; with
+    `serve_options`, as those options make it."""
     database = databases.create(dialect, "ledger")
     try:
         migrate_ledger(database)
         sessions = create_ledger_sessions(database, repos)
         env = labledger_env(database.url, logs)
-        with running("labledger", labledger_command, env, logs) as server:
+
+        def command(port: int) -> list[str]:
+            return [*labledger_command(port), *serve_options]
+
+        with running("labledger", command, env, logs) as server:
             yield Target("labledger", server, database, databases, sessions)
     finally:
         databases.drop(database)

@@ -54,7 +54,8 @@ def test_bench_smoke_writes_a_well_formed_result_file(tmp_path: Path) -> None:
 
 
 def _assert_targets_and_profile(results: dict[str, object], report: str) -> None:
-    """Every issue-23 target has its row, and the server was profiled on every database."""
+    """Every issue-23 target has its row, the registered scenarios theirs, and the server was
+    profiled on every database."""
     targets = report[report.index("## Against the targets") :].split("\n## ")[0]
     for name in ISSUE_23_TARGETS:
         assert name in targets, name
@@ -63,6 +64,7 @@ def _assert_targets_and_profile(results: dict[str, object], report: str) -> None
         assert profiled[dialect]["samples"] > 0
         assert any("labledger/" in f["function"] for f in profiled[dialect]["cumulative"])
     assert "## Where the time goes" in report
+    assert "arenas capped ÷ uncapped" in targets  # bench/arenas.py, a registered scenario
 
 
 def _assert_tamper_shape(results: dict[str, object], report: str) -> None:

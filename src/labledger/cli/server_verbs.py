@@ -86,9 +86,9 @@ def cap_malloc_arenas(arenas: int) -> bool:
 
     glibc gives threads up to eight arenas per core; request threads that each parse a webhook
     leave freed memory in many arenas, which the process keeps. Fewer arenas keep the server's
-    peak RSS lower after a burst (`make bench`'s deadline burst and peak RSS figures). Worker
-    processes started by `--workers` read the same setting from the environment. An explicit
-    MALLOC_ARENA_MAX wins; elsewhere than glibc this does nothing.
+    peak RSS lower after a burst: bench/arenas.py compares capped and uncapped in every
+    `make bench`. Worker processes started by `--workers` read the same setting from the
+    environment. An explicit MALLOC_ARENA_MAX wins; elsewhere than glibc this does nothing.
     """
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
