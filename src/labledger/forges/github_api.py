@@ -36,6 +36,13 @@ class GitHubUnavailable(Exception):
     """GitHub could not be reached or kept refusing after every retry; says which request."""
 
 
+def describe(exc: Exception) -> str:
+    """One line for a request GitHub refused or that could not be made."""
+    if isinstance(exc, HTTPException):
+        return f"GitHub answered {int(exc.status_code)} {exc}".strip()
+    return str(exc)
+
+
 def hook_base(hook: str) -> str:
     """The API path of a configured hook (`repos/O/N/hooks/ID`, `orgs/O/hooks/ID`, `app`)."""
     if not HOOK.match(hook):
@@ -149,6 +156,27 @@ async def direct_collaborators(api: GitHubAPI, full_name: str) -> list[Any]:
 
 async def org_owners(api: GitHubAPI, org: str) -> set[int]:
     return {int(m["id"]) async for m in api.getiter(f"/orgs/{org}/members?role=admin")}
+
+
+async def repository(api: GitHubAPI, full_name: str) -> Any:
+    """`repos/get`: the repository, whose numeric id says it is still the session's."""
+    return await api.getitem(f"/repos/{full_name}")
+
+
+async def push_activity(api: GitHubAPI, full_name: str) -> AsyncIterator[Any]:
+    """`repos/list-activities`, newest first, every page (`Link` with opaque cursors)."""
+    async for item in api.getiter(f"/repos/{full_name}/activity?per_page=100"):
+        yield item
+
+
+async def compare(api: GitHubAPI, full_name: str, before: str, after: str) -> Any:
+    """`repos/compare-commits`: the commits of before...after (up to 250) and their files."""
+    return await api.getitem(f"/repos/{full_name}/compare/{before}...{after}")
+
+
+async def commit(api: GitHubAPI, full_name: str, sha: str) -> Any:
+    """`repos/get-commit`: one commit with its files (a branch created at a commit)."""
+    return await api.getitem(f"/repos/{full_name}/commits/{sha}")
 
 
 __all__ = ["BadRequest", "GitHubBroken", "HTTPException"]
