@@ -21,6 +21,14 @@ Built from GitHub's published OpenAPI description, repository `github/rest-api-d
   ahead_by, total_commits, commits[] of `commit`, files[] of `diff-entry`) and
   `repos/get-commit` (`GET .../commits/{ref}`). The double knows only the commits of the pushes
   it was told about: a compare answers for exactly one recorded push's before...after.
+- GitHub App authentication: `apps/create-installation-access-token`
+  (`POST /app/installations/{installation_id}/access_tokens`, 201 with an
+  `installation-token`: token, expires_at, permissions, repository_selection),
+  `apps/get-repo-installation` (`GET /repos/{owner}/{repo}/installation`) and
+  `apps/get-org-installation` (`GET /orgs/{org}/installation`), both an `installation`. A JWT
+  is checked with the App's public key (RS256, `iss` the App id, at most 10 minutes) and is
+  accepted only on `/app/...` and the installation look-ups, as GitHub does; an installation
+  token only elsewhere, and only until its `expires_at`.
 - Rate limits as GitHub's docs describe them: `x-ratelimit-*` on every answer; a scripted answer
   can be a primary limit (403, remaining 0), a secondary one (429 with `retry-after`) or a 5xx.
 """
@@ -39,6 +47,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
+import jwt
 
 from tests.support import SECRET, headers_for
 
@@ -100,6 +109,11 @@ class GitHubDouble:
     activity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by full name
     comparisons: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     api_commits: dict[str, dict[str, Any]] = field(default_factory=dict)  # by sha
+    app_id: str = ""
+    app_public_key: str = ""  # PEM; set, the double plays a GitHub App's side too
+    installations: dict[str, int] = field(default_factory=dict)  # by account login, lower
+    token_lifetime: float = 3600.0
+    issued: dict[str, tuple[int, float]] = field(default_factory=dict)  # token: (inst, expiry)
     base: str = ""  # the double's own URL, for the `Link` headers it writes
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(12345678))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -160,6 +174,30 @@ class GitHubDouble:
         }
         return item
 
+    def authorized(self, path: str, authorization: str | None) -> bool:
+        """Whether GitHub would take these credentials for `path`."""
+        if authorization in (f"token {TOKEN}", f"Bearer {TOKEN}"):
+            return True
+        scheme, _, credential = (authorization or "").partition(" ")
+        scheme = scheme.capitalize()  # schemes are case-insensitive (RFC 9110, 11.1)
+        app_path = path.startswith("/app/") or path.endswith("/installation")
+        if scheme == "Bearer" and self.app_public_key and app_path:
+            try:
+                claims = jwt.decode(
+                    credential,
+                    self.app_public_key,
+                    algorithms=["RS256"],
+                    issuer=self.app_id,
+                    options={"require": ["iat", "exp", "iss"]},
+                    leeway=0,
+                )
+            except jwt.InvalidTokenError:
+                return False
+            return bool(claims["exp"] - claims["iat"] <= 660)  # 10 minutes, plus the back-date
+        if scheme == "Token" and credential in self.issued and not app_path:
+            return self.issued[credential][1] > time.time()
+        return False
+
     def answer(self, method: str, url: str) -> Answer:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -177,6 +215,8 @@ class GitHubDouble:
         if hook in self.hooks and method == "POST" and rest.endswith("/attempts"):
             return self._redeliver(hook, int(rest.split("/")[1]))
         segments = path.split("/")
+        if self.app_public_key and (found := self._app_route(method, segments)) is not None:
+            return found
         if method == "GET" and segments[0] == "orgs" and segments[2:] == ["repos"]:
             return _paged(self.repos.get(segments[1], []), query, f"{self.base}/{path}")
         if method == "GET" and segments[2:] == ["members"] and query.get("role") == "admin":
@@ -191,6 +231,43 @@ class GitHubDouble:
         if method == "GET" and segments[0] == "users" and segments[1] in self.users:
             return Answer(200, self.users[segments[1]])
         return Answer(404, {"message": "Not Found", "documentation_url": "https://docs.github.com"})
+
+    def _app_route(self, method: str, segments: list[str]) -> Answer | None:
+        if method == "GET" and segments[-1] == "installation" and len(segments) in (3, 4):
+            account = segments[1].lower()
+            if account not in self.installations:
+                return Answer(404, {"message": "Not Found"})
+            return Answer(200, self._installation(account))
+        if method == "POST" and segments[:2] == ["app", "installations"] and len(segments) == 4:
+            installation = int(segments[2])
+            if installation not in self.installations.values():
+                return Answer(404, {"message": "Not Found"})
+            token = f"ghs_{uuid.uuid4().hex}"
+            expiry = time.time() + self.token_lifetime
+            self.issued[token] = (installation, expiry)
+            expires_at = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return Answer(
+                201,
+                {
+                    "token": token,
+                    "expires_at": expires_at,
+                    "permissions": {"administration": "read", "metadata": "read"},
+                    "repository_selection": "all",
+                },
+            )
+        return None
+
+    def _installation(self, account: str) -> dict[str, Any]:
+        """An `installation` as `base-installation` shows one."""
+        return {
+            "id": self.installations[account],
+            "account": {"login": account, "id": 1, "type": "Organization"},
+            "app_id": int(self.app_id),
+            "target_type": "Organization",
+            "permissions": {"metadata": "read", "organization_hooks": "write"},
+            "events": ["push"],
+            "repository_selection": "all",
+        }
 
     def _repository_route(
         self, segments: list[str], query: dict[str, str], path: str
@@ -321,7 +398,7 @@ def serve(double: GitHubDouble) -> tuple[ThreadingHTTPServer, str]:
         def _reply(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             self.rfile.read(length)
-            if self.headers.get("authorization") not in (f"token {TOKEN}", f"Bearer {TOKEN}"):
+            if not double.authorized(urlsplit(self.path).path, self.headers.get("authorization")):
                 found = Answer(401, {"message": "Bad credentials"})
             else:
                 found = double.answer(self.command, self.path)

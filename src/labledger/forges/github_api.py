@@ -7,6 +7,9 @@ generated models for the handful of endpoints used here. Retries are ours, in on
 403/429 with `retry-after` or an exhausted `x-ratelimit-remaining`, 5xx and network errors wait
 and try again, up to `attempts` times, never longer than `max_wait` seconds at once.
 
+Credentials: a token, or a GitHub App (forges/github_app.py; its installation tokens are put on
+each request here, by the account the request's path names).
+
 Least privilege: a fine-grained token with "Webhooks: read and write" on the repositories
 (repository hooks) or "Webhooks: read and write" on the organisation (organisation hooks);
 discovery also needs "Metadata: read" and organisation "Members: read".
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
+from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded, sansio
 from gidgethub.abc import GitHubAPI
 from gidgethub.httpx import GitHubAPI as HttpxGitHubAPI
+
+from labledger.forges.github_app import AppKey, AppTokens
 
 _NAME = r"(?!\.\.?/)[\w.-]+"  # an owner or repository name; never `.` or `..`
 HOOK = re.compile(rf"^(?:repos/{_NAME}/{_NAME}/hooks/\d+|orgs/{_NAME}/hooks/\d+|app)$")
@@ -63,12 +68,20 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class GitHubClient(HttpxGitHubAPI):
-    """gidgethub's client with the retries GitHub's docs ask of an integration."""
+    """gidgethub's client with the retries GitHub's docs ask of an integration, authenticated
+    by a token or as a GitHub App (forges/github_app.py)."""
 
     def __init__(
-        self, client: httpx2.AsyncClient, token: str, base_url: str, backoff: Backoff, sleep: Sleep
+        self,
+        client: httpx2.AsyncClient,
+        credentials: str | AppKey,
+        base_url: str,
+        backoff: Backoff,
+        sleep: Sleep,
     ) -> None:
+        token = credentials if isinstance(credentials, str) else None
         super().__init__(client, USER_AGENT, oauth_token=token, base_url=base_url.rstrip("/"))
+        self.app = None if isinstance(credentials, str) else AppTokens(credentials)
         self.backoff = backoff
         self._sleep = sleep
         self.retries = 0
@@ -79,6 +92,15 @@ class GitHubClient(HttpxGitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        if self.app is not None:
+            path = url[len(self.base_url) :] if url.startswith(self.base_url) else url
+            authorization = await self.app.authorization(path, self._as_app)
+            headers = {**headers, "authorization": authorization}
+        return await self._send(method, url, headers, body)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Mapping[str, str], bytes]:
         for attempt in range(1, self.backoff.attempts + 1):
             try:
                 return await super()._request(method, url, headers, body)
@@ -87,6 +109,12 @@ class GitHubClient(HttpxGitHubAPI):
                     raise GitHubUnavailable(f"{method} {url}: {exc!r}") from None
                 await self._wait(self._exponential(attempt))
         raise AssertionError("unreachable")
+
+    async def _as_app(self, method: str, path: str, jwt: str) -> Any:
+        """A request the App makes with its JWT (finding an installation, making its token)."""
+        headers = sansio.create_headers(USER_AGENT, jwt=jwt)
+        status, answered, data = await self._send(method, f"{self.base_url}{path}", headers, b"")
+        return sansio.decipher_response(status, answered, data)[0]
 
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: HTTPException, attempt: int
@@ -120,7 +148,10 @@ class GitHubClient(HttpxGitHubAPI):
 
 @asynccontextmanager
 async def github_client(
-    token: str, base_url: str, progress: Callable[[str], None], backoff: Backoff | None = None
+    credentials: str | AppKey,
+    base_url: str,
+    progress: Callable[[str], None],
+    backoff: Backoff | None = None,
 ) -> AsyncIterator[GitHubClient]:
     """A client for one pass; `progress` hears about every wait GitHub asks for."""
 
@@ -129,7 +160,7 @@ async def github_client(
         await asyncio.sleep(seconds)
 
     async with httpx2.AsyncClient(timeout=30.0) as client:
-        yield GitHubClient(client, token, base_url, backoff or Backoff(), sleep)
+        yield GitHubClient(client, credentials, base_url, backoff or Backoff(), sleep)
 
 
 async def deliveries_since(api: GitHubAPI, base: str, after_id: int) -> AsyncIterator[Any]:
