@@ -40,6 +40,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,6 +115,7 @@ class GitHubDouble:
     installations: dict[str, int] = field(default_factory=dict)  # by account login, lower
     token_lifetime: float = 3600.0
     issued: dict[str, tuple[int, float]] = field(default_factory=dict)  # token: (inst, expiry)
+    before_answer: Callable[[str, str], None] | None = None  # (method, path): a test's gate
     base: str = ""  # the double's own URL, for the `Link` headers it writes
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(12345678))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -202,6 +204,8 @@ class GitHubDouble:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.requests.append((method, parts.path))
+        if self.before_answer is not None:
+            self.before_answer(method, parts.path)
         for n, (prefix, scripted) in enumerate(self.scripted):
             if parts.path.startswith(prefix):
                 del self.scripted[n]
