@@ -21,6 +21,7 @@ from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.github_double import GitHubDouble, broken, rate_limited
+from tests.integration.conftest import HOOK
 from tests.support import (
     SECRET,
     SIGNER,
@@ -73,7 +74,12 @@ def test_pushes_missed_past_the_redelivery_window_are_read_back_from_activity(
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     payloads = chain(3)
     for payload in payloads:
-        github.pushed(REPO, payload)  # GitHub saw the pushes; their deliveries are long gone
+        github.pushed(REPO, payload)  # GitHub's own record of the push
+        assert github.deliver(HOOK, body_of(payload)).status_code == 0  # labledger was down
+    github.hooks[HOOK].clear()  # three days on: GitHub no longer lists the failed deliveries
+    assert main(["reconcile"]) == 0
+    assert "saw 0 deliveries" in capsys.readouterr().out
+    assert ledger.store.push_chain_gaps() == [] and attempts_of(ledger.store) == []
 
     assert main(["reconcile", "--activity"]) == 0
     assert "saw 3 branch updates, recorded 3 missed pushes (6 attempts)" in capsys.readouterr().out

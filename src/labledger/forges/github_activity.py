@@ -18,14 +18,15 @@ files, a longer push's commits carry none (docs/completeness.md).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from labledger.core.errors import MalformedPayload
 from labledger.core.model import (
     API_DELIVERY_PREFIX,
+    ZERO_SHA,
     Account,
     ChangedFiles,
     Commit,
@@ -40,7 +41,20 @@ SOURCE = "github-api"
 # refuses it), so a recorded body names the parser that reads it; likewise the delivery id.
 EVIDENCE_PREFIX = API_EVIDENCE_PREFIX + b':"github-api"'
 DELIVERY_PREFIX = API_DELIVERY_PREFIX
-PUSH_ACTIVITIES = ("push", "force_push", "branch_creation", "branch_deletion")
+# Every activity that moves a branch (a merge moves its base branch and sends a push event).
+PUSH_ACTIVITIES = (
+    "push",
+    "force_push",
+    "branch_creation",
+    "branch_deletion",
+    "pr_merge",
+    "merge_queue_merge",
+)
+
+
+def _zero_if_null(sha: object) -> object:
+    # GitHub's web view shows a created branch's `before` as null; the API schema says a SHA.
+    return ZERO_SHA if sha is None else sha
 
 
 class _Api(BaseModel):
@@ -57,9 +71,9 @@ class Activity(_Api):
 
     id: RepoId
     ref: Text
-    before: Sha
-    after: Sha
-    timestamp: datetime
+    before: Annotated[Sha, BeforeValidator(_zero_if_null)]
+    after: Annotated[Sha, BeforeValidator(_zero_if_null)]
+    timestamp: AwareDatetime
     activity_type: Text
     actor: _User | None = None
 
@@ -135,15 +149,16 @@ def is_evidence(body: bytes) -> bool:
 
 
 def parse_activity(item: Any) -> Activity | None:
-    """An activity item as a value; None for what is not a branch update (a merge queue, a
-    tag) or what GitHub answered malformed (the run reports the latter through its count)."""
+    """An activity item as a value; None for what does not move a branch (a tag). Raises
+    MalformedPayload for an item GitHub answered malformed."""
+    if not isinstance(item, dict) or item.get("activity_type") not in PUSH_ACTIVITIES:
+        return None
+    if not str(item.get("ref", "")).startswith("refs/heads/"):
+        return None
     try:
-        found = Activity.model_validate(item)
-    except ValidationError:
-        return None
-    if found.activity_type not in PUSH_ACTIVITIES or not found.ref.startswith("refs/heads/"):
-        return None
-    return found
+        return Activity.model_validate(item)
+    except ValidationError as exc:
+        raise MalformedPayload(_first_problem(exc), f"activity {item.get('id')}") from None
 
 
 def parse_api_push(body: bytes) -> Push:
@@ -151,9 +166,7 @@ def parse_api_push(body: bytes) -> Push:
     try:
         kept = _Evidence.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise MalformedPayload(f"{where}: {first['msg']}") from None
+        raise MalformedPayload(_first_problem(exc)) from None
     a = kept.activity
     deleted = a.activity_type == "branch_deletion" or is_zero_sha(a.after)
     commits: tuple[Commit, ...] = ()
@@ -183,6 +196,11 @@ def parse_api_push(body: bytes) -> Push:
         head_commit=head,
         total_commits=total,
     )
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
 def _commit(c: _Commit, files: list[_DiffEntry]) -> Commit:

@@ -26,6 +26,7 @@ from typing import Any
 from gidgethub import HTTPException
 from gidgethub.abc import GitHubAPI
 
+from labledger.core.errors import MalformedPayload
 from labledger.core.model import AuditEvent, Delivery, is_zero_sha
 from labledger.core.service import SYSTEM_ACTOR, record_push_delivery
 from labledger.forges.github_activity import (
@@ -148,7 +149,11 @@ async def _activity(
         report.seen += 1
         if report.seen % 500 == 0:
             progress(f"{full_name}: {report.seen} activities read")
-        item = parse_activity(raw)
+        try:
+            item = parse_activity(raw)
+        except MalformedPayload as exc:
+            report.missing.append(f"{exc.location}: {exc.problem}")
+            continue
         if item is not None:
             found.append((raw, item))
     return found
