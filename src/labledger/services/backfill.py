@@ -96,8 +96,11 @@ async def backfill_repositories(
 ) -> list[RepositoryReport]:
     """One pass over every repository of a GitHub session."""
     reports = []
-    for repo_id, full_name in await asyncio.to_thread(marks.session_repositories, "github"):
+    repositories = await asyncio.to_thread(marks.session_repositories, "github")
+    for n, (repo_id, full_name) in enumerate(repositories, start=1):
         report = RepositoryReport(full_name or str(repo_id))
+        if len(repositories) > 1:
+            progress(f"activity: {report.repository} ({n}/{len(repositories)} repositories)")
         try:
             activity = await _backfill(api, store, marks, repo_id, full_name, report, progress)
             claims = await asyncio.to_thread(marks.time_claims, repo_id, skew, confirm_all)
