@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from labledger.cli import main
 from labledger.config import Settings
@@ -18,6 +19,7 @@ from labledger.http.app import create_app
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
+from labledger.storage.tables import audit_events
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.github_double import GitHubDouble, broken, rate_limited
@@ -99,6 +101,12 @@ def test_pushes_missed_past_the_redelivery_window_are_read_back_from_activity(
     session_id = ledger.store.list_sessions(limit=1)[0].id
     items = api(ledger, f"/api/v1/sessions/{session_id}/attempts")["items"]
     assert {(a["recorded_from"], a["time_unconfirmed"]) for a in items} == {("github-api", False)}
+    delivery = api(ledger, f"/api/v1/deliveries/{items[0]['delivery_id']}")
+    assert delivery["push"]["recorded_from"] == "github-api"
+    assert delivery["delivery"]["hook_id"] is None
+    with ledger.engine.connect() as conn:
+        recorded = select(audit_events.c.actor).where(audit_events.c.action == "delivery.recorded")
+        assert set(conn.execute(recorded).scalars()) == {"github-api"}
     assert main(["integrate"]) == 0
     assert main(["verify"]) == 0
 

@@ -230,3 +230,27 @@ def test_github_app_with_a_key_github_does_not_hold_is_refused(
     assert main(["reconcile"]) == 1
     assert "GitHub answered 401" in capsys.readouterr().out
     assert github.issued == {}
+
+
+def test_github_identity_settings_are_refused_in_one_line_when_they_do_not_add_up(
+    github: GitHubDouble,
+    ledger: Ledger,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Half an App (id without key), a token beside an App, or an unreadable key file: one line
+    naming the settings, exit 2, nothing asked of GitHub."""
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_ID", "31337")
+    assert main(["reconcile"]) == 2
+    assert "LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE go together" in capsys.readouterr().err
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE", str(tmp_path / "none.pem"))
+    assert main(["reconcile"]) == 2
+    assert "not both" in capsys.readouterr().err
+    monkeypatch.delenv("LABLEDGER_GITHUB_TOKEN")
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE: cannot read" in err and len(err.splitlines()) == 1
+    )
+    assert github.requests == []
