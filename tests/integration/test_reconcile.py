@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from labledger.cli import main
+from labledger.forges.github_api import Backoff, GitHubClient
 from labledger.forges.github_app import REFRESH_MARGIN
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
-from tests.github_double import GitHubDouble, broken, primary_rate_limited, rate_limited
+from tests.github_double import (
+    TOKEN,
+    Answer,
+    GitHubDouble,
+    broken,
+    primary_rate_limited,
+    rate_limited,
+)
 from tests.integration.conftest import HOOK
 from tests.integration.servers import running_servers
 from tests.support import body_of, commit, push_payload, session_spec, sha
@@ -254,3 +264,23 @@ def test_github_identity_settings_are_refused_in_one_line_when_they_do_not_add_u
         "LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE: cannot read" in err and len(err.splitlines()) == 1
     )
     assert github.requests == []
+
+
+def test_secondary_rate_limit_without_retry_after_waits_a_minute(github: GitHubDouble) -> None:
+    """A 403 secondary rate limit with neither `retry-after` nor an exhausted quota is waited
+    out a minute at least, as GitHub's docs ask, and the request is then made again."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def listed() -> Any:
+        async with httpx2.AsyncClient() as client:
+            api = GitHubClient(client, TOKEN, github.base, Backoff(), sleep)
+            return await api.getitem(f"/{HOOK}/deliveries")
+
+    secondary = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+    github.scripted.append((f"/{HOOK}/deliveries", Answer(403, secondary)))
+    assert asyncio.run(listed()) == []
+    assert waits == [60.0]
+    assert github.requests.count(("GET", f"/{HOOK}/deliveries")) == 2

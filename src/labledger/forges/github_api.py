@@ -132,6 +132,9 @@ class GitHubClient(HttpxGitHubAPI):
             return float(headers["retry-after"])
         if limited and headers.get("x-ratelimit-remaining") == "0":
             return max(0.0, float(headers.get("x-ratelimit-reset", 0)) - time.time())
+        if limited and "secondary rate limit" in str(exc).lower():
+            # GitHub's docs: with neither header, wait at least a minute, longer each time.
+            return max(60.0, self._exponential(attempt))
         if exc.status_code == 429 or isinstance(exc, GitHubBroken):
             return self._exponential(attempt)
         return None  # any other 4xx is an answer, not a hiccup
