@@ -11,11 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, Dialect
 
 from labledger.core.frontier import Node
-from labledger.core.leaf_batches import leaf_hashes_columns
+from labledger.core.merkle import leaf_hash
 from labledger.storage.driver_writes import DriverWriter, InsertShape
 from labledger.storage.engine import translate_driver_errors
-from labledger.storage.leaf_columns import driver_fetch, kind_plan
-from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK
+from labledger.storage.leaf_rows import IN_CHUNK, entry_leaves
 from labledger.storage.tables import log_entries, merkle_nodes
 
 # PostgreSQL takes each insert and delete as one statement over arrays (`unnest`, `= ANY`).
@@ -102,22 +101,16 @@ _INTEGRATOR_SQL: dict[tuple[str, str], IntegratorSql] = {}
 
 
 def leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
-    """The leaf hash of each queued entry, from its row: the rows of a kind read column by
-    column and hashed as `verify` hashes them (storage/leaf_columns.py)."""
+    """The leaf hash of each queued entry, from its row, as `verify` hashes it."""
     by_kind: dict[str, list[int]] = {}
     for kind, entry_id in keys:
         by_kind.setdefault(kind, []).append(entry_id)
-    fetch = driver_fetch(conn.connection.driver_connection)
-    hashes: dict[str, dict[int, bytes]] = {}
-    with translate_driver_errors(conn.dialect):
-        for kind, ids in by_kind.items():
-            plan, hashes[kind] = kind_plan(conn.dialect, kind), {}
-            step = ARRAY_CHUNK if plan.array else IN_CHUNK  # SQLite binds a bounded number
-            for part in (ids[i : i + step] for i in range(0, len(ids), step)):
-                found = plan.fetch(fetch, part, (min(part), max(part)))
-                computed = leaf_hashes_columns(kind, found.columns, len(found.ids))
-                hashes[kind].update(zip(found.ids, computed, strict=True))
-    missing = [(k, i) for k, i in keys if i not in hashes[k]]
+    hashes = {
+        (kind, entry_id): leaf_hash(data)
+        for kind, ids in by_kind.items()
+        for entry_id, data in entry_leaves(conn, kind, ids).items()
+    }
+    missing = [key for key in keys if key not in hashes]
     if missing:
         raise RuntimeError(f"queued entries without rows: {missing[:5]}")
-    return [hashes[kind][entry_id] for kind, entry_id in keys]
+    return [hashes[key] for key in keys]

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import LedgerError
-from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.leaves import leaf_encoder
 from labledger.storage.tables import (
     UtcDateTime,
     attempts,
@@ -195,6 +195,7 @@ def _driver_select(
 class _KindQueries:
     by_ids: Callable[[int], _Select]  # for a number of ids
     after: _Select  # id > ?, first BATCH rows, read leniently
+    between: _Select  # id BETWEEN ? AND ?, read leniently
     commits_by_ids: Callable[[int], _Select]
     commits_between: _Select  # push_id BETWEEN ? AND ?
     chunk: int  # ids per `by_ids` query
@@ -228,6 +229,7 @@ def _build_queries(dialect: Dialect, kind: str) -> _KindQueries:
     return _KindQueries(
         functools.cache(lambda n: _select(dialect, kind, among(f"{table}.id", n), f"{table}.id")),
         _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}", True),
+        _select(dialect, kind, f"{table}.id BETWEEN {p} AND {p}", f"{table}.id", True),
         functools.cache(lambda n: commits(among("push_commits.push_id", n))),
         commits(f"push_commits.push_id BETWEEN {p} AND {p}"),
         ARRAY_CHUNK if as_array else IN_CHUNK,
@@ -274,8 +276,9 @@ def entry_leaves(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, b
     """The leaf bytes of the rows of one kind that exist, by id; UnreadableRows as
     `entry_rows`, and also when a row read holds a value no leaf holds (a float in its JSON)."""
     rows = entry_rows(conn, kind, ids)
+    encode = leaf_encoder(kind)
     try:
-        return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+        return {entry_id: encode(row) for entry_id, row in rows.items()}
     except UNREADABLE_ERRORS as exc:
         raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc) from exc
 
@@ -306,6 +309,16 @@ def entry_row_batches(conn: Connection, kind: str) -> Iterator[list[dict[str, An
             _with_commits(rows, queries.commits_between.rows(conn, bounds))
         yield rows
         after = rows[-1]["id"]
+
+
+def lenient_rows_between(conn: Connection, kind: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """The rows of one kind with ids in [lo, hi], in id order, pushes with their commits, read
+    leniently as `entry_row_batches` reads them."""
+    queries = _queries(conn.dialect, kind)
+    rows = queries.between.rows(conn, [lo, hi])
+    if kind == "push" and rows:
+        _with_commits(rows, queries.commits_between.rows(conn, [lo, hi]))
+    return rows
 
 
 def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
