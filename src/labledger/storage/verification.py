@@ -16,9 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from labledger.core.leaves import leaf_encoder
 from labledger.core.merkle import leaf_hash
@@ -37,6 +39,7 @@ from labledger.storage.leaf_rows import (
     TIME_COLUMN,
     UNREADABLE_ERRORS,
     lenient_rows_between,
+    undecodable_text,
 )
 from labledger.storage.sql_store import translate_db_errors
 from labledger.storage.tables import checkpoints, deliveries, log_entries, log_queue
@@ -46,6 +49,7 @@ Progress = Callable[[int], None]
 TABLE_OF = {kind: table.name for kind, table in ENTRY_TABLES.items()}
 Recomputed = dict[tuple[str, int], tuple[bytes, datetime | None]]
 _GONE: tuple[None, None] = (None, None)
+_T = TypeVar("_T")
 _CLUSTER_GAP = 1024  # a batch's ids of one kind further apart than this are read apart
 
 
@@ -61,9 +65,9 @@ def verify_database(
     """Rebuild the tree from the rows as they are now, check every signed checkpoint, and
     re-derive each row from its evidence; every problem is named in the report."""
     report = VerifyReport()
-    with translate_db_errors(), _reading(engine) as conn, _undecodable_text_kept(conn):
+    with translate_db_errors(), _reading(engine) as conn:
         _verify_log(conn, report, key, witnesses, check_bodies, backdate_slack, progress)
-        check_evidence(conn, report, check_bodies)
+        _reading_any_text(conn, lambda: check_evidence(conn, report, check_bodies))
     return report
 
 
@@ -139,7 +143,8 @@ def _recompute(conn: Connection, batch: Sequence[tuple[int, str, int, bytes]]) -
         time_column = TIME_COLUMN.get(kind)
         encode = leaf_encoder(kind)
         for lo, hi in _clusters(sorted(keep)):
-            for row in lenient_rows_between(conn, kind, lo, hi):
+            rows = _reading_any_text(conn, partial(lenient_rows_between, conn, kind, lo, hi))
+            for row in rows:
                 if row["id"] in keep:
                     moment = _moment(row[time_column]) if time_column else None
                     found[kind, row["id"]] = (_row_hash(kind, row, encode), moment)
@@ -174,15 +179,22 @@ def _moment(value: Any) -> datetime | None:
     return value if type(value) is datetime else None
 
 
+def _reading_any_text(conn: Connection, read: Callable[[], _T]) -> _T:
+    """`read()`; on SQLite, if it meets text that is not UTF-8 (only a change behind
+    labledger's back stores it; sqlite3 refuses to read it), `read()` again with bad bytes
+    read as lone surrogates, which no leaf holds (a leaf is UTF-8), instead of failing."""
+    try:
+        return read()
+    except DBAPIError as exc:
+        if not undecodable_text(exc):
+            raise
+    with _undecodable_text_kept(conn):
+        return read()
+
+
 @contextmanager
 def _undecodable_text_kept(conn: Connection) -> Iterator[None]:
-    """On SQLite, text that is not UTF-8 (only a change behind labledger's back stores it;
-    sqlite3 refuses to read it) read with its bad bytes as lone surrogates, which no leaf
-    holds (a leaf is UTF-8), instead of failing the query."""
-    raw = conn.connection.driver_connection
-    if conn.dialect.name != "sqlite" or raw is None:
-        yield
-        return
+    raw: Any = conn.connection.driver_connection
     previous = raw.text_factory
     raw.text_factory = _utf8_or_escaped
     try:
