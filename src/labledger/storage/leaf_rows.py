@@ -1,14 +1,13 @@
 """Ledger rows as the leaf encoder reads them: the one place rows for leaves are loaded.
 
-`entry_rows` (by id) and `all_entry_rows` (a whole table, in id order) hand back plain dicts
-with exactly the values a SQLAlchemy `select` of the same columns returns (the dialect's own
-result processors are applied), pushes with their `commits`. They run once-written SQL in the
-driver's own parameter style (`exec_driver_sql`: SQLAlchemy still translates errors and drops
-broken connections, but builds no statement and converts no value per call) and convert
-whole columns at once: `verify` loads every row of the ledger, and statement building plus
-per-row mappings used to cost more than the hashing itself.
+`entry_rows` (by id), `lenient_rows_between` (an id range) and `all_entry_rows` (a whole
+table, in id order) hand back plain dicts with exactly the values a SQLAlchemy `select` of the
+same columns returns (the dialect's own result processors are applied), pushes with their
+`commits`. They run once-written SQL in the driver's own parameter style (`exec_driver_sql`:
+SQLAlchemy still translates errors and drops broken connections) and convert whole columns at
+once: `verify` loads every row of the ledger (bench/tamper.py times it).
 
-`entry_row_batches` and `all_entry_rows` (`verify`'s one-by-one check) read leniently: a
+`lenient_rows_between`, `entry_row_batches` and `all_entry_rows` (for `verify`) read leniently: a
 value its column's reader refuses, which only a change behind labledger's back can store (a
 time that is no time, JSON that does not parse, text in a bytes column), comes back as an
 `Unreadable`, which no leaf holds, and a PostgreSQL time is read as the server sends it in
@@ -119,14 +118,23 @@ class Unreadable:
         return f"Unreadable({self.raw!r}, {self.error!r})"
 
 
-def _lenient(convert: Convert) -> Convert:
-    def read(value: Any) -> Any:
-        try:
-            return convert(value)
-        except UNREADABLE_ERRORS as exc:
-            return Unreadable(value, exc)
+def _leniently(convert: Convert, value: Any) -> Any:
+    try:
+        return convert(value)
+    except UNREADABLE_ERRORS as exc:
+        return Unreadable(value, exc)
 
-    return read
+
+def _converted(convert: Convert, values: Sequence[Any], lenient: bool) -> list[Any]:
+    """A column's values as its reader makes them; `lenient`: a value the reader refuses
+    kept as an `Unreadable` (the whole column read again value by value, which only a change
+    behind labledger's back makes necessary)."""
+    if not lenient:
+        return list(map(convert, values))
+    try:
+        return list(map(convert, values))
+    except UNREADABLE_ERRORS:
+        return [_leniently(convert, value) for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +143,15 @@ class _Select:
 
     sql: str
     names: tuple[str, ...]
-    converters: tuple[tuple[int, Convert], ...]
+    converters: tuple[tuple[int, Convert, bool], ...]  # column, reader, lenient
 
     def rows(self, conn: Connection, params: Sequence[Any]) -> list[dict[str, Any]]:
         fetched = conn.exec_driver_sql(self.sql, tuple(params)).all()
         if not fetched:
             return []
         columns: list[Any] = list(zip(*fetched, strict=True))
-        for i, convert in self.converters:
-            columns[i] = map(convert, columns[i])
+        for i, convert, lenient in self.converters:
+            columns[i] = _converted(convert, columns[i], lenient)
         names = self.names
         rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
         if _ERASED in names:  # only an erased row carries its stored commitment
@@ -177,16 +185,16 @@ def _driver_select(
 ) -> _Select:
     """`lenient`: PostgreSQL times read as sent (`postgres_time`), and a value the column's
     reader refuses kept as an `Unreadable`."""
-    converters: list[tuple[int, Convert]] = []
+    converters: list[tuple[int, Convert, bool]] = []
     selected = [f"{c.table.name}.{c.name}" for c in columns]
     for i, column in enumerate(columns):
         if lenient and dialect.name == "postgresql" and isinstance(column.type, UtcDateTime):
             selected[i] = POSTGRES_TIME.format(selected[i])
-            converters.append((i, postgres_time))
+            converters.append((i, postgres_time, False))
             continue
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
-            converters.append((i, _lenient(convert) if lenient else convert))
+            converters.append((i, convert, lenient))
     sql = f"SELECT {', '.join(selected)} FROM {source} WHERE {where} ORDER BY {order}"
     return _Select(sql, tuple(c.name for c in columns), tuple(converters))
 
