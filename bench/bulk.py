@@ -11,7 +11,8 @@ Every row is what labledger would have made of its evidence, so that `verify` re
 as it would a real ledger: each delivery keeps a raw push body of its own (bench/payloads.py,
 built in Python, the only rows not written by set-based SQL) that says exactly what its push
 and attempts hold, each push has the `delivery.recorded` audit event the API writes with it
-and each session its `session.created` event.
+and each session its `session.created` event. Every row is dated at the push time, as the
+checkpoints are (bench/tamper.py), so that none looks back-dated.
 The same formulas in Python (below) name rows the read benchmark can ask for.
 """
 
@@ -112,7 +113,7 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
         _insert(dialect, "lab_sessions", {
             "id": "i", "lab_id": "'lab-3'", "subject_id": "'student' || i", "forge": "'github'",
             "repository_id": f"{REPO_BASE} + i", "repository_full_name": "'student' || i || '/lab'",
-            "branch_glob": "'*'", "opens_at": ":opens", "due_at": ":due", "created_at": ":opens",
+            "branch_glob": "'*'", "opens_at": ":opens", "due_at": ":due", "created_at": ":pushed",
         }, s),
         _insert(dialect, "pushes", {
             "id": "i", "delivery_pk": "i", "forge": "'github'",
@@ -155,7 +156,7 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
             "details": json_of("""'{"attempts"\\:5,"event":"push","push_id":' || i || '}'"""),
         }, d),
         _insert(dialect, "audit_events", {
-            "id": f"{d} + i", "occurred_at": ":opens", "actor": "'bench'",
+            "id": f"{d} + i", "occurred_at": ":pushed", "actor": "'bench'",
             "action": "'session.created'", "target_type": "'session'", "target_id": "'' || i",
             "details": json_of(
                 """'{"lab_id":"lab-3","repository_id":' || """ + f"({REPO_BASE} + i) || '}}'"
