@@ -338,14 +338,28 @@ def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
 def lenient_rows_among(
     conn: Connection, kind: str, column: str, ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """The rows of one kind (pushes without their commits) whose `column` is among `ids`, in id
-    order, read leniently as `entry_row_batches` reads them: for `verify`, which must name a
-    row holding a value labledger never writes rather than stop on it."""
+    """The rows of one kind (pushes without their commits) whose `column` is among `ids`, read
+    leniently as `entry_row_batches` reads them, a range of `column` at a time: for `verify`,
+    which must name a row holding a value labledger never writes rather than stop on it."""
+    if not ids:
+        return []
     table = ENTRY_TABLES[kind].name
     p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    where = f"{table}.{column} BETWEEN {p} AND {p}"
+    query = _select(conn.dialect, kind, where, f"{table}.id", True)
+    wanted = set(ids)
     found: list[dict[str, Any]] = []
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = list(ids[start : start + IN_CHUNK])
-        where = f"{table}.{column} IN ({', '.join([p] * len(chunk))})"
-        found += _select(conn.dialect, kind, where, f"{table}.id", True).rows(conn, chunk)
+    for lo, hi in id_ranges(sorted(wanted)):
+        found += [row for row in query.rows(conn, [lo, hi]) if row[column] in wanted]
     return found
+
+
+def id_ranges(ids: Sequence[int], gap: int = 1024) -> Iterator[tuple[int, int]]:
+    """Ranges [lo, hi] covering the sorted ids, split where they lie more than `gap` apart."""
+    lo = previous = ids[0]
+    for entry_id in ids[1:]:
+        if entry_id - previous > gap:
+            yield lo, previous
+            lo = entry_id
+        previous = entry_id
+    yield lo, previous

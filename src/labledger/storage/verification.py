@@ -38,6 +38,7 @@ from labledger.storage.leaf_rows import (
     ENTRY_TABLES,
     TIME_COLUMN,
     UNREADABLE_ERRORS,
+    id_ranges,
     lenient_rows_between,
     undecodable_text,
 )
@@ -50,7 +51,6 @@ TABLE_OF = {kind: table.name for kind, table in ENTRY_TABLES.items()}
 Recomputed = dict[tuple[str, int], tuple[bytes, datetime | None]]
 _GONE: tuple[None, None] = (None, None)
 _T = TypeVar("_T")
-_CLUSTER_GAP = 1024  # a batch's ids of one kind further apart than this are read apart
 
 
 def verify_database(
@@ -142,24 +142,13 @@ def _recompute(conn: Connection, batch: Sequence[tuple[int, str, int, bytes]]) -
         keep = set(ids)
         time_column = TIME_COLUMN.get(kind)
         encode = leaf_encoder(kind)
-        for lo, hi in _clusters(sorted(keep)):
+        for lo, hi in id_ranges(sorted(keep)):
             rows = _reading_any_text(conn, partial(lenient_rows_between, conn, kind, lo, hi))
             for row in rows:
                 if row["id"] in keep:
                     moment = _moment(row[time_column]) if time_column else None
                     found[kind, row["id"]] = (_row_hash(kind, row, encode), moment)
     return found
-
-
-def _clusters(ids: list[int]) -> Iterator[tuple[int, int]]:
-    """Ranges [lo, hi] covering the sorted ids, split where they lie far apart."""
-    lo = previous = ids[0]
-    for entry_id in ids[1:]:
-        if entry_id - previous > _CLUSTER_GAP:
-            yield lo, previous
-            lo = entry_id
-        previous = entry_id
-    yield lo, previous
 
 
 def _row_hash(kind: str, row: Mapping[str, Any], encode: Callable[[Any], bytes]) -> bytes:
