@@ -6,6 +6,13 @@ deliveries are spread over the whole table, as a deadline interleaves them in re
 As in a real ledger, every attempt has changed files of its own and every row with personal
 fields a salt of its own (what `verify` costs depends on both), and JSON is stored as
 labledger writes it, in canonical form.
+
+Every row is what labledger would have made of its evidence, so that `verify` re-derives it
+as it would a real ledger: each delivery keeps a raw push body of its own (bench/payloads.py,
+built in Python, the only rows not written by set-based SQL) that says exactly what its push
+and attempts hold, each push has the `delivery.recorded` audit event the API writes with it
+and each session its `session.created` event. Every row is dated at the push time, as the
+checkpoints are (bench/tamper.py), so that none looks back-dated.
 The same formulas in Python (below) name rows the read benchmark can ask for.
 """
 
@@ -20,12 +27,18 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from bench.databases import DUE_AT, OPENS_AT, Database
-from bench.payloads import PUSHED_AT, fake_sha, push_body
+from bench.payloads import PUSHED_AT, push_body
 from labledger.storage.engine import WRITE_OPTION, make_engine
+from labledger.storage.tables import deliveries
 
 PER_DELIVERY = 5
 PER_SESSION = 100
 REPO_BASE = 10_000_000
+BODY_ROWS = 2_000  # deliveries inserted a statement at a time
+# What bench/payloads.py writes after "Implement step N" in every commit message
+MESSAGE_TAIL = (
+    " of the lab\n\nAdds the list operations and their tests; fixes the off-by-one in remove()."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +95,37 @@ def _insert(dialect: str, table: str, columns: dict[str, str], count: int) -> st
 
 
 def _statements(dialect: str, layout: Layout) -> list[str]:
+    """Every table but `deliveries`, whose raw bodies `_insert_deliveries` writes."""
     s, d = layout.sessions, layout.deliveries
-    details = "CAST(:details AS json)" if dialect == "postgresql" else ":details"
-    session_of_delivery = f"((i - 1) % {s}) + 1"
+    json_of = (lambda t: f"CAST({t} AS json)") if dialect == "postgresql" else (lambda t: t)
+    repo_of_delivery = f"{REPO_BASE} + ((i - 1) % {s}) + 1"
+    repo_of_attempt = f"{REPO_BASE} + (((i - 1) / {PER_DELIVERY}) % {s}) + 1"
+    owner = f"'student' || ({repo_of_delivery})"
+    step = f"((i - 1) % {PER_DELIVERY})"
+    files = (
+        """'{"added":["src/lab/step_' || """
+        + step
+        + """ || '.py","tests/test_step_' || """
+        + step
+        + """ || '.py"],"modified":["src/lab/linked_list.py","README.md"],"removed":[]}'"""
+    )
     return [
         _insert(dialect, "lab_sessions", {
             "id": "i", "lab_id": "'lab-3'", "subject_id": "'student' || i", "forge": "'github'",
             "repository_id": f"{REPO_BASE} + i", "repository_full_name": "'student' || i || '/lab'",
-            "branch_glob": "'*'", "opens_at": ":opens", "due_at": ":due", "created_at": ":opens",
+            "branch_glob": "'*'", "opens_at": ":opens", "due_at": ":due", "created_at": ":pushed",
         }, s),
-        _insert(dialect, "deliveries", {
-            "id": "i", "forge": "'github'",
-            "delivery_id": f"'00000000-0000-4000-8000-' || {_hex(dialect, 'i', 12)}",
-            "hook_id": "'4242'", "event": "'push'", "received_at": ":pushed",
-            "body_sha256": ":digest", "body_size": ":size", "body_zlib": ":blob",
-        }, d),
         _insert(dialect, "pushes", {
             "id": "i", "delivery_pk": "i", "forge": "'github'",
-            "repository_id": f"{REPO_BASE} + {session_of_delivery}",
-            "repository_full_name": "'student/lab'", "ref": "'refs/heads/main'",
+            "repository_id": repo_of_delivery,
+            "repository_full_name": f"{owner} || '/lab-' || ({repo_of_delivery})",
+            "ref": "'refs/heads/main'",
             "before_sha": _sha(dialect, "i + 7"), "after_sha": _sha(dialect, f"i * {PER_DELIVERY}"),
-            "created": "false", "deleted": "false", "forced": "false", "pusher_name": "'ada'",
-            "pusher_email": "'ada@example.edu'", "sender_login": "'ada'", "sender_id": "777",
+            "created": "false", "deleted": "false", "forced": "false",
+            "pusher_name": f"'student' || ({repo_of_delivery})",
+            "pusher_email": f"'student' || ({repo_of_delivery}) || '@example.edu'",
+            "sender_login": f"'student' || ({repo_of_delivery})",
+            "sender_id": f"({repo_of_delivery}) % 9999991",
             "pushed_at": ":pushed", "commit_count": str(PER_DELIVERY),
             "commit_list_complete": "true", "personal_salt": _salt(dialect),
         }, d),
@@ -114,11 +136,15 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
         _insert(dialect, "attempts", {
             "id": "i", "session_id": f"(((i - 1) / {PER_DELIVERY}) % {s}) + 1",
             "commit_sha": _sha(dialect, "i"), "tree_sha": _sha(dialect, "i + 3"),
-            "message": "'Implement step ' || i", "author_name": "'Ada Student'",
-            "author_email": "'ada@example.edu'", "author_username": "'ada'",
-            "committer_name": "'Ada Student'", "committer_email": "'ada@example.edu'",
-            "committer_username": "'ada'", "claimed_timestamp": "'2025-11-24T16:58:12+01:00'",
-            "is_distinct": "true", "branch": "'main'", "changed_files": _files(dialect),
+            "message": f"'Implement step ' || {step} || :message_tail",
+            "author_name": "'Ada Student'",
+            "author_email": f"'student' || ({repo_of_attempt}) || '@example.edu'",
+            "author_username": f"'student' || ({repo_of_attempt})",
+            "committer_name": "'Ada Student'",
+            "committer_email": f"'student' || ({repo_of_attempt}) || '@example.edu'",
+            "committer_username": f"'student' || ({repo_of_attempt})",
+            "claimed_timestamp": "'2025-11-24T16:58:12+01:00'",
+            "is_distinct": "true", "branch": "'main'", "changed_files": json_of(files),
             "push_id": f"(i - 1) / {PER_DELIVERY} + 1",
             "delivery_pk": f"(i - 1) / {PER_DELIVERY} + 1",
             "pushed_at": ":pushed", "received_at": ":pushed", "personal_salt": _salt(dialect),
@@ -127,22 +153,52 @@ def _statements(dialect: str, layout: Layout) -> list[str]:
             "id": "i", "occurred_at": ":pushed", "actor": "'github-hook:4242'",
             "action": "'delivery.recorded'", "target_type": "'delivery'",
             "target_id": f"'00000000-0000-4000-8000-' || {_hex(dialect, 'i', 12)}",
-            "details": details,
+            "details": json_of("""'{"attempts"\\:5,"event":"push","push_id":' || i || '}'"""),
         }, d),
+        _insert(dialect, "audit_events", {
+            "id": f"{d} + i", "occurred_at": ":pushed", "actor": "'bench'",
+            "action": "'session.created'", "target_type": "'session'", "target_id": "'' || i",
+            "details": json_of(
+                """'{"lab_id":"lab-3","repository_id":' || """ + f"({REPO_BASE} + i) || '}}'"
+            ),
+        }, s),
     ]  # fmt: skip
 
 
+def body(layout: Layout, delivery: int) -> bytes:
+    """The raw push body of a delivery: the commits its push row and attempts hold."""
+    repo = REPO_BASE + (delivery - 1) % layout.sessions + 1
+    first = (delivery - 1) * PER_DELIVERY + 1
+    attempts = range(first, first + PER_DELIVERY)
+    shas = [commit_sha(a) for a in attempts]
+    trees = [commit_sha(a + 3) for a in attempts]
+    return push_body(repo, shas, before=commit_sha(delivery + 7), trees=trees)
+
+
+def _insert_deliveries(conn: Connection, layout: Layout, received_at: datetime) -> None:
+    for start in range(1, layout.deliveries + 1, BODY_ROWS):
+        rows = []
+        for d in range(start, min(start + BODY_ROWS, layout.deliveries + 1)):
+            raw = body(layout, d)
+            rows.append({
+                "id": d, "forge": "github", "delivery_id": delivery_id(d), "hook_id": "4242",
+                "event": "push", "received_at": received_at,
+                "body_sha256": hashlib.sha256(raw).digest(), "body_size": len(raw),
+                "body_zlib": zlib.compress(raw, 6),
+            })  # fmt: skip
+        conn.execute(deliveries.insert(), rows)
+
+
 def _params(dialect: str) -> dict[str, object]:
-    body = push_body(REPO_BASE + 1, [fake_sha("bulk", k) for k in range(PER_DELIVERY)])
-    pushed = datetime.fromtimestamp(PUSHED_AT, OPENS_AT.tzinfo)
-    moments = {"opens": OPENS_AT, "due": DUE_AT, "pushed": pushed}
+    moments = {"opens": OPENS_AT, "due": DUE_AT, "pushed": pushed_at()}
     times: dict[str, object] = dict(moments)
     if dialect == "sqlite":  # the text form SQLAlchemy's SQLite DateTime writes and reads
         times = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") for k, v in moments.items()}
-    return {
-        **times, "details": '{"attempts":5,"event":"push"}',
-        "digest": hashlib.sha256(body).digest(), "size": len(body), "blob": zlib.compress(body, 6),
-    }  # fmt: skip
+    return {**times, "message_tail": MESSAGE_TAIL}
+
+
+def pushed_at() -> datetime:
+    return datetime.fromtimestamp(PUSHED_AT, OPENS_AT.tzinfo)
 
 
 def load(database: Database, attempts: int) -> float:
@@ -157,6 +213,7 @@ def load(database: Database, attempts: int) -> float:
                 conn.commit()
             params = _params(database.dialect)
             with conn.begin():
+                _insert_deliveries(conn, Layout(attempts), pushed_at())
                 for statement in _statements(database.dialect, Layout(attempts)):
                     conn.execute(text(statement), params)
             if database.dialect == "postgresql":

@@ -89,11 +89,11 @@ def _repository(repo_id: int, owner: str) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _commit(sha: str, step: int, owner: str, repo: str) -> dict[str, object]:
+def _commit(sha: str, step: int, owner: str, repo: str, tree: str) -> dict[str, object]:
     person = {"name": "Ada Student", "email": f"{owner}@example.edu", "username": owner}
     return {
         "id": sha,
-        "tree_id": fake_sha("tree", sha),
+        "tree_id": tree,
         "distinct": True,
         "message": f"Implement step {step} of the lab\n\nAdds the list operations and their "
         "tests; fixes the off-by-one in remove().",
@@ -107,13 +107,25 @@ def _commit(sha: str, step: int, owner: str, repo: str) -> dict[str, object]:
     }
 
 
-def push_body(repo_id: int, shas: Sequence[str], pushed_at: int = PUSHED_AT) -> bytes:
-    """A push event body carrying `shas` (oldest first) to refs/heads/main."""
+def push_body(
+    repo_id: int,
+    shas: Sequence[str],
+    pushed_at: int = PUSHED_AT,
+    before: str | None = None,
+    trees: Sequence[str] | None = None,
+) -> bytes:
+    """A push event body carrying `shas` (oldest first) to refs/heads/main; `before` and the
+    commits' `trees` are made up from the SHAs unless given."""
     owner = f"student{repo_id}"
     repository = {**_repository(repo_id, owner), "pushed_at": pushed_at}  # cached: copy
-    commits = [_commit(sha, i, owner, str(repository["name"])) for i, sha in enumerate(shas)]
+    trees = trees or [fake_sha("tree", sha) for sha in shas]
+    commits = [
+        _commit(sha, i, owner, str(repository["name"]), tree)
+        for i, (sha, tree) in enumerate(zip(shas, trees, strict=True))
+    ]
     payload = {
-        "ref": "refs/heads/main", "before": fake_sha("before", shas[0]), "after": shas[-1],
+        "ref": "refs/heads/main", "before": before or fake_sha("before", shas[0]),
+        "after": shas[-1],
         "repository": repository, "pusher": {"name": owner, "email": f"{owner}@example.edu"},
         "sender": _user(owner, repo_id % 9_999_991), "installation": {"id": 4242},
         "created": False, "deleted": False, "forced": False, "base_ref": None,

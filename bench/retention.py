@@ -6,8 +6,7 @@ later (everything past its window), times in order:
 - `retention plan`;
 - `archive` (the whole log, one archive);
 - `purge` (every row and body);
-- `verify` of what is left (leaf hashes standing in for the purged rows), without re-deriving
-  rows from their raw bodies (`derive=False`: the bulk rows share one body);
+- `verify` of what is left (leaf hashes standing in for the purged rows);
 - `erase` of one subject on a second, unpurged copy (`student1`, 100 attempts, 20 pushes).
 
 Each figure is compared with `verify` over the same ledger before the purge, measured in the
@@ -70,7 +69,7 @@ def measure(databases: Databases, dialect: str, attempts: int, scratch: Path) ->
     database, engine = _ledger(databases, dialect, attempts, signer)
     figures: dict[str, Any] = {"dialect": dialect, "attempts": attempts}
     try:
-        before, verify_s = _timed(lambda: verify_database(engine, key, derive=False))
+        before, verify_s = _timed(lambda: verify_database(engine, key))
         assert before.ok, before.problems[:3]
         entries = before.entries
         figures["entries"] = entries
@@ -97,7 +96,7 @@ def measure(databases: Databases, dialect: str, attempts: int, scratch: Path) ->
         removed = sum(result.removed.values()) + result.bodies_dropped
         figures["purge_s"] = round(purge_s, 2)
         figures["purged_rows_per_s"] = round(removed / purge_s)
-        after, after_s = _timed(lambda: verify_database(engine, key, derive=False))
+        after, after_s = _timed(lambda: verify_database(engine, key))
         assert after.ok, after.problems[:3]
         figures["verify_after_purge_s"] = round(after_s, 2)
     finally:
@@ -111,7 +110,7 @@ def measure(databases: Databases, dialect: str, attempts: int, scratch: Path) ->
         )
         figures["erase_s"] = round(erase_s, 2)
         figures["erased"] = {"attempts": erased.attempts, "pushes": erased.pushes}
-        after, after_s = _timed(lambda: verify_database(engine, key, derive=False))
+        after, after_s = _timed(lambda: verify_database(engine, key))
         assert after.ok, after.problems[:3]
     finally:
         engine.dispose()

@@ -88,11 +88,12 @@ def _verify_section(found: dict[str, Any], c: dict[str, Any]) -> list[str]:
         "batches of 100,000 (one signed checkpoint each). The ledger is then left as one "
         "grown over a term would be (PostgreSQL: `VACUUM (ANALYZE)`, which autovacuum would "
         "long since have run; SQLite: the WAL checkpointed) and the machine's dirty pages "
-        "written out. Then `verify_database` (what `labledger verify` runs) is timed "
+        "written out. Then `verify_database` (what `labledger verify` runs, each row "
+        "re-derived from its raw body included) is timed "
         "in-process, without and with re-hashing every raw delivery body, the two "
         f"alternating, {c.get('verify_rounds', 1)} times each (median, min-max); "
         "entries/s = log entries checked ÷ wall time; CPU per entry counts "
-        "`verify` and its worker processes, not the database server. Receipts: "
+        "`verify`'s process, not the database server. Receipts: "
         '`SqlLog.receipt("attempt", id)` for '
         f"{c['receipts']} random attempts, sequential.",
         "",

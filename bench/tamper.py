@@ -5,8 +5,8 @@
   servers and databases each run, the two interleaved (their order alternates run by run).
 - **verify**: the bulk-loaded ledger of bench/bulk.py, every row queued for the log with one
   INSERT ... SELECT per table and integrated by labledger's own `SqlLog.integrate` in batches,
-  then `verify_database` timed with and without re-hashing the raw bodies (worker processes
-  as `labledger verify` starts them), and once more in a single process.
+  then `verify_database` (what `labledger verify` runs, every row re-derived from its raw
+  body included) timed with and without re-hashing the raw bodies.
 - **Receipts**: `SqlLog.receipt("attempt", id)` for random attempts of that ledger.
 - **Coverage delay**: deliveries at a light, steady rate against `serve` with its default
   integrate interval; for each, the time from its 202 to the first 200 of its attempt's
@@ -176,38 +176,31 @@ def _integrate_everything(engine: Engine, signer: SignerKey) -> int:
     return batches
 
 
-def _timed_verify(
-    engine: Engine, signer: SignerKey, check_bodies: bool, processes: int | None = None
-) -> dict[str, Any]:
-    """One `verify_database` run: worker processes as `labledger verify` starts them (one
-    per available CPU) unless `processes` is given."""
+def _timed_verify(engine: Engine, signer: SignerKey, check_bodies: bool) -> dict[str, Any]:
+    """One `verify_database` run, as `labledger verify` runs it."""
     started = time.perf_counter()
-    cpu = _cpu_with_workers()
-    # derive=False: the bulk rows share one raw body, so no delivery could have made them
-    report = verify_database(
-        engine, signer.verifier, check_bodies=check_bodies, processes=processes, derive=False
-    )
+    cpu = _cpu()
+    report = verify_database(engine, signer.verifier, check_bodies=check_bodies)
     seconds = time.perf_counter() - started
-    cpu = _cpu_with_workers() - cpu
+    cpu = _cpu() - cpu
     log.info(
-        "  verify (bodies %s, processes %s): %.1f s, %.0f entries/s, %.1f s CPU with workers",
-        check_bodies, processes or "auto", seconds, report.entries / seconds, cpu,
+        "  verify (bodies %s): %.1f s, %.0f entries/s, %.1f s CPU",
+        check_bodies, seconds, report.entries / seconds, cpu,
     )  # fmt: skip
     return {
         "seconds": round(seconds, 2),
         "entries": report.entries,
         "entries_per_s": round(report.entries / seconds, 1),
-        # this process and its worker processes, not the database server's (PostgreSQL)
+        # this process's, not the database server's (PostgreSQL)
         "cpu_us_per_entry": round(cpu * 1e6 / max(report.entries, 1), 2),
         "intact": not report.problems,
         "problems": len(report.problems),
     }
 
 
-def _cpu_with_workers() -> float:
-    """CPU seconds of this process and of every child it has waited for (verify's workers)."""
-    own, children = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def _receipts(engine: Engine, attempts: int, count: int) -> dict[str, Any]:
@@ -240,7 +233,7 @@ def _settle(engine: Engine) -> None:
 
 def verify_benchmark(config: BenchConfig, databases: Databases, dialect: str) -> dict[str, Any]:
     """Bulk-load, log every row, then time `verify` (bodies off and on, `verify_rounds`
-    times each, and once in a single process) and receipts."""
+    times each) and receipts."""
     database = databases.create(dialect, "verify")
     try:
         migrate_ledger(database)
@@ -259,14 +252,11 @@ def verify_benchmark(config: BenchConfig, databases: Databases, dialect: str) ->
                 ).scalar_one()
             log.info("  verify %s: %s entries logged", dialect, f"{figures['entries']:,}")
             _settle(engine)
-            figures["processes"] = len(os.sched_getaffinity(0))
             timings: dict[str, list[dict[str, Any]]] = {"verify": [], "verify_with_bodies": []}
             for _ in range(config.verify_rounds):  # interleaved, so drift touches both alike
                 for bodies, key in ((False, "verify"), (True, "verify_with_bodies")):
                     timings[key].append(_timed_verify(engine, signer, bodies))
             figures.update((key, combine(runs)) for key, runs in timings.items())
-            # the same work in one process, for the gain of the workers in this same run
-            figures["verify_one_process"] = combine([_timed_verify(engine, signer, False, 1)])
             figures["receipts"] = _receipts(engine, config.verify_attempts, config.receipts)
         finally:
             engine.dispose()

@@ -115,8 +115,9 @@ class Settings(BaseModel):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     signing_key_file: Path = Path("labledger-signing.key")
     integrate_interval_seconds: float = Field(default=1.0, gt=0)
-    # Where `serve` integrates the Merkle log (http/integrator.py): auto, process, thread, none.
-    integrator: Literal["auto", "process", "thread", "none"] = "auto"
+    # Whether `serve` integrates the Merkle log (http/integrator.py): `auto`, the one way for
+    # its database, or `none` (`labledger integrate --watch N` runs beside it).
+    integrator: Literal["auto", "none"] = "auto"
     log_level: str = "INFO"
     subscribers: tuple[Subscriber, ...] = ()
     dispatch_interval_seconds: float = Field(default=1.0, gt=0)

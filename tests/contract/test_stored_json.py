@@ -1,6 +1,6 @@
-"""JSON columns are stored as canonical JSON text, and `verify` hashes that text as stored:
-canonicalizing only where a stored text is not canonical, and never passing what the
-canonicalizing path would fail. On SQLite and PostgreSQL."""
+"""JSON columns are stored as canonical JSON text, and `verify` hashes the value a stored text
+holds: a text rewritten to the same value verifies, a changed value does not. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, text
+from sqlalchemy import text
 
-import labledger.core.leaf_batches as leaf_batches
-import labledger.storage.verification as verification
 from labledger.core.leaves import value_text
 from labledger.core.model import NewVerification
 from labledger.storage.engine import stored_json
-from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
@@ -69,13 +66,6 @@ def _rewrite_files(ledger: Ledger, attempt_ids: list[int], write: Callable[[Any]
             )
 
 
-def _entry_by_entry_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object) -> None:
-        raise AssertionError("verify left its fast path")
-
-    monkeypatch.setattr(verification, "_verify_entry_by_entry", refuse)
-
-
 def test_json_columns_are_stored_as_their_canonical_text(logged: Ledger) -> None:
     texts = [
         *_stored(logged, "SELECT CAST(changed_files AS TEXT) FROM attempts"),
@@ -87,24 +77,6 @@ def test_json_columns_are_stored_as_their_canonical_text(logged: Ledger) -> None
     assert any(ODD in json.loads(t).get("added", [""])[0] for t in texts[:ATTEMPTS])
 
 
-def test_verify_canonicalizes_no_stored_text_that_is_canonical_already(
-    logged: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    canonicalized: list[object] = []
-    real = leaf_batches._canonical_text
-
-    def counting(raw: Any, decode: Callable[[Any], Any]) -> str:
-        canonicalized.append(raw)
-        return real(raw, decode)
-
-    monkeypatch.setattr(leaf_batches, "_canonical_text", counting)
-    _entry_by_entry_forbidden(monkeypatch)
-    report = verify_database(logged.engine, SIGNER.verifier, processes=1)
-    assert report.problems == [] and report.entries > ATTEMPTS
-    # one first text per kind with a JSON column (attempt, audit, verification), no more
-    assert len(canonicalized) <= 3 < ATTEMPTS
-
-
 @pytest.mark.parametrize(
     "which",
     [
@@ -114,14 +86,13 @@ def test_verify_canonicalizes_no_stored_text_that_is_canonical_already(
     ],
 )
 def test_a_stored_text_rewritten_to_the_same_value_still_verifies(
-    logged: Ledger, monkeypatch: pytest.MonkeyPatch, which: Callable[[list[int]], list[int]]
+    logged: Ledger, which: Callable[[list[int]], list[int]]
 ) -> None:
     ids = [int(i) for i in _stored(logged, "SELECT id FROM attempts ORDER BY id")]
     spaced = lambda value: json.dumps(value, indent=1)  # noqa: E731 - same value, not canonical
     _rewrite_files(logged, which(ids), spaced)
     assert _stored(logged, f"SELECT CAST(changed_files AS TEXT) FROM attempts WHERE id = {ids[0]}")
-    _entry_by_entry_forbidden(monkeypatch)
-    report = verify_database(logged.engine, SIGNER.verifier, processes=1)
+    report = verify_database(logged.engine, SIGNER.verifier)
     assert report.problems == []
 
 
@@ -132,7 +103,7 @@ def test_a_changed_value_in_canonical_text_is_detected(logged: Ledger) -> None:
         return value_text({**value, "removed": ["tests/test_grading.py"]})
 
     _rewrite_files(logged, ids[2:3], forged)
-    report = verify_database(logged.engine, SIGNER.verifier, processes=1)
+    report = verify_database(logged.engine, SIGNER.verifier)
     mismatched = [(p.table, p.entry_id) for p in report.problems if p.code == "leaf_mismatch"]
     assert mismatched == [("attempts", ids[2])]
 
@@ -155,11 +126,3 @@ def test_what_the_canonical_form_cannot_hold_is_written_as_json_dumps_writes_it(
 def test_a_value_json_cannot_write_still_fails() -> None:
     with pytest.raises(TypeError):
         stored_json({"when": datetime.now(UTC)})
-
-
-def test_no_leaf_holds_more_than_one_stored_json_text() -> None:
-    """What makes a stored text that yields the logged leaf the logged text itself (see
-    stored_json_texts): every other value in the leaf is encoded by labledger."""
-    for kind, table in ENTRY_TABLES.items():
-        json_columns = [c.name for c in table.columns if isinstance(c.type, JSON)]
-        assert len(json_columns) <= 1, (kind, json_columns)

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from labledger.services.export import ExportError, export_log
 from labledger.storage.leaf_rows import UnreadableRows
 from labledger.storage.merkle_log import SqlLog
-from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.contract.test_tamper_evidence import KEY, _codes, _grow, _verify, grown, superuser
 from tests.support import session_spec
@@ -133,28 +132,6 @@ def test_an_export_of_an_odd_stored_value_is_refused_with_a_clear_error(
     with pytest.raises(ExportError, match=r"attempts rows 1-[0-9]+: .* run `labledger verify`"):
         export_log(ledger.engine, tmp_path / "after", KEY)
     assert not (tmp_path / "after").exists()  # nothing half-written
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        "UPDATE attempts SET message = CAST(X'c328' AS TEXT) WHERE id = 2",
-        "UPDATE attempts SET received_at = 'not a time' WHERE id = 2",
-    ],
-)
-def test_worker_processes_hand_an_odd_stored_value_to_the_one_by_one_check(
-    sqlite_ledger: Ledger, change: str
-) -> None:
-    """Checked in worker processes, 4 leaves a chunk, the report is the one-process report."""
-    ledger = _grown(sqlite_ledger)
-    with superuser(ledger) as conn:
-        conn.execute(text(change))
-    in_workers = verify_database(ledger.engine, KEY, processes=2, chunk_height=2)
-    alone = verify_database(ledger.engine, KEY, processes=1)
-    assert in_workers.problems == alone.problems
-    assert [(p.table, p.entry_id) for p in alone.problems if p.code == "leaf_mismatch"] == [
-        ("attempts", 2)
-    ]
 
 
 @pytest.mark.parametrize(

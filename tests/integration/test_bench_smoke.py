@@ -109,7 +109,7 @@ def test_only_one_part_is_measured_and_merged_into_earlier_results(part: str) ->
     if part == "verify":
         assert merged["tamper"]["verify"]["postgresql"] == kept
         found = merged["tamper"]["verify"]["sqlite"]
-        assert found["verify"]["intact"] and found["verify_one_process"]["intact"]
+        assert found["verify"]["intact"] and found["verify_with_bodies"]["intact"]
         assert merged["config"]["verify_attempts"] == 300
         assert merged["reads"] == previous["reads"]
     else:

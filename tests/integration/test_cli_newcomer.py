@@ -132,7 +132,7 @@ def test_verify_json_reports_intact_ledger(
     logged: Ledger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`verify --json` prints the report as data: intact, its counts, no problems."""
-    report = json.loads(_output(capsys, "verify", "--json", "--processes", "1"))
+    report = json.loads(_output(capsys, "verify", "--json"))
     latest = SqlLog(logged.engine).latest_checkpoint()
     assert latest is not None
     assert report["intact"] is True and report["problems"] == []

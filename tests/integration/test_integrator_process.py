@@ -1,6 +1,6 @@
-"""Where `serve` integrates the Merkle log (LABLEDGER_INTEGRATOR), with real processes.
+"""Where `serve` integrates the Merkle log, with real processes.
 
-On PostgreSQL `auto` runs the integrator as a child process of the web worker: it must cover
+On PostgreSQL the integrator is a child process of the web worker: it must cover
 new entries with checkpoints, come back when it dies, stop with the server, and stop by itself
 when the server is killed without a chance to stop it.
 """
@@ -144,7 +144,11 @@ def test_the_integrator_process_stops_when_its_server_is_killed(
         _eventually(lambda: not _running(child))
 
 
-def test_the_modes_decide_who_integrates(ledger: Ledger, tmp_path: Path) -> None:
+def test_each_database_has_one_integrator_and_none_leaves_it_out(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """With `none` nobody in `serve` integrates and `labledger integrate` covers the entries;
+    by default a child process integrates on PostgreSQL, the web worker on SQLite."""
     dialect = ledger.dialect
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     with serving(ledger, tmp_path, LABLEDGER_INTEGRATOR="none") as (url, server):
@@ -164,11 +168,6 @@ def test_the_modes_decide_who_integrates(ledger: Ledger, tmp_path: Path) -> None
         attempt = _push(url, "auto")
         assert _eventually(lambda: _covered(url, attempt))
         assert bool(_children(server)) == (expected == "process")
-    forced = "thread" if expected == "process" else "process"
-    with serving(ledger, tmp_path, LABLEDGER_INTEGRATOR=forced) as (url, server):
-        attempt = _push(url, "forced")
-        assert _eventually(lambda: _covered(url, attempt))
-        assert bool(_children(server)) == (forced == "process")
     report = verify_database(ledger.engine, SIGNER.verifier)
     assert report.ok and report.pending == 0, report.problems
 
@@ -181,7 +180,7 @@ def test_under_load_the_integrator_thread_does_not_wait_for_the_interval(
     from labledger.http.integrator import EARLY_ROUND_ENTRIES
 
     sqlite_ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
-    hour = {"LABLEDGER_INTEGRATE_INTERVAL_SECONDS": "3600", "LABLEDGER_INTEGRATOR": "thread"}
+    hour = {"LABLEDGER_INTEGRATE_INTERVAL_SECONDS": "3600"}
     with serving(sqlite_ledger, tmp_path, **hour) as (url, _server):
         first = _push(url, "one")
         time.sleep(1.0)
@@ -197,6 +196,8 @@ def test_under_load_the_integrator_thread_does_not_wait_for_the_interval(
     assert report.ok, report.problems
 
 
-def test_an_unknown_mode_is_refused() -> None:
+@pytest.mark.parametrize("mode", ["cron", "thread", "process"])
+def test_an_integrator_mode_other_than_auto_or_none_is_refused(mode: str) -> None:
+    """The database decides where the integrator runs; the setting only leaves it out."""
     with pytest.raises(ConfigError, match="LABLEDGER_INTEGRATOR"):
-        Settings.from_env({"LABLEDGER_INTEGRATOR": "cron"})
+        Settings.from_env({"LABLEDGER_INTEGRATOR": mode})

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import StoreUnavailable
-from labledger.core.leaves import leaf_bytes, reference_leaf_bytes
+from labledger.core.leaves import leaf_bytes
 from labledger.core.merkle import MerkleTree, verify_consistency, verify_inclusion
 from labledger.core.model import NewVerification
 from labledger.core.receipt import verify_receipt
@@ -29,6 +29,7 @@ from labledger.storage.tables import (
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
+from tests.leaf_reference import reference_leaf_bytes
 from tests.support import SIGNER, commit, push_payload, session_spec
 
 ODD_TEXT = 'é ✓ 𝄞 "quoted" back\\slash\nnew line \x01 \u2028'

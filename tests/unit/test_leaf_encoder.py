@@ -1,4 +1,5 @@
-"""The fast leaf encoder writes exactly the bytes of the reference encoder, for any row."""
+"""The leaf encoder writes exactly the bytes of the reference encoder (the plain reading of
+the format, kept in tests/leaf_reference.py as an oracle), for any row."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.core.leaves import (
     LEAF_FIELDS,
     UnknownLeafKind,
@@ -20,8 +20,8 @@ from labledger.core.leaves import (
     leaf_encoder,
     parse_leaf,
     personal_commitment,
-    reference_leaf_bytes,
 )
+from tests.leaf_reference import reference_leaf_bytes
 
 SALT = bytes(range(16))
 OFFSETS = st.builds(
@@ -172,75 +172,3 @@ def test_an_unknown_kind_is_refused() -> None:
         reference_leaf_bytes("grade", {})
     with pytest.raises(UnknownLeafKind):
         leaf_encoder("grade")
-
-
-# One strategy per column for a batch, so that most columns hold one type (the column-wise
-# fast paths) and some mix types or hold odd values (the per-value fallback).
-COLUMN_KINDS = st.sampled_from(
-    [
-        st.integers(),
-        TEXT,
-        st.booleans(),
-        st.none(),
-        st.binary(),
-        st.datetimes(timezones=st.just(UTC)),
-        TIMES,
-        JSON_VALUES,
-        VALUES,
-    ]
-)
-
-
-@st.composite
-def batches(draw: Any) -> tuple[str, list[dict[str, Any]]]:
-    kind = draw(st.sampled_from(sorted(LEAF_FIELDS)))
-    fields, personal = LEAF_FIELDS[kind]
-    plan = {name: draw(COLUMN_KINDS) for name in (*fields, *personal)}
-    salts = st.one_of(st.none(), st.binary(min_size=16, max_size=16))
-    stored = st.one_of(st.none(), st.binary(min_size=32, max_size=32))
-    count = draw(st.integers(min_value=1, max_value=6))
-    rows = []
-    for _ in range(count):
-        row = {name: draw(values) for name, values in plan.items()}
-        row["personal_salt"] = draw(salts)
-        if draw(st.booleans()):
-            row["personal_sha256"] = draw(stored)
-        rows.append(row)
-    return kind, rows
-
-
-@settings(max_examples=400, deadline=None)
-@given(batches())
-def test_a_batch_encodes_to_the_reference_bytes_of_each_row(
-    drawn: tuple[str, list[dict[str, Any]]],
-) -> None:
-    """Column-wise encoding equals the reference encoder row by row, commitments included."""
-    kind, rows = drawn
-    expected = [_outcome(reference_leaf_bytes, kind, row) for row in rows]
-    try:
-        written: list[bytes | None] = list(leaf_bytes_many(kind, rows))
-    except OverflowError:  # a time beyond datetime's range once moved to UTC
-        written = [None]
-    assert written == expected or (written == [None] and None in expected)
-
-
-@settings(max_examples=200, deadline=None)
-@given(rows(st.one_of(VALUES, ODD_VALUES)), st.integers(min_value=1, max_value=3))
-def test_a_batch_with_a_row_without_canonical_form_is_refused(
-    drawn: tuple[str, dict[str, Any]], copies: int
-) -> None:
-    """A batch is written only when every row has a leaf, and then as the reference does."""
-    kind, row = drawn
-    expected = _outcome(reference_leaf_bytes, kind, row)
-    try:
-        written: list[bytes] | None = leaf_bytes_many(kind, [row] * copies)
-    except (TypeError, ValueError, OverflowError, UnicodeError):
-        written = None
-    assert written == (None if expected is None else [expected] * copies)
-
-
-def test_an_empty_batch_and_an_unknown_kind() -> None:
-    """No rows give no leaves; an unknown kind is refused even so."""
-    assert leaf_bytes_many("audit", []) == []
-    with pytest.raises(UnknownLeafKind):
-        leaf_bytes_many("grade", [])

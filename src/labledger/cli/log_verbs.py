@@ -199,11 +199,6 @@ def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
     help="An earlier checkpoint saved elsewhere; the ledger must extend it.",
 )
 @click.option("--skip-bodies", is_flag=True, help="Do not re-hash the stored raw bodies.")
-@click.option(
-    "--processes",
-    type=click.IntRange(min=1),
-    help="Worker processes reading the database (default: one per available CPU).",
-)
 @json_option
 @pass_context
 def verify(
@@ -212,7 +207,6 @@ def verify(
     public_key: Path | None,
     witnesses: tuple[Path, ...],
     skip_bodies: bool,
-    processes: int | None,
     as_json: bool,
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
@@ -233,7 +227,6 @@ def verify(
                 saved,
                 check_bodies=not skip_bodies,
                 progress=bar.update,
-                processes=processes,
             )
     if as_json:
         click.echo(json.dumps(_report_json(report), indent=2, ensure_ascii=False))

@@ -8,12 +8,11 @@ salt, so erasing them later leaves the tree verifiable: an erased row carries th
 commitment itself (`personal_sha256`, 32 raw bytes) in place of the fields and the salt.
 docs/verification.md specifies this.
 
-Two encoders produce these bytes. `reference_leaf_bytes` is the plain reading of the format
-(a generic walk of the values, then `json.dumps`) and stays the specification; `leaf_bytes`
-writes the same bytes through an encoder built once per kind, which knows the key order in
-advance and formats the common value types directly (`verify` runs it once per row, millions
-of times). Any value it has no direct form for goes through the reference path, and a test
-proves both agree on arbitrary rows.
+`leaf_bytes` is the one encoder: built once per kind, it knows the key order in advance and
+formats the common value types directly (`verify` runs it once per row); any value it has no
+direct form for goes through `canonical_json`. The plain reading of the format (a generic walk
+of the values, then `json.dumps`) stays in the tests as an oracle, and a test proves both
+agree on arbitrary rows.
 """
 
 from __future__ import annotations
@@ -114,19 +113,6 @@ def _fields(kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return LEAF_FIELDS[kind]
     except KeyError:
         raise UnknownLeafKind(kind) from None
-
-
-def reference_leaf_bytes(kind: str, row: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of one entry, by the generic path that defines them."""
-    fields, personal = _fields(kind)
-    content = {name: row[name] for name in fields}
-    if personal:
-        commitment = row.get("personal_sha256")
-        if commitment is None:
-            salt = bytes(row.get("personal_salt") or b"")
-            commitment = personal_commitment(salt, {n: row[n] for n in personal})
-        content["personal_sha256"] = commitment
-    return f"{LEAF_VERSION}\n{kind}\n".encode() + canonical_json(content)
 
 
 def _json_text(value: Any) -> str:
@@ -252,10 +238,7 @@ def leaf_encoder(kind: str) -> Callable[[Mapping[str, Any]], bytes]:
 
 
 def leaf_bytes(kind: str, row: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of one entry, from its stored row (plus `commits` for a push).
-
-    Byte for byte `reference_leaf_bytes(kind, row)`, written faster.
-    """
+    """The canonical bytes of one entry, from its stored row (plus `commits` for a push)."""
     return leaf_encoder(kind)(row)
 
 

@@ -226,11 +226,6 @@ def _check_hash_sizes(hashes: Iterable[bytes], fail: Callable[[str], InvalidProo
         raise fail(f"every hash must be {HASH_SIZE} bytes")
 
 
-def perfect_heights(size: int) -> list[int]:
-    """The heights of the perfect subtrees `size` leaves decompose into, largest first."""
-    return [h for h in reversed(range(size.bit_length())) if size >> h & 1]
-
-
 class CompactRange:
     """The right edge ("frontier") of a growing tree: O(log n) hashes, appended leaf by leaf.
 
@@ -268,21 +263,6 @@ class CompactRange:
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         for h in leaf_hashes:
             self.append(h)
-
-    def append_perfect(self, subtree_hash: bytes, height: int) -> None:
-        """Append the root of a perfect subtree of 2**height leaves (as `append` would have
-        grown the range leaf by leaf); the size must be a multiple of 2**height."""
-        if self._size % (1 << height):
-            raise ValueError(f"a range of {self._size} leaves ends inside a subtree of {height}")
-        h, n = subtree_hash, self._size >> height
-        while n & 1:
-            h = node_hash(self._hashes.pop(), h)
-            n >>= 1
-        self._hashes.append(h)
-        self._size += 1 << height
-
-    def copy(self) -> CompactRange:
-        return CompactRange(self._size, self._hashes)
 
     def root(self) -> bytes:
         if not self._hashes:
@@ -327,16 +307,6 @@ class MerkleTree:
             return self._levels[width.bit_length() - 1][start // width]
         k = _split(width)
         return node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
-
-    def range_hashes(self, size: int) -> list[bytes]:
-        """The perfect subtrees of the first `size` leaves, largest first: what a
-        CompactRange of those leaves holds (`perfect_heights(size)` gives their heights)."""
-        self._check_size(size)
-        hashes, offset = [], 0
-        for height in perfect_heights(size):
-            hashes.append(self._levels[height][offset >> height])
-            offset += 1 << height
-        return hashes
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[bytes]:
         size = self.size if tree_size is None else tree_size

@@ -7,14 +7,12 @@ checkpoint. The result is a report with data, not a string to parse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from labledger.core.checkpoint import Checkpoint, parse_and_verify
 from labledger.core.merkle import CompactRange
 from labledger.core.note import NoteRejected, VerifierKey
-from labledger.core.verify_chunks import CheckedChunk
 
 DEFAULT_BACKDATE_SLACK = timedelta(minutes=5)
 
@@ -83,19 +81,12 @@ def open_notes(notes: list[tuple[str, str]], key: VerifierKey) -> list[Checkpoin
     return found
 
 
-NoteOpener = Callable[[list[tuple[str, str]], VerifierKey], list[Checkpoint | str]]
-
-
 def open_checkpoints(
-    notes: list[tuple[str, str]],
-    key: VerifierKey,
-    report: VerifyReport,
-    opener: NoteOpener = open_notes,
+    notes: list[tuple[str, str]], key: VerifierKey, report: VerifyReport
 ) -> list[SignedCheckpoint]:
-    """Verify each (source, note); bad ones become problems, good ones come back by size.
-    `opener` does what open_notes does, perhaps elsewhere (verify's worker processes)."""
+    """Verify each (source, note); bad ones become problems, good ones come back by size."""
     opened = []
-    for (source, _note), cp in zip(notes, opener(notes, key), strict=True):
+    for (source, _note), cp in zip(notes, open_notes(notes, key), strict=True):
         if isinstance(cp, str):
             report.problems.append(Problem("checkpoint_signature", f"{source}: {cp}"))
             continue
@@ -193,17 +184,6 @@ class LedgerVerifier:
                 f"signed at {last.isoformat()} that does not contain it",
                 **where,
             )
-
-    def add_chunk(self, chunk: CheckedChunk) -> None:
-        """Leaves [chunk.start, chunk.end), checked elsewhere, as `add` would take them one by
-        one; `chunk.start` must be the number of leaves added so far."""
-        while self._pending and self._pending[0].checkpoint.size < chunk.end:
-            signed = self._pending.pop(0)  # all checkpoints up to chunk.start are settled
-            self._compare(signed, chunk.extended(self._frontier, signed.checkpoint.size).root())
-            self._note_time(signed)
-        self._frontier = chunk.extended(self._frontier)
-        self._report.entries += chunk.end - chunk.start
-        self._settle()
 
     def _settle(self) -> None:
         while self._pending and self._pending[0].checkpoint.size <= self._frontier.size:

@@ -1,19 +1,18 @@
 """The background tasks of `serve`: the Merkle log integrator and the outbox dispatcher.
 
-Where the integrator runs is `LABLEDGER_INTEGRATOR`:
-- `process`: a child process per web worker (labledger/services/integrate.py), supervised here:
-  restarted if it dies, stopped with the worker;
-- `thread`: a task of the web worker itself, on its thread pool. A round also starts before
-  the interval is up once EARLY_ROUND_ENTRIES entries of this worker are waiting: the round
-  shares the worker's GIL and SQLite's write lock with the webhooks, and under load one
-  round a second would stop them for tens of milliseconds at a time;
-- `none`: not here at all; run `labledger integrate --watch N` beside the server;
-- `auto` (the default): `process` on PostgreSQL; `thread` on SQLite, where a second process
-  would wait on the database's one write lock through SQLite's busy handler instead of the
-  web worker's own queue of writers.
+The integrator runs one way per database:
+- on PostgreSQL, a child process per web worker (labledger/services/integrate.py), supervised
+  here: restarted if it dies, stopped with the worker. Integrating is CPU work in Python; in
+  a process of its own it runs on another core than the webhooks;
+- on SQLite, a task of the web worker itself, on its thread pool: the database has one write
+  lock, which a second process would wait for through SQLite's busy handler instead of the
+  web worker's own queue of writers. A round also starts before the interval is up once
+  EARLY_ROUND_ENTRIES entries of this worker are waiting, so that under load each round holds
+  the write lock for a small batch rather than for a whole interval's worth.
 
-Database locks (`SqlLog.integrate`, `SqlOutbox.exclusive`) let only one process work at a
-time, and the others skip that round. The dispatcher always runs in the web worker.
+`LABLEDGER_INTEGRATOR=none` runs neither: `labledger integrate --watch N` then runs beside the
+server. Database locks (`SqlLog.integrate`, `SqlOutbox.exclusive`) let only one process work
+at a time, and the others skip that round. The dispatcher always runs in the web worker.
 """
 
 from __future__ import annotations
@@ -38,17 +37,17 @@ from labledger.storage.merkle_log import SqlLog
 log = structlog.get_logger("labledger.integrator")
 
 RESTART_BACKOFF_MAX_S = 30.0
-# A round in the web worker starts early once this many entries wait, so that under load a
-# round holds SQLite's write lock briefly instead of for a whole interval's entries (the
-# offered-rate scenario of `make bench`, bench/scenarios.py). Under load that is a checkpoint
+# A round in the web worker starts early once this many entries wait (bench/tamper.py, the
+# on/off figures, measures what a round costs the webhooks). Under load that is a checkpoint
 # about every this many entries; when it is quiet, still at most one per interval.
 EARLY_ROUND_ENTRIES = 256
 EARLY_ROUND_POLL_S = 0.05
 
 
 def integrator_mode(settings: Settings, merkle_log: SqlLog) -> str:
-    if settings.integrator != "auto":
-        return settings.integrator
+    """`process` on PostgreSQL, `thread` on SQLite, `none` when told to leave it out."""
+    if settings.integrator == "none":
+        return "none"
     return "process" if merkle_log.engine.dialect.name == "postgresql" else "thread"
 
 

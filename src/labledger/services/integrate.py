@@ -3,8 +3,8 @@
 Integrating is CPU work in Python (reading the queued rows, encoding leaves, hashing, writing
 the tree). Inside a web worker it competes for the interpreter lock with the threads that
 answer webhooks; in a process of its own it runs on another core. `serve` starts one per web
-worker on PostgreSQL (`LABLEDGER_INTEGRATOR=process`, what `auto` picks there); the database
-lock of `SqlLog.integrate` lets one round run at a time, so several are safe.
+worker on PostgreSQL (http/integrator.py); the database lock of `SqlLog.integrate` lets one
+round run at a time, so several are safe.
 
 The child gets only what it needs: the database URL and its settings in its environment, the
 signing key on its standard input (never on a command line or in a file it would have to be

@@ -1,14 +1,13 @@
 """Ledger rows as the leaf encoder reads them: the one place rows for leaves are loaded.
 
-`entry_rows` (by id) and `all_entry_rows` (a whole table, in id order) hand back plain dicts
-with exactly the values a SQLAlchemy `select` of the same columns returns (the dialect's own
-result processors are applied), pushes with their `commits`. They run once-written SQL in the
-driver's own parameter style (`exec_driver_sql`: SQLAlchemy still translates errors and drops
-broken connections, but builds no statement and converts no value per call) and convert
-whole columns at once: `verify` loads every row of the ledger, and statement building plus
-per-row mappings used to cost more than the hashing itself.
+`entry_rows` (by id), `lenient_rows_between` (an id range) and `all_entry_rows` (a whole
+table, in id order) hand back plain dicts with exactly the values a SQLAlchemy `select` of the
+same columns returns (the dialect's own result processors are applied), pushes with their
+`commits`. They run once-written SQL in the driver's own parameter style (`exec_driver_sql`:
+SQLAlchemy still translates errors and drops broken connections) and convert whole columns at
+once: `verify` loads every row of the ledger (bench/tamper.py times it).
 
-`entry_row_batches` and `all_entry_rows` (`verify`'s one-by-one check) read leniently: a
+`lenient_rows_between`, `entry_row_batches` and `all_entry_rows` (for `verify`) read leniently: a
 value its column's reader refuses, which only a change behind labledger's back can store (a
 time that is no time, JSON that does not parse, text in a bytes column), comes back as an
 `Unreadable`, which no leaf holds, and a PostgreSQL time is read as the server sends it in
@@ -30,7 +29,7 @@ from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
 
 from labledger.core.errors import LedgerError
-from labledger.core.leaf_batches import leaf_bytes_many
+from labledger.core.leaves import leaf_encoder
 from labledger.storage.tables import (
     UtcDateTime,
     attempts,
@@ -119,14 +118,23 @@ class Unreadable:
         return f"Unreadable({self.raw!r}, {self.error!r})"
 
 
-def _lenient(convert: Convert) -> Convert:
-    def read(value: Any) -> Any:
-        try:
-            return convert(value)
-        except UNREADABLE_ERRORS as exc:
-            return Unreadable(value, exc)
+def _leniently(convert: Convert, value: Any) -> Any:
+    try:
+        return convert(value)
+    except UNREADABLE_ERRORS as exc:
+        return Unreadable(value, exc)
 
-    return read
+
+def _converted(convert: Convert, values: Sequence[Any], lenient: bool) -> list[Any]:
+    """A column's values as its reader makes them; `lenient`: a value the reader refuses
+    kept as an `Unreadable` (the whole column read again value by value, which only a change
+    behind labledger's back makes necessary)."""
+    if not lenient:
+        return list(map(convert, values))
+    try:
+        return list(map(convert, values))
+    except UNREADABLE_ERRORS:
+        return [_leniently(convert, value) for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +143,15 @@ class _Select:
 
     sql: str
     names: tuple[str, ...]
-    converters: tuple[tuple[int, Convert], ...]
+    converters: tuple[tuple[int, Convert, bool], ...]  # column, reader, lenient
 
     def rows(self, conn: Connection, params: Sequence[Any]) -> list[dict[str, Any]]:
         fetched = conn.exec_driver_sql(self.sql, tuple(params)).all()
         if not fetched:
             return []
         columns: list[Any] = list(zip(*fetched, strict=True))
-        for i, convert in self.converters:
-            columns[i] = map(convert, columns[i])
+        for i, convert, lenient in self.converters:
+            columns[i] = _converted(convert, columns[i], lenient)
         names = self.names
         rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
         if _ERASED in names:  # only an erased row carries its stored commitment
@@ -177,16 +185,16 @@ def _driver_select(
 ) -> _Select:
     """`lenient`: PostgreSQL times read as sent (`postgres_time`), and a value the column's
     reader refuses kept as an `Unreadable`."""
-    converters: list[tuple[int, Convert]] = []
+    converters: list[tuple[int, Convert, bool]] = []
     selected = [f"{c.table.name}.{c.name}" for c in columns]
     for i, column in enumerate(columns):
         if lenient and dialect.name == "postgresql" and isinstance(column.type, UtcDateTime):
             selected[i] = POSTGRES_TIME.format(selected[i])
-            converters.append((i, postgres_time))
+            converters.append((i, postgres_time, False))
             continue
         convert = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if convert is not None:
-            converters.append((i, _lenient(convert) if lenient else convert))
+            converters.append((i, convert, lenient))
     sql = f"SELECT {', '.join(selected)} FROM {source} WHERE {where} ORDER BY {order}"
     return _Select(sql, tuple(c.name for c in columns), tuple(converters))
 
@@ -195,6 +203,7 @@ def _driver_select(
 class _KindQueries:
     by_ids: Callable[[int], _Select]  # for a number of ids
     after: _Select  # id > ?, first BATCH rows, read leniently
+    between: _Select  # id BETWEEN ? AND ?, read leniently
     commits_by_ids: Callable[[int], _Select]
     commits_between: _Select  # push_id BETWEEN ? AND ?
     chunk: int  # ids per `by_ids` query
@@ -228,6 +237,7 @@ def _build_queries(dialect: Dialect, kind: str) -> _KindQueries:
     return _KindQueries(
         functools.cache(lambda n: _select(dialect, kind, among(f"{table}.id", n), f"{table}.id")),
         _select(dialect, kind, f"{table}.id > {p}", f"{table}.id LIMIT {BATCH}", True),
+        _select(dialect, kind, f"{table}.id BETWEEN {p} AND {p}", f"{table}.id", True),
         functools.cache(lambda n: commits(among("push_commits.push_id", n))),
         commits(f"push_commits.push_id BETWEEN {p} AND {p}"),
         ARRAY_CHUNK if as_array else IN_CHUNK,
@@ -274,8 +284,9 @@ def entry_leaves(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, b
     """The leaf bytes of the rows of one kind that exist, by id; UnreadableRows as
     `entry_rows`, and also when a row read holds a value no leaf holds (a float in its JSON)."""
     rows = entry_rows(conn, kind, ids)
+    encode = leaf_encoder(kind)
     try:
-        return dict(zip(rows, leaf_bytes_many(kind, list(rows.values())), strict=True))
+        return {entry_id: encode(row) for entry_id, row in rows.items()}
     except UNREADABLE_ERRORS as exc:
         raise UnreadableRows(ENTRY_TABLES[kind].name, ids, exc) from exc
 
@@ -308,6 +319,16 @@ def entry_row_batches(conn: Connection, kind: str) -> Iterator[list[dict[str, An
         after = rows[-1]["id"]
 
 
+def lenient_rows_between(conn: Connection, kind: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """The rows of one kind with ids in [lo, hi], in id order, pushes with their commits, read
+    leniently as `entry_row_batches` reads them."""
+    queries = _queries(conn.dialect, kind)
+    rows = queries.between.rows(conn, [lo, hi])
+    if kind == "push" and rows:
+        _with_commits(rows, queries.commits_between.rows(conn, [lo, hi]))
+    return rows
+
+
 def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
     """Every row of one kind in id order (for `verify` over millions of rows)."""
     for rows in entry_row_batches(conn, kind):
@@ -317,14 +338,28 @@ def all_entry_rows(conn: Connection, kind: str) -> Iterator[dict[str, Any]]:
 def lenient_rows_among(
     conn: Connection, kind: str, column: str, ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """The rows of one kind (pushes without their commits) whose `column` is among `ids`, in id
-    order, read leniently as `entry_row_batches` reads them: for `verify`, which must name a
-    row holding a value labledger never writes rather than stop on it."""
+    """The rows of one kind (pushes without their commits) whose `column` is among `ids`, read
+    leniently as `entry_row_batches` reads them, a range of `column` at a time: for `verify`,
+    which must name a row holding a value labledger never writes rather than stop on it."""
+    if not ids:
+        return []
     table = ENTRY_TABLES[kind].name
     p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    where = f"{table}.{column} BETWEEN {p} AND {p}"
+    query = _select(conn.dialect, kind, where, f"{table}.id", True)
+    wanted = set(ids)
     found: list[dict[str, Any]] = []
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = list(ids[start : start + IN_CHUNK])
-        where = f"{table}.{column} IN ({', '.join([p] * len(chunk))})"
-        found += _select(conn.dialect, kind, where, f"{table}.id", True).rows(conn, chunk)
+    for lo, hi in id_ranges(sorted(wanted)):
+        found += [row for row in query.rows(conn, [lo, hi]) if row[column] in wanted]
     return found
+
+
+def id_ranges(ids: Sequence[int], gap: int = 1024) -> Iterator[tuple[int, int]]:
+    """Ranges [lo, hi] covering the sorted ids, split where they lie more than `gap` apart."""
+    lo = previous = ids[0]
+    for entry_id in ids[1:]:
+        if entry_id - previous > gap:
+            yield lo, previous
+            lo = entry_id
+        previous = entry_id
+    yield lo, previous

@@ -17,7 +17,7 @@ own time).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from labledger.core.frontier import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
     CompactRange,
+    leaf_hash,
     prove_consistency,
     prove_inclusion,
 )
@@ -42,12 +43,13 @@ from labledger.storage.engine import (
     translate_db_errors,
     writer_lock,
 )
-from labledger.storage.integrator_sql import IntegratorSql, leaf_hashes
-from labledger.storage.leaf_rows import entry_leaves
+from labledger.storage.leaf_rows import IN_CHUNK, entry_leaves
 from labledger.storage.stored_subtrees import StoredSubtrees
 from labledger.storage.tables import (
     checkpoints,
+    log_entries,
     log_queue,
+    merkle_nodes,
 )
 
 
@@ -69,7 +71,11 @@ INTEGRATOR_LOCK = 0x4C41424C  # "LABL"
 _TRY_LOCK = select(func.pg_try_advisory_xact_lock(INTEGRATOR_LOCK))
 _LATEST = select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
 _INSERT_CHECKPOINT = checkpoints.insert()
-_NEWEST_NOTE = "SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+_NEWEST_NOTE = (
+    select(checkpoints.c.tree_size, checkpoints.c.note)
+    .order_by(checkpoints.c.tree_size.desc())
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +191,7 @@ class SqlLog:
         """Leaf bytes, inclusion proof and newest checkpoint for one entry, in one transaction."""
         with self._reading() as conn:
             found = _entry(conn, kind, entry_id)
-            latest = _driver_rows(conn, _NEWEST_NOTE, ())
+            latest = conn.execute(_NEWEST_NOTE).all()
             if not found or not latest or found[0].leaf_index >= latest[0][0]:
                 raise NotYetLogged(kind, entry_id)
             (entry, data), (size, note) = found, latest[0]
@@ -223,22 +229,38 @@ class _Batch:
 
 
 def _read_batch(conn: Connection, limit: int) -> _Batch | None:
-    # The per-entry work runs as once-written SQL in the driver's style: it shares the CPU
-    # with request handling, and SQLAlchemy's per-row parameter processing used to cost as
-    # much as hashing the leaves.
-    sql = IntegratorSql.of(conn.dialect)
-    queued = _driver_rows(conn, sql.queued, (limit,))
+    queued = conn.execute(
+        select(log_queue.c.id, log_queue.c.entry_type, log_queue.c.entry_id)
+        .order_by(log_queue.c.id)
+        .limit(limit)
+    ).all()
     if not queued:
         return None
     latest = conn.execute(_LATEST).one_or_none()
     base = checkpoint_from_row(latest).frontier if latest else CompactRange()
-    hashes = leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
+    hashes = _leaf_hashes(conn, [(kind, entry_id) for _, kind, entry_id in queued])
     frontier, nodes = append_leaves(base, hashes)
     entries = [
         (base.size + i, kind, entry_id, h)
         for i, ((_, kind, entry_id), h) in enumerate(zip(queued, hashes, strict=True))
     ]
     return _Batch(base.size, entries, [q[0] for q in queued], frontier, nodes)
+
+
+def _leaf_hashes(conn: Connection, keys: list[tuple[str, int]]) -> list[bytes]:
+    """The leaf hash of each queued entry, from its row, as `verify` hashes it."""
+    by_kind: dict[str, list[int]] = {}
+    for kind, entry_id in keys:
+        by_kind.setdefault(kind, []).append(entry_id)
+    hashes = {
+        (kind, entry_id): leaf_hash(data)
+        for kind, ids in by_kind.items()
+        for entry_id, data in entry_leaves(conn, kind, ids).items()
+    }
+    missing = [key for key in keys if key not in hashes]
+    if missing:
+        raise RuntimeError(f"queued entries without rows: {missing[:5]}")
+    return [hashes[key] for key in keys]
 
 
 def _append_batch(
@@ -252,27 +274,37 @@ def _append_batch(
     now = now or datetime.now(UTC)
     if latest is not None:
         now = max(now, latest.created_at)
-    sql = IntegratorSql.of(conn.dialect)
-    sql.write(conn, batch.entries, now, batch.nodes, batch.queue_ids)
+    conn.execute(
+        log_entries.insert(),
+        [
+            {"leaf_index": i, "entry_type": t, "entry_id": e, "leaf_hash": h, "integrated_at": now}
+            for i, t, e, h in batch.entries
+        ],
+    )
+    if batch.nodes:
+        conn.execute(
+            merkle_nodes.insert(),
+            [{"level": n.level, "node_index": n.index, "hash": n.hash} for n in batch.nodes],
+        )
+    # The queue loses each integrated id exactly: a writer whose transaction took a lower id
+    # may commit after this batch was read, so "up to the last id" could drop its entry.
+    for at in range(0, len(batch.queue_ids), IN_CHUNK):
+        conn.execute(
+            log_queue.delete().where(log_queue.c.id.in_(batch.queue_ids[at : at + IN_CHUNK]))
+        )
     return _sign(conn, signer, batch.frontier, now)
 
 
 def _entry(conn: Connection, kind: str, entry_id: int) -> tuple[LogEntry, bytes] | None:
-    p = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    logged = _driver_rows(
-        conn,
-        f"SELECT leaf_index, leaf_hash FROM log_entries WHERE entry_type = {p} AND entry_id = {p}",
-        (kind, entry_id),
-    )
+    logged = conn.execute(
+        select(log_entries.c.leaf_index, log_entries.c.leaf_hash).where(
+            log_entries.c.entry_type == kind, log_entries.c.entry_id == entry_id
+        )
+    ).one_or_none()
     data = entry_leaves(conn, kind, [entry_id]).get(entry_id) if logged else None
-    if data is None:
+    if logged is None or data is None:
         return None
-    index, leaf = logged[0]
-    return LogEntry(index, kind, entry_id, bytes(leaf)), data
-
-
-def _driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
-    return list(conn.exec_driver_sql(sql, tuple(params)).all())
+    return LogEntry(logged.leaf_index, kind, entry_id, bytes(logged.leaf_hash)), data
 
 
 def checkpoint_extensions(now: datetime) -> list[str]:

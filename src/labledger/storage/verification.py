@@ -1,55 +1,56 @@
-"""`labledger verify` against the database: recompute every leaf from the stored rows."""
+"""`labledger verify` against the database: recompute every leaf from the stored rows.
+
+One algorithm, streaming: the log is read in leaf order, `BATCH` entries at a time; the rows
+those entries name are read by id range (storage/leaf_rows.py, leniently, so that a value
+labledger never writes is reported, not fatal), each leaf is written again by the one encoder
+(core/leaves.py) and fed, with its row's own time, to the core verifier, which rebuilds the
+tree and compares every signed checkpoint. Then rows in no log entry, raw bodies against their
+recorded SHA-256, and each row against the evidence it came from (storage/evidence_check.py).
+"""
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import hashlib
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import DBAPIError
 
-from labledger.core.leaf_batches import leaf_bytes_many
-from labledger.core.leaves import leaf_bytes
+from labledger.core.leaves import leaf_encoder
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import (
     DEFAULT_BACKDATE_SLACK,
     LedgerVerifier,
     Problem,
-    SignedCheckpoint,
     VerifyReport,
     open_checkpoints,
-    open_notes,
 )
-from labledger.core.verify_chunks import backdate_floors
 from labledger.storage.evidence_check import check_evidence
 from labledger.storage.leaf_rows import (
     BATCH,
     ENTRY_TABLES,
-    IN_CHUNK,
     TIME_COLUMN,
     UNREADABLE_ERRORS,
-    entry_row_batches,
+    id_ranges,
+    lenient_rows_between,
+    undecodable_text,
 )
 from labledger.storage.sql_store import translate_db_errors
-from labledger.storage.tables import checkpoints, deliveries, log_queue
-from labledger.storage.tombstones import Removed, vouched_removals
-from labledger.storage.verify_chunks import (
-    CHUNK_HEIGHT,
-    ChunkJob,
-    check_in_chunks,
-    inflated_sha256,
-    unlogged_rows,
-)
-from labledger.storage.verify_workers import ChunkWorkers
+from labledger.storage.tables import checkpoints, deliveries, log_entries, log_queue
+from labledger.storage.tombstones import vouched_removals
 
 Progress = Callable[[int], None]
 TABLE_OF = {kind: table.name for kind, table in ENTRY_TABLES.items()}
-Recomputed = dict[str, dict[int, tuple[bytes, datetime | None]]]
+Recomputed = dict[tuple[str, int], tuple[bytes, datetime | None]]
 _GONE: tuple[None, None] = (None, None)
+_T = TypeVar("_T")
 
 
 def verify_database(
@@ -60,47 +61,14 @@ def verify_database(
     check_bodies: bool = True,
     backdate_slack: timedelta = DEFAULT_BACKDATE_SLACK,
     progress: Progress = lambda n: None,
-    processes: int | None = None,
-    chunk_height: int = CHUNK_HEIGHT,
-    derive: bool = True,
 ) -> VerifyReport:
-    """Rebuild the tree from the rows as they are now and check every signed checkpoint.
-
-    The log is checked in chunks of 2**chunk_height leaves, by `processes` worker processes
-    (default: one per available CPU) when there are several chunks; where a chunk does not
-    check out, every entry is checked again one by one to report what is wrong. Then each
-    row is re-derived from its evidence (storage/evidence_check.py); `derive=False` skips that, for
-    benchmarks whose bulk-loaded rows no delivery could have made (`labledger verify` always
-    derives).
-    """
+    """Rebuild the tree from the rows as they are now, check every signed checkpoint, and
+    re-derive each row from its evidence; every problem is named in the report."""
     report = VerifyReport()
-    with translate_db_errors():
-        workers = _start_workers(engine, processes, chunk_height)
-        try:
-            with _reading(engine) as conn:
-                _verify(conn, report, key, witnesses, check_bodies, backdate_slack, progress,
-                        workers, chunk_height)  # fmt: skip
-                if derive:
-                    with _undecodable_text_kept(conn):
-                        check_evidence(conn, report, check_bodies)
-        finally:
-            if workers is not None:
-                workers.close()
+    with translate_db_errors(), _reading(engine) as conn:
+        _verify_log(conn, report, key, witnesses, check_bodies, backdate_slack, progress)
+        _reading_any_text(conn, lambda: check_evidence(conn, report, check_bodies))
     return report
-
-
-def _start_workers(engine: Engine, processes: int | None, height: int) -> ChunkWorkers | None:
-    """Worker processes, forked now (before any read transaction), if they have work."""
-    processes = len(os.sched_getaffinity(0)) if processes is None else processes
-    if processes < 2 or engine.dialect.name not in ("sqlite", "postgresql"):
-        return None
-    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-        return None
-    with engine.connect() as conn:
-        last = conn.exec_driver_sql("SELECT max(leaf_index) FROM log_entries").scalar()
-    if last is None or last < 1 << height:  # one chunk: no one to share it with
-        return None
-    return ChunkWorkers(engine, processes)
 
 
 @contextmanager
@@ -115,7 +83,7 @@ def _reading(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def _verify(
+def _verify_log(
     conn: Connection,
     report: VerifyReport,
     key: VerifierKey,
@@ -123,102 +91,99 @@ def _verify(
     check_bodies: bool,
     backdate_slack: timedelta,
     progress: Progress,
-    workers: ChunkWorkers | None,
-    height: int,
 ) -> None:
     notes = [(f"checkpoint {r.tree_size}", r.note) for r in conn.execute(select(checkpoints))]
-    opener = workers.open_notes if workers is not None else open_notes
-    signed = open_checkpoints([*notes, *witnesses], key, report, opener)
+    signed = open_checkpoints([*notes, *witnesses], key, report)
     removed = vouched_removals(conn, report)
-    floors = backdate_floors([(s.checkpoint.size, s.timestamp) for s in signed], backdate_slack)
-    sizes = tuple(sorted({s.checkpoint.size for s in signed}))
-    job = ChunkJob(conn.dialect, floors, sizes, frozenset(removed.rows), backdate_slack, height,
-                   check_bodies, frozenset(removed.bodies))  # fmt: skip
-    checked = check_in_chunks(conn, job, signed, progress, workers)
+    verifier = LedgerVerifier(signed, report, backdate_slack)
+    found: Counter[str] = Counter()  # rows found for logged entries, by kind
+    for batch in _log_batches(conn):
+        recomputed = _recompute(conn, batch)
+        for index, kind, entry_id, logged in batch:
+            row_hash, moment = recomputed.get((kind, entry_id), _GONE)
+            if row_hash is not None:
+                found[kind] += 1
+            elif (kind, entry_id) in removed.rows:
+                row_hash = logged  # purged on purpose: its leaf hash stands for it
+            verifier.add(index, TABLE_OF.get(kind, kind), entry_id, logged, row_hash, moment)
+        progress(len(batch) + len(recomputed))
+    verifier.finish()
     queued = {(q.entry_type, q.entry_id) for q in conn.execute(select(log_queue))}
-    if checked is not None:
-        report.entries, report.checkpoints = checked.entries, checked.checkpoints
-        report.tree_size, report.root = checked.tree_size, checked.root
-        unlogged = unlogged_rows(conn, checked.rows)
-        _report_unlogged(report, unlogged, queued)
-        if check_bodies:  # the chunks checked the bodies of every logged delivery
-            _check_bodies(conn, report, removed.bodies, only=unlogged.get("delivery", []))
-        return
-    with _undecodable_text_kept(conn):
-        _verify_entry_by_entry(conn, report, signed, removed, backdate_slack, progress, queued)
+    _report_unlogged(report, _unlogged_rows(conn, found), queued)
     if check_bodies:
         _check_bodies(conn, report, removed.bodies)
 
 
-def _verify_entry_by_entry(
-    conn: Connection,
-    report: VerifyReport,
-    signed: list[SignedCheckpoint],
-    removed: Removed,
-    backdate_slack: timedelta,
-    progress: Progress,
-    queued: set[tuple[str, int]],
-) -> None:
-    """Every row recomputed, every leaf compared on its own: each problem named."""
-    recomputed = _recompute(conn, progress)
-    verifier = LedgerVerifier(signed, report, backdate_slack)
-    for n, (index, kind, entry_id, logged) in enumerate(_log_entries(conn), start=1):
-        row_hash, moment = recomputed.get(kind, {}).pop(entry_id, _GONE)
-        if row_hash is None and (kind, entry_id) in removed.rows:
-            row_hash = bytes(logged)  # purged on purpose: its leaf hash stands for it
-        table = TABLE_OF.get(kind, kind)
-        verifier.add(index, table, entry_id, bytes(logged), row_hash, moment)
-        if n % BATCH == 0:
-            progress(BATCH)
-    verifier.finish()
-    _report_unlogged(report, recomputed, queued)
+def _log_batches(conn: Connection) -> Iterator[list[tuple[int, str, int, bytes]]]:
+    """(leaf_index, entry_type, entry_id, leaf_hash) in leaf order, BATCH entries at a time."""
+    query = select(
+        log_entries.c.leaf_index,
+        log_entries.c.entry_type,
+        log_entries.c.entry_id,
+        log_entries.c.leaf_hash,
+    ).order_by(log_entries.c.leaf_index)
+    after = -1
+    while True:
+        rows = conn.execute(query.where(log_entries.c.leaf_index > after).limit(BATCH)).all()
+        if not rows:
+            return
+        yield [(i, kind, entry_id, bytes(h)) for i, kind, entry_id, h in rows]
+        after = rows[-1][0]
 
 
-def _recompute(conn: Any, progress: Progress) -> Recomputed:
-    """Every row's leaf hash and own time, by kind and id."""
+def _recompute(conn: Connection, batch: Sequence[tuple[int, str, int, bytes]]) -> Recomputed:
+    """The leaf hash and own time of each row the batch names that exists, by kind and id."""
+    wanted: dict[str, list[int]] = {}
+    for _, kind, entry_id, _ in batch:
+        if kind in ENTRY_TABLES:
+            wanted.setdefault(kind, []).append(entry_id)
     found: Recomputed = {}
-    for kind in ENTRY_TABLES:
+    for kind, ids in wanted.items():
+        keep = set(ids)
         time_column = TIME_COLUMN.get(kind)
-        hashes: dict[int, tuple[bytes, datetime | None]] = {}
-        found[kind] = hashes
-        for rows in entry_row_batches(conn, kind):
-            ids = [row["id"] for row in rows]
-            # a time no datetime holds (read as text, see leaf_rows) is no moment: its row
-            # does not match its leaf anyway
-            moments = [_moment(row[time_column]) if time_column else None for row in rows]
-            leaves = _leaf_hashes(kind, rows)
-            hashes.update(zip(ids, zip(leaves, moments, strict=True), strict=True))
-            progress(len(rows))
+        encode = leaf_encoder(kind)
+        for lo, hi in id_ranges(sorted(keep)):
+            rows = _reading_any_text(conn, partial(lenient_rows_between, conn, kind, lo, hi))
+            for row in rows:
+                if row["id"] in keep:
+                    moment = _moment(row[time_column]) if time_column else None
+                    found[kind, row["id"]] = (_row_hash(kind, row, encode), moment)
     return found
 
 
-def _leaf_hashes(kind: str, rows: list[dict[str, Any]]) -> list[bytes]:
-    """Each row's leaf hash; for a row whose leaf cannot be written (it holds an `Unreadable`,
-    a float, text that is not UTF-8), the SHA-256 of what it holds instead, which matches no
+def _row_hash(kind: str, row: Mapping[str, Any], encode: Callable[[Any], bytes]) -> bytes:
+    """The row's leaf hash; for a row whose leaf cannot be written (it holds an `Unreadable`,
+    a float, text that is not UTF-8), the hash of what it holds instead, which matches no
     leaf: a leaf begins with its version line, and this does not."""
     try:
-        return list(map(leaf_hash, leaf_bytes_many(kind, rows)))
-    except UNREADABLE_ERRORS:
-        return [_row_hash(kind, row) for row in rows]
-
-
-def _row_hash(kind: str, row: dict[str, Any]) -> bytes:
-    try:
-        return leaf_hash(leaf_bytes(kind, row))
+        return leaf_hash(encode(row))
     except UNREADABLE_ERRORS as exc:
         held = f"unreadable {kind} {row.get('id')!r}: {exc!r} in {row!r}"
         return leaf_hash(held.encode("utf-8", "backslashreplace"))
 
 
+def _moment(value: Any) -> datetime | None:
+    # a time no datetime holds (read as text, see leaf_rows) is no moment: its row does not
+    # match its leaf anyway
+    return value if type(value) is datetime else None
+
+
+def _reading_any_text(conn: Connection, read: Callable[[], _T]) -> _T:
+    """`read()`; on SQLite, if it meets text that is not UTF-8 (only a change behind
+    labledger's back stores it; sqlite3 refuses to read it), `read()` again with bad bytes
+    read as lone surrogates, which no leaf holds (a leaf is UTF-8), instead of failing."""
+    try:
+        return read()
+    except DBAPIError as exc:
+        if not undecodable_text(exc):
+            raise
+    with _undecodable_text_kept(conn):
+        return read()
+
+
 @contextmanager
 def _undecodable_text_kept(conn: Connection) -> Iterator[None]:
-    """On SQLite, text that is not UTF-8 (only a change behind labledger's back stores it;
-    sqlite3 refuses to read it) read with its bad bytes as lone surrogates, which no leaf
-    holds (a leaf is UTF-8), instead of failing the query."""
-    raw = conn.connection.driver_connection
-    if conn.dialect.name != "sqlite" or raw is None:
-        yield
-        return
+    raw: Any = conn.connection.driver_connection
     previous = raw.text_factory
     raw.text_factory = _utf8_or_escaped
     try:
@@ -231,31 +196,44 @@ def _utf8_or_escaped(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _moment(value: Any) -> datetime | None:
-    return value if type(value) is datetime else None
+def _unlogged_rows(conn: Connection, found: Mapping[str, int]) -> dict[str, list[int]]:
+    """The ids of rows in no log entry, by kind, given how many rows logged entries found
+    (an entry names one row, `UNIQUE(entry_type, entry_id)`): a count per table first, then
+    the rows past the newest logged id, and only when those do not account for the
+    difference, every id."""
+    leftover: dict[str, list[int]] = {}
+    for kind, table in ENTRY_TABLES.items():
+        count = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        if count == found.get(kind, 0):
+            continue
+        of_kind = log_entries.c.entry_type == kind
+        newest = conn.execute(select(func.max(log_entries.c.entry_id)).where(of_kind)).scalar()
+        newer = table.c.id > (-1 if newest is None else newest)
+        tail = list(conn.execute(select(table.c.id).where(newer).order_by(table.c.id)).scalars())
+        if count == found.get(kind, 0) + len(tail):
+            leftover[kind] = tail
+            continue
+        ids = conn.execute(select(table.c.id)).scalars()
+        logged = conn.execute(select(log_entries.c.entry_id).where(of_kind)).scalars()
+        leftover[kind] = sorted(set(ids) - set(logged))
+    return leftover
 
 
-def _log_entries(conn: Any) -> Iterator[Any]:
-    """(leaf_index, entry_type, entry_id, leaf_hash) in leaf order, in driver SQL, streamed."""
-    rows = conn.execution_options(yield_per=BATCH).exec_driver_sql(
-        "SELECT leaf_index, entry_type, entry_id, leaf_hash FROM log_entries ORDER BY leaf_index"
-    )
-    for batch in rows.partitions():
-        yield from batch
+def inflated_sha256(stored: object) -> bytes | None:
+    """The SHA-256 of a stored raw body once inflated; None when it does not inflate (or is
+    no bytes at all: a change behind labledger's back can store text there on SQLite)."""
+    if not isinstance(stored, bytes | bytearray | memoryview):
+        return None
+    try:
+        return hashlib.sha256(zlib.decompress(stored)).digest()
+    except zlib.error:
+        return None
 
 
-def _check_bodies(
-    conn: Any, report: VerifyReport, dropped: set[int], only: list[int] | None = None
-) -> None:
-    """Every delivery's raw body (or `only` those rows') against its recorded SHA-256."""
+def _check_bodies(conn: Connection, report: VerifyReport, dropped: set[int]) -> None:
+    """Every delivery's raw body against its recorded SHA-256."""
     query = select(deliveries.c.id, deliveries.c.body_sha256, deliveries.c.body_zlib)
-    if only is None:
-        rows: Iterable[Any] = conn.execution_options(yield_per=1000).execute(query)
-    else:
-        rows = itertools.chain.from_iterable(
-            conn.execute(query.where(deliveries.c.id.in_(only[at : at + IN_CHUNK])))
-            for at in range(0, len(only), IN_CHUNK)
-        )
+    rows: Iterable[Any] = conn.execution_options(yield_per=1000).execute(query)
     for row in rows:
         if not row.body_zlib:  # retention drops bodies, and says so in a tombstone
             if row.id not in dropped:
