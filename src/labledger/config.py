@@ -22,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from labledger.core.note import MalformedKey, SignerKey
+from labledger.core.errors import ConfigError, MalformedKey
+from labledger.core.note import SignerKey
 from labledger.forges import gitea, gitlab
 from labledger.forges.github_api import hook_base
 from labledger.forges.github_scope import ScopedSecret as GithubSecret
@@ -41,10 +42,6 @@ DISCOVERY = re.compile(r"^[\w.-]+/[^=,]+=[^=,]+$")
 
 # The Standard Webhooks specification's minimum secret length (before base64).
 MIN_SUBSCRIBER_SECRET_BYTES = 24
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names it and says how to fix it."""
 
 
 class Subscriber(BaseModel):

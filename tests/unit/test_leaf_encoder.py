@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labledger.core.errors import UnknownLeafKind
 from labledger.core.leaf_batches import leaf_bytes_many
 from labledger.core.leaves import (
     LEAF_FIELDS,
-    UnknownLeafKind,
     canonical_json,
     leaf_bytes,
     leaf_encoder,

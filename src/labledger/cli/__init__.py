@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
-from labledger.core.errors import LedgerError, MalformedInput
+from labledger.core.errors import ConfigError, LedgerError, MalformedInput
 
 # name -> ("module:attribute", the verb's one-line help, shown by `--help` without an import).
 # `sessions` comes from cli.session_verbs, which gathers the group's verbs from their modules.
@@ -111,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LEDGER_ERROR
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_LEDGER_ERROR
-    except Exception as exc:
-        # Imported here, on the error path only: config pulls in pydantic and cryptography.
-        from labledger.config import ConfigError
-
-        if not isinstance(exc, ConfigError):
-            raise
+    except ConfigError as exc:
         click.echo(f"labledger: configuration error: {exc}", err=True)
         return EXIT_USAGE
     return 0

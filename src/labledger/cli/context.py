@@ -58,7 +58,7 @@ class Context:
     def store(self) -> SqlStore:
         """The migrated ledger; reading commands never create a database file."""
         if self._store is None:
-            from labledger.config import ConfigError
+            from labledger.core.errors import ConfigError
             from labledger.storage import migrate as migrations
             from labledger.storage.sql_store import SqlStore
 
@@ -79,7 +79,7 @@ class Context:
         return key
 
     def check_origin(self, key_name: str) -> None:
-        from labledger.config import ConfigError
+        from labledger.core.errors import ConfigError
         from labledger.storage import migrate as migrations
 
         refusal = migrations.key_refusal(self.store.engine, key_name)

@@ -11,20 +11,13 @@ from pathlib import Path
 import click
 
 from labledger.cli.context import EXIT_TAMPERED, Context, emit, json_option, pass_context
-from labledger.config import ConfigError
-from labledger.core.errors import NotFound
+from labledger.core.errors import ConfigError, FileRefused, MalformedKey, NotFound, ReceiptRejected
 from labledger.core.merkle import verify_consistency
-from labledger.core.note import MalformedKey, SignerKey, VerifierKey, is_valid_key_name
-from labledger.core.receipt import Receipt, ReceiptRejected
+from labledger.core.note import SignerKey, VerifierKey, is_valid_key_name
+from labledger.core.receipt import Receipt
 from labledger.core.receipt import verify_receipt as check_receipt
 from labledger.core.verify import VerifyReport
-from labledger.safe_files import (
-    FileRefused,
-    create_private,
-    make_private_parents,
-    read_json,
-    read_small,
-)
+from labledger.safe_files import create_private, make_private_parents, read_json, read_small
 from labledger.services.archive import is_archive, verify_archive
 from labledger.services.export import export_log, verify_export
 from labledger.storage.leaf_rows import ENTRY_TABLES

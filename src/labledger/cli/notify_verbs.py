@@ -7,7 +7,7 @@ import time
 import click
 
 from labledger.cli.context import Context, pass_context
-from labledger.config import ConfigError
+from labledger.core.errors import ConfigError
 from labledger.services.notify import Dispatcher
 from labledger.storage.outbox import SqlOutbox
 

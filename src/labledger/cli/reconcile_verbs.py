@@ -8,7 +8,7 @@ import time
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, Context, pass_context
-from labledger.config import ConfigError
+from labledger.core.errors import ConfigError
 from labledger.services.reconcile import run_reconcile
 from labledger.storage.reconcile_marks import ReconcileMarks
 

@@ -8,7 +8,7 @@ import socket
 import click
 
 from labledger.cli.context import Context, pass_context
-from labledger.config import ConfigError
+from labledger.core.errors import ConfigError
 from labledger.core.note import is_valid_key_name
 from labledger.storage import migrate as migrations
 

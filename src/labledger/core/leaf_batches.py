@@ -24,13 +24,8 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
-from labledger.core.leaves import (
-    LEAF_FIELDS,
-    LEAF_VERSION,
-    UnknownLeafKind,
-    encode_plain_json,
-    value_text,
-)
+from labledger.core.errors import UnknownLeafKind
+from labledger.core.leaves import LEAF_FIELDS, LEAF_VERSION, encode_plain_json, value_text
 
 # A column as the text before each of its values, the values as JSON text (None: the text
 # before is the whole value, the same in every row) and the text after each.

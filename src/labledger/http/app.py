@@ -29,6 +29,7 @@ from labledger.core.errors import (
     MalformedPayload,
     NotFound,
     NotJson,
+    NotYetLogged,
     RepositoryShared,
     SignatureRejected,
     StoreUnavailable,
@@ -49,7 +50,7 @@ from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.http.ui.pages import mount_ui
 from labledger.services.ingest import receive_github
 from labledger.services.notify import Dispatcher
-from labledger.storage.merkle_log import NotYetLogged, SqlLog
+from labledger.storage.merkle_log import SqlLog
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.retention import purged_archive
 from labledger.storage.sql_store import SqlStore

@@ -10,7 +10,8 @@ import os
 
 from fastapi import FastAPI
 
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 from labledger.http.app import create_app
 from labledger.http.header_timeout import HeaderTimeoutH11Protocol
 from labledger.logs import configure_logging
