@@ -27,7 +27,7 @@ def open_engine(url: str) -> Engine:
     """An engine whose database answered, or a ConfigError that says what to change."""
     from sqlalchemy import exc as sa_exc
 
-    from labledger.storage.engine import make_engine
+    from labledger.compose import make_engine
 
     try:
         path = sqlite_path(url)

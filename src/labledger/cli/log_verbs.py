@@ -20,9 +20,6 @@ from labledger.core.verify import VerifyReport
 from labledger.safe_files import create_private, make_private_parents, read_json, read_small
 from labledger.services.archive import is_archive, verify_archive
 from labledger.services.export import export_log, verify_export
-from labledger.storage.leaf_rows import ENTRY_TABLES
-from labledger.storage.migrate import ledger_origin
-from labledger.storage.verification import verify_database
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -46,7 +43,7 @@ def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
         raise ConfigError(f"{path} already exists; a log keeps its key (remove it by hand)")
     # The origin was chosen at the first migration (random, never the host name): a key of
     # another name would sign checkpoints that every verifier of this ledger refuses.
-    origin = ledger_origin(obj.store.engine)
+    origin = obj.ledger.origin()
     if name is not None and name != origin:
         raise click.BadParameter(
             f"{name!r} is not this ledger's origin {origin!r} (omit --name)", param_hint="--name"
@@ -220,8 +217,7 @@ def verify(
         elif export_dir is not None:
             report = verify_export(export_dir, key, saved, progress=bar.update)
         else:
-            report = verify_database(
-                obj.store.engine,
+            report = obj.ledger.verify(
                 key,
                 saved,
                 check_bodies=not skip_bodies,
@@ -246,9 +242,7 @@ def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
         sizes = [manifest.get(n) for n in ("tree_size", "end_leaf", "first_leaf")]
         size, end, first = (v if type(v) is int else 0 for v in sizes)
         return max(0, size or end - first)
-    counts = obj.store.count_rows()
-    rows = sum(counts[t.name] for t in ENTRY_TABLES.values())
-    return rows + counts["log_entries"]
+    return obj.ledger.rows_to_verify()
 
 
 def _report_json(report: VerifyReport) -> dict[str, object]:
@@ -317,5 +311,5 @@ def export(obj: Context, directory: Path) -> None:
     latest = obj.log.latest_checkpoint()
     total = latest.tree_size if latest else 0
     with click.progressbar(length=total, label="exporting", file=sys.stderr, show_pos=True) as bar:
-        manifest = export_log(obj.store.engine, directory, key, progress=bar.update)
+        manifest = export_log(obj.ledger.engine, directory, key, progress=bar.update)
     click.echo(f"exported {manifest['tree_size']} entries to {directory} (root {manifest['root']})")

@@ -9,11 +9,10 @@ import click
 from labledger.cli.context import Context, pass_context
 from labledger.core.errors import ConfigError
 from labledger.services.notify import Dispatcher
-from labledger.storage.outbox import SqlOutbox
 
 
 def _dispatcher(obj: Context) -> Dispatcher:
-    return Dispatcher.from_settings(obj.settings, SqlOutbox(obj.store.engine))
+    return Dispatcher.from_settings(obj.settings, obj.ledger.outbox)
 
 
 @click.group(invoke_without_command=True)
@@ -42,7 +41,7 @@ def dispatch(ctx: click.Context, obj: Context, once: bool) -> None:
 @pass_context
 def dead_letters(obj: Context) -> None:
     """Events that exhausted their retry budget."""
-    for event in SqlOutbox(obj.store.engine).in_state("dead"):
+    for event in obj.ledger.outbox.in_state("dead"):
         click.echo(
             f"{event.id:>8}  {event.subscriber}  {event.event_type}  {event.event_id}  "
             f"tries={event.attempts}  last error: {event.last_error or '-'}"

@@ -10,7 +10,6 @@ import click
 from labledger.cli.context import EXIT_LEDGER_ERROR, Context, pass_context
 from labledger.core.errors import ConfigError
 from labledger.services.reconcile import run_reconcile
-from labledger.storage.reconcile_marks import ReconcileMarks
 
 
 @click.command()
@@ -26,7 +25,7 @@ def reconcile(obj: Context, watch: float | None) -> None:
     settings = obj.settings
     if not settings.github_hooks:
         raise ConfigError("LABLEDGER_GITHUB_HOOKS is not set; name the hooks to reconcile")
-    marks = ReconcileMarks(obj.store.engine)
+    marks = obj.ledger.reconcile_marks
     while True:
         reports = asyncio.run(run_reconcile(settings, marks, _progress))
         for report in reports:

@@ -13,14 +13,10 @@ import click
 from sqlalchemy import Engine
 
 from labledger.cli.context import TIME, Context, pass_context
+from labledger.compose import RetentionPlan, erase, make_engine, purge, read_retention_plan
 from labledger.config import Settings
 from labledger.core.retention_rules import Windows
 from labledger.services.archive import write_archive
-from labledger.storage.engine import make_engine
-from labledger.storage.erasure import erase
-from labledger.storage.retention import purge
-from labledger.storage.retention_plan import RetentionPlan, plan_retention
-from labledger.storage.sql_store import translate_db_errors
 
 
 def _windows(settings: Settings) -> Windows:
@@ -44,8 +40,7 @@ def retention_plan(obj: Context, as_of: datetime | None, as_json: bool) -> None:
     """Show, per table, what is past its window and what `purge` would remove today."""
     windows = _windows(obj.settings)
     now = (as_of or datetime.now(UTC)).astimezone(UTC)
-    with translate_db_errors(), obj.store.engine.connect() as conn, conn.begin():
-        plan = plan_retention(conn, windows, now)
+    plan = read_retention_plan(obj.ledger.engine, windows, now)
     if as_json:
         click.echo(json.dumps(_plan_json(plan, windows), indent=2))
         return
@@ -100,7 +95,7 @@ def archive(obj: Context, before: datetime, directory: Path, actor: str) -> None
     """Write the next archive: every leaf after the last archive, up to the newest checkpoint
     signed before TIME, with its rows; verify it with `labledger verify --export DIR`."""
     key = obj.settings.signer().verifier
-    engine = obj.store.engine
+    engine = obj.ledger.engine
     latest = obj.log.latest_checkpoint()
     total = latest.tree_size if latest else 0
     with click.progressbar(length=total, label="archiving", file=sys.stderr, show_pos=True) as bar:
@@ -134,8 +129,7 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
         return
     windows, now = _windows(obj.settings), datetime.now(UTC)
     with _maintenance_engine(obj) as engine:
-        with translate_db_errors(), engine.connect() as conn, conn.begin():
-            plan = plan_retention(conn, windows, now)
+        plan = read_retention_plan(engine, windows, now)
         total = sum(len(ids) for ids in plan.purge.values())
         total += len(plan.drop_bodies) + len(plan.outbox)
         with click.progressbar(
@@ -202,7 +196,7 @@ def _maintenance_engine(obj: Context) -> Iterator[Engine]:
     """LABLEDGER_MAINTENANCE_DATABASE_URL's engine, else the one every command uses."""
     url = obj.settings.maintenance_database_url
     if url is None:
-        yield obj.store.engine
+        yield obj.ledger.engine
         return
     engine = make_engine(url)
     try:

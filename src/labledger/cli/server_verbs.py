@@ -8,9 +8,9 @@ import socket
 import click
 
 from labledger.cli.context import Context, pass_context
+from labledger.compose import migrations
 from labledger.core.errors import ConfigError
 from labledger.core.note import is_valid_key_name
-from labledger.storage import migrate as migrations
 
 
 @click.command()
@@ -83,7 +83,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _describe_db(obj: Context) -> str:
-    return obj.store.engine.url.render_as_string(hide_password=True)
+    return obj.ledger.engine.url.render_as_string(hide_password=True)
 
 
 @click.command()

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labledger import __version__
+from labledger.compose import Ledger, SqlStore
 from labledger.config import SCOPES, Settings
 from labledger.core.errors import (
     BodyTimeout,
@@ -50,10 +51,6 @@ from labledger.http.metrics import LatencyMiddleware, Metrics
 from labledger.http.ui.pages import mount_ui
 from labledger.services.ingest import receive_github
 from labledger.services.notify import Dispatcher
-from labledger.storage.merkle_log import SqlLog
-from labledger.storage.outbox import SqlOutbox
-from labledger.storage.retention import purged_archive
-from labledger.storage.sql_store import SqlStore
 
 log = structlog.get_logger("labledger.http")
 
@@ -118,12 +115,9 @@ def create_app(
     integrate explicitly so that what they check does not depend on timing."""
     metrics = Metrics()
     signer = signer or settings.signer()
-    log = SqlLog(store.engine)
-    dispatcher = (
-        Dispatcher.from_settings(settings, SqlOutbox(store.engine))
-        if settings.subscribers
-        else None
-    )
+    ledger = Ledger(store)
+    log = ledger.log
+    dispatcher = Dispatcher.from_settings(settings, ledger.outbox) if settings.subscribers else None
     lifespan = (
         integrator_lifespan(log, signer, settings, dispatcher, lambda: store.entries_queued)
         if integrate_in_background
@@ -195,7 +189,7 @@ def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSO
 
     def answer(request: Request, exc: NotFound) -> JSONResponse:
         if exc.kind == "attempt" and isinstance(exc.key, int):
-            archive_id = purged_archive(store.engine, "attempt", exc.key)
+            archive_id = Ledger(store).purged_archive("attempt", exc.key)
             if archive_id is not None:
                 detail = (
                     f"attempt {exc.key} was purged by the retention policy; "

@@ -10,14 +10,12 @@ import os
 
 from fastapi import FastAPI
 
+from labledger.compose import Ledger, store_from_settings
 from labledger.config import Settings
 from labledger.core.errors import ConfigError
 from labledger.http.app import create_app
 from labledger.http.header_timeout import HeaderTimeoutH11Protocol
 from labledger.logs import configure_logging
-from labledger.storage.engine import make_engine
-from labledger.storage.migrate import key_refusal
-from labledger.storage.sql_store import SqlStore
 
 
 def app_from_env() -> FastAPI:
@@ -26,13 +24,13 @@ def app_from_env() -> FastAPI:
     settings.require_serving()
     configure_logging(settings.log_level)
     HeaderTimeoutH11Protocol.configure(settings.header_timeout_seconds)
-    store = SqlStore(make_engine(settings.database_url), settings.subscriber_names())
+    ledger = Ledger(store_from_settings(settings))
     signer = settings.signer()
-    refusal = key_refusal(store.engine, signer.name)
+    refusal = ledger.key_refusal(signer.name)
     if refusal is not None:  # any ASGI server, not only `labledger serve`, signs for one ledger
-        store.engine.dispose()
+        ledger.close()
         raise ConfigError(refusal)
-    app = create_app(settings, store, signer, integrate_in_background=True)
+    app = create_app(settings, ledger.store, signer, integrate_in_background=True)
     startup_objects_are_permanent()
     few_malloc_arenas()
     return app

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from labledger.compose import ChainGap, SqlStore
 from labledger.http import schemas
-from labledger.storage.gaps import ChainGap
-from labledger.storage.sql_store import SqlStore
 
 
 class GapOut(BaseModel):

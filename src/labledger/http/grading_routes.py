@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from labledger.compose import SqlStore
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
 from labledger.core.model import CLOCK_SKEW, LabSession
@@ -20,7 +21,6 @@ from labledger.http import grading_schemas as gs
 from labledger.http import schemas
 from labledger.http.feed_notifier import FeedNotifier
 from labledger.http.schemas import DecimalDigits, RowId
-from labledger.storage.sql_store import SqlStore
 
 T = TypeVar("T")
 FEED_KINDS = ("attempt", "push", "verification")

@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
+from labledger.compose import SqlLog, SqlStore
 from labledger.core.errors import InvalidRequest, NotFound
 from labledger.core.note import VerifierKey
 from labledger.http import schemas
-from labledger.storage.merkle_log import SqlLog
-from labledger.storage.sql_store import SqlStore
 
 
 def public_key_router(key: VerifierKey, log: SqlLog) -> APIRouter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Path, Query, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
@@ -25,7 +25,9 @@ from labledger.core.model import (
 )
 from labledger.core.text import check_text
 from labledger.forges.scoped import FORGE_PATTERN
-from labledger.storage.rows import AttemptRow, DeliveryView
+
+if TYPE_CHECKING:
+    from labledger.compose import AttemptRow, DeliveryView
 
 # The validation error type that answers 400 `malformed` rather than 422 `invalid`.
 CONTROL_CHARACTER = "control_character"

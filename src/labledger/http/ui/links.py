@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from labledger.compose import SqlStore
 from labledger.core.errors import InvalidRequest
 from labledger.http import schemas
 from labledger.http.ui.access import DEFAULT_LINK_DURATION, UiKeys, duration_seconds
-from labledger.storage.sql_store import SqlStore
 
 
 class LinkIn(BaseModel):
