@@ -7,19 +7,18 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labledger.cli.context import EXIT_TAMPERED, Context, emit, json_option, pass_context
 from labledger.core.errors import ConfigError, FileRefused, MalformedKey, NotFound, ReceiptRejected
 from labledger.core.merkle import verify_consistency
-from labledger.core.note import SignerKey, VerifierKey, is_valid_key_name
-from labledger.core.receipt import Receipt
-from labledger.core.receipt import verify_receipt as check_receipt
-from labledger.core.verify import VerifyReport
 from labledger.safe_files import create_private, make_private_parents, read_json, read_small
-from labledger.services.archive import is_archive, verify_archive
-from labledger.services.export import export_log, verify_export
+
+if TYPE_CHECKING:
+    from labledger.core.note import VerifierKey
+    from labledger.core.verify import VerifyReport
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -35,6 +34,8 @@ def keys() -> None:
 @pass_context
 def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
     """Create the signing key at LABLEDGER_SIGNING_KEY_FILE; never overwrites one."""
+    from labledger.core.note import SignerKey, is_valid_key_name
+
     path = obj.settings.signing_key_file
     if path.exists():
         if exist_ok:
@@ -158,6 +159,8 @@ def prove_consistency(obj: Context, old_size: int, new_size: int | None) -> None
 
 
 def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
+    from labledger.core.note import VerifierKey
+
     if public_key is not None:
         text = read_small(public_key, 4096).decode("utf-8", "replace").strip()
         try:
@@ -206,6 +209,9 @@ def verify(
     as_json: bool,
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
+    from labledger.services.archive import is_archive, verify_archive
+    from labledger.services.export import verify_export
+
     key = _key(obj if export_dir is None else None, public_key)
     if export_dir is None:
         obj.check_origin(key.name)
@@ -290,6 +296,9 @@ def _print_report(report: VerifyReport, offline: bool = False) -> None:
 @click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
     """Check one receipt offline with the log's public key: exit 0 valid, 3 invalid."""
+    from labledger.core.receipt import Receipt
+    from labledger.core.receipt import verify_receipt as check_receipt
+
     try:
         receipt = Receipt.from_file_bytes(read_small(receipt_file))
         cp = check_receipt(receipt, _key(None, public_key))
@@ -307,6 +316,8 @@ def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
 @pass_context
 def export(obj: Context, directory: Path) -> None:
     """Write the log (leaf bytes and checkpoints) to DIRECTORY for offline verification."""
+    from labledger.services.export import export_log
+
     key = obj.settings.signer().verifier
     latest = obj.log.latest_checkpoint()
     total = latest.tree_size if latest else 0

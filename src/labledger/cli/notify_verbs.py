@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from labledger.cli.context import Context, pass_context
 from labledger.core.errors import ConfigError
-from labledger.services.notify import Dispatcher
+
+if TYPE_CHECKING:
+    from labledger.services.notify import Dispatcher
 
 
 def _dispatcher(obj: Context) -> Dispatcher:
+    from labledger.services.notify import Dispatcher
+
     return Dispatcher.from_settings(obj.settings, obj.ledger.outbox)
 
 

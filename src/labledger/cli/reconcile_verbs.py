@@ -9,7 +9,6 @@ import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, Context, pass_context
 from labledger.core.errors import ConfigError
-from labledger.services.reconcile import run_reconcile
 
 
 @click.command()
@@ -22,6 +21,8 @@ from labledger.services.reconcile import run_reconcile
 @pass_context
 def reconcile(obj: Context, watch: float | None) -> None:
     """Redeliver every push GitHub failed to deliver (hooks: LABLEDGER_GITHUB_HOOKS)."""
+    from labledger.services.reconcile import run_reconcile
+
     settings = obj.settings
     if not settings.github_hooks:
         raise ConfigError("LABLEDGER_GITHUB_HOOKS is not set; name the hooks to reconcile")

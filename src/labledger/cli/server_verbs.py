@@ -8,9 +8,7 @@ import socket
 import click
 
 from labledger.cli.context import Context, pass_context
-from labledger.compose import migrations
 from labledger.core.errors import ConfigError
-from labledger.core.note import is_valid_key_name
 
 
 @click.command()
@@ -104,6 +102,9 @@ def migrate(
     obj: Context, app_role: str | None, app_password_env: str | None, origin: str | None
 ) -> None:
     """Create or upgrade the schema (and optionally the restricted application role)."""
+    from labledger.compose import migrations
+    from labledger.core.note import is_valid_key_name
+
     if origin is not None and not is_valid_key_name(origin):
         raise click.BadParameter(f"{origin!r}: no spaces or '+' allowed", param_hint="--origin")
     engine = obj.engine

@@ -48,6 +48,7 @@ from labledger.http.integrator import integrator_lifespan
 from labledger.http.limits import BodyLimits, Lanes
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.http.params import Limit, RowId, json_response
 from labledger.http.ui.pages import mount_ui
 from labledger.services.ingest import receive_github
 from labledger.services.notify import Dispatcher
@@ -353,7 +354,6 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
 
 
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
-Limit = schemas.Limit
 
 
 def _cursor(value: str | None) -> int:
@@ -394,17 +394,15 @@ def _api_router(
         return schemas.SessionPage(items=items, next_cursor=_next(found, limit))
 
     @router.get("/sessions/{session_id}", response_model=schemas.SessionOut)
-    def get_session(session_id: schemas.RowId) -> schemas.SessionOut:
+    def get_session(session_id: RowId) -> schemas.SessionOut:
         return schemas.SessionOut.of(store.get_session(session_id))
 
     @router.get("/sessions/{session_id}/attempts", response_model=schemas.AttemptPage)
-    def session_attempts(
-        session_id: schemas.RowId, cursor: Cursor = None, limit: Limit = 100
-    ) -> Response:
+    def session_attempts(session_id: RowId, cursor: Cursor = None, limit: Limit = 100) -> Response:
         """A session's attempts in ledger order, each with `late` against the current due_at."""
         session, found = store.session_page(session_id, after=_cursor(cursor), limit=limit)
         items = [schemas.attempt_row_json(r, session, skew) for r in found]
-        return schemas.json_response({"items": items, "next_cursor": _next(found, limit)})
+        return json_response({"items": items, "next_cursor": _next(found, limit)})
 
     @router.get("/attempts", response_model=schemas.AttemptList)
     def attempts_by_commit(
@@ -413,10 +411,10 @@ def _api_router(
         """Every attempt of one commit, in any session."""
         found, sessions = store.commit_attempts(commit_sha)
         items = [schemas.attempt_row_json(r, sessions[r.session_id], skew) for r in found]
-        return schemas.json_response({"items": items})
+        return json_response({"items": items})
 
     @router.get("/attempts/{attempt_id}", response_model=grading_schemas.AttemptDetailOut)
-    def get_attempt(attempt_id: schemas.RowId) -> grading_schemas.AttemptDetailOut:
+    def get_attempt(attempt_id: RowId) -> grading_schemas.AttemptDetailOut:
         """One attempt with the push and delivery that recorded it, and its verifications."""
         record = store.get_attempt(attempt_id)
         return grading_schemas.AttemptDetailOut.with_results(
@@ -433,7 +431,7 @@ def _api_router(
     ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
         view = store.delivery_view(forge, delivery_id)
-        return schemas.json_response(schemas.delivery_detail_json(view, skew))
+        return json_response(schemas.delivery_detail_json(view, skew))
 
     return router
 
