@@ -54,13 +54,7 @@ __all__ = [
     "migrations",
     "purge",
     "read_retention_plan",
-    "store_from_settings",
 ]
-
-
-def store_from_settings(settings: Settings) -> SqlStore:
-    """The store of LABLEDGER_DATABASE_URL, announcing new entries to the subscribers."""
-    return SqlStore(make_engine(settings.database_url), settings.subscriber_names())
 
 
 class Ledger:
@@ -69,6 +63,16 @@ class Ledger:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.engine: Engine = store.engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ledger:
+        """The ledger at LABLEDGER_DATABASE_URL."""
+        return cls.on(make_engine(settings.database_url), settings)
+
+    @classmethod
+    def on(cls, engine: Engine, settings: Settings) -> Ledger:
+        """The ledger over an open engine; new entries are announced to the subscribers."""
+        return cls(SqlStore(engine, settings.subscriber_names()))
 
     @cached_property
     def log(self) -> SqlLog:

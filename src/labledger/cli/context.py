@@ -58,11 +58,11 @@ class Context:
     def ledger(self) -> Ledger:
         """The migrated ledger; reading commands never create a database file."""
         if self._ledger is None:
-            from labledger.compose import Ledger, SqlStore
+            from labledger.compose import Ledger
 
             require_ledger(self.settings.database_url)
             engine = self.engine
-            ledger = Ledger(SqlStore(engine, self.settings.subscriber_names()))
+            ledger = Ledger.on(engine, self.settings)
             if not ledger.is_migrated():
                 raise ConfigError(
                     f"the database at {engine.url.render_as_string(hide_password=True)} is not "

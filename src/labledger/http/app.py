@@ -141,7 +141,7 @@ def create_app(
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
-    app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
+    app.add_exception_handler(NotFound, _archived_or_not_found(ledger))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
@@ -185,12 +185,12 @@ def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
     return JSONResponse({"error": "internal", "detail": detail}, status_code=500)
 
 
-def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSONResponse]:
+def _archived_or_not_found(ledger: Ledger) -> Callable[[Request, NotFound], JSONResponse]:
     """A purged attempt answers 410 `archived` with its archive's id, not a bare 404."""
 
     def answer(request: Request, exc: NotFound) -> JSONResponse:
         if exc.kind == "attempt" and isinstance(exc.key, int):
-            archive_id = Ledger(store).purged_archive("attempt", exc.key)
+            archive_id = ledger.purged_archive("attempt", exc.key)
             if archive_id is not None:
                 detail = (
                     f"attempt {exc.key} was purged by the retention policy; "

@@ -10,7 +10,7 @@ import os
 
 from fastapi import FastAPI
 
-from labledger.compose import Ledger, store_from_settings
+from labledger.compose import Ledger
 from labledger.config import Settings
 from labledger.core.errors import ConfigError
 from labledger.http.app import create_app
@@ -24,7 +24,7 @@ def app_from_env() -> FastAPI:
     settings.require_serving()
     configure_logging(settings.log_level)
     HeaderTimeoutH11Protocol.configure(settings.header_timeout_seconds)
-    ledger = Ledger(store_from_settings(settings))
+    ledger = Ledger.from_settings(settings)
     signer = settings.signer()
     refusal = ledger.key_refusal(signer.name)
     if refusal is not None:  # any ASGI server, not only `labledger serve`, signs for one ledger
