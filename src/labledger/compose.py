@@ -3,8 +3,9 @@
 `http/` and `cli/` import the core, the services, the settings and this module, never
 `labledger.storage` (tests/unit/test_house.py walks their imports): how the storage wing is
 made (modules, engines, raw connections) can change behind the names below. Building a
-`Ledger` opens nothing until a query runs, and this module imports SQLAlchemy, so the CLI
-imports it where a verb reaches the database, not at start-up.
+`Ledger` opens nothing until a query runs. This module imports SQLAlchemy, so the CLI imports
+it where a verb reaches the database, not at start-up; the maintenance entry points (verify,
+retention, erasure) import their modules when called, so that reading verbs skip them.
 """
 
 from __future__ import annotations
@@ -16,17 +17,14 @@ from typing import TYPE_CHECKING
 
 from labledger.storage import migrate as migrations
 from labledger.storage.engine import make_engine, translate_db_errors
-from labledger.storage.erasure import ErasureResult, erase
 from labledger.storage.gaps import ChainGap
 from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.merkle_log import LogBacklog, SqlLog
 from labledger.storage.outbox import SqlOutbox
 from labledger.storage.reconcile_marks import ReconcileMarks
-from labledger.storage.retention import PurgeResult, purge, purged_archive
 from labledger.storage.retention_plan import RetentionPlan, plan_retention
 from labledger.storage.rows import AttemptRow, DeliveryView
 from labledger.storage.sql_store import SqlStore
-from labledger.storage.verification import verify_database
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -35,15 +33,15 @@ if TYPE_CHECKING:
     from labledger.core.note import VerifierKey
     from labledger.core.retention_rules import Windows
     from labledger.core.verify import VerifyReport
+    from labledger.storage.erasure import ErasureResult
+    from labledger.storage.retention import PurgeResult
 
 __all__ = [
     "AttemptRow",
     "ChainGap",
     "DeliveryView",
-    "ErasureResult",
     "Ledger",
     "LogBacklog",
-    "PurgeResult",
     "ReconcileMarks",
     "RetentionPlan",
     "SqlLog",
@@ -99,6 +97,8 @@ class Ledger:
 
     def purged_archive(self, kind: str, entry_id: int) -> int | None:
         """The archive holding a purged entry, or None when the entry was never purged."""
+        from labledger.storage.retention import purged_archive
+
         return purged_archive(self.engine, kind, entry_id)
 
     def rows_to_verify(self) -> int:
@@ -116,6 +116,8 @@ class Ledger:
         processes: int | None,
     ) -> VerifyReport:
         """Rebuild the tree from the rows as they are now; check every signed checkpoint."""
+        from labledger.storage.verification import verify_database
+
         return verify_database(
             self.engine,
             key,
@@ -133,3 +135,33 @@ def read_retention_plan(engine: Engine, windows: Windows, now: datetime) -> Rete
     """What is past its window and what `purge` would remove at `now`, read in one snapshot."""
     with translate_db_errors(), engine.connect() as conn, conn.begin():
         return plan_retention(conn, windows, now)
+
+
+def purge(
+    engine: Engine,
+    windows: Windows,
+    now: datetime,
+    actor: str,
+    progress: Callable[[int], None] = lambda n: None,
+) -> PurgeResult:
+    """Remove what an archive covers and is past its window, leaving tombstones."""
+    from labledger.storage.retention import purge as purge_archived
+
+    return purge_archived(engine, windows, now, actor, progress=progress)
+
+
+def erase(
+    engine: Engine,
+    *,
+    subject_id: str | None,
+    account: tuple[str, int] | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> ErasureResult:
+    """Make one person's personal fields and raw bodies unreadable; the tree still verifies."""
+    from labledger.storage.erasure import erase as erase_person
+
+    return erase_person(
+        engine, subject_id=subject_id, account=account, reason=reason, actor=actor, now=now
+    )
