@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
-from labledger.core.errors import ConfigError, LedgerError, MalformedInput
+from labledger.core.errors import ConfigError, GitHubUnavailable, LedgerError, MalformedInput
 
 # name -> ("module:attribute", the verb's one-line help, shown by `--help` without an import).
 # `sessions` is a group of the same kind, its verbs listed in cli.session_verbs.
@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         click.echo(f"labledger: configuration error: {exc}", err=True)
         return EXIT_USAGE
+    except GitHubUnavailable as exc:
+        click.echo(f"labledger: GitHub unavailable: {exc}", err=True)
+        return EXIT_LEDGER_ERROR
     return 0
 
 
