@@ -22,14 +22,15 @@ from pydantic import (
     model_validator,
 )
 
-from labledger.core.note import MalformedKey, SignerKey
+from labledger.core.errors import ConfigError, FileRefused, MalformedKey
+from labledger.core.note import SignerKey
 from labledger.forges import gitea, gitlab
 from labledger.forges.github_api import hook_base
 from labledger.forges.github_app import AppKey
 from labledger.forges.github_scope import ScopedSecret as GithubSecret
 from labledger.forges.github_scope import parse_scoped_secrets
 from labledger.forges.scoped import ScopedSecret
-from labledger.safe_files import FileRefused, read_small
+from labledger.safe_files import read_small
 from labledger.tokens import SCOPES as SCOPES  # where the HTTP edge has always found them
 from labledger.tokens import ApiToken, parse_api_tokens
 
@@ -43,10 +44,6 @@ DISCOVERY = re.compile(r"^[\w.-]+/[^=,]+=[^=,]+$")
 
 # The Standard Webhooks specification's minimum secret length (before base64).
 MIN_SUBSCRIBER_SECRET_BYTES = 24
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names it and says how to fix it."""
 
 
 class Subscriber(BaseModel):

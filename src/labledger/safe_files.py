@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from labledger.core.errors import MalformedInput
+from labledger.core.errors import FileRefused
 
 # A line holds one entry; an archived delivery carries its raw body (25 MiB by default).
 MAX_LINE_BYTES = 64 << 20
@@ -32,10 +32,6 @@ INFLATION_ALLOWANCE = 1 << 20
 MAX_SMALL_FILE_BYTES = 16 << 20
 PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
-
-
-class FileRefused(MalformedInput):
-    """A file or folder labledger will not read (or write through): exit status 2."""
 
 
 def open_regular(path: Path) -> IO[bytes]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from labledger.services.export import ExportError, export_log
-from labledger.storage.leaf_rows import UnreadableRows
+from labledger.core.errors import ExportRefused, UnreadableRows
+from labledger.services.export import export_log
 from labledger.storage.merkle_log import SqlLog
 from tests.conftest import Ledger
 from tests.contract.test_tamper_evidence import KEY, _codes, _grow, _verify, grown, superuser
@@ -129,7 +129,7 @@ def test_an_export_of_an_odd_stored_value_is_refused_with_a_clear_error(
     export_log(ledger.engine, tmp_path / "before", KEY)  # the same ledger exports untouched
     with superuser(ledger) as conn:
         conn.execute(text(change))
-    with pytest.raises(ExportError, match=r"attempts rows 1-[0-9]+: .* run `labledger verify`"):
+    with pytest.raises(ExportRefused, match=r"attempts rows 1-[0-9]+: .* run `labledger verify`"):
         export_log(ledger.engine, tmp_path / "after", KEY)
     assert not (tmp_path / "after").exists()  # nothing half-written
 

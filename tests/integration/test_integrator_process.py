@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 from labledger.storage.verification import verify_database
 from tests.conftest import Ledger
 from tests.integration.servers import (

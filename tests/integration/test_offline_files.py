@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from labledger.cli import main
+from labledger.core.errors import ExportRefused
 from labledger.safe_files import MAX_LINE_BYTES
-from labledger.services.export import ExportError, export_log
+from labledger.services.export import export_log
 from labledger.storage.engine import make_engine
 from tests.conftest import Ledger
 from tests.integration.offline_helpers import (
@@ -222,6 +223,6 @@ def test_personal_data_files_are_private(
 
 def test_failed_export_leaves_nothing_behind(ledger: Ledger, tmp_path: Path) -> None:
     """An export that cannot be made (nothing signed yet) creates no folder and no file."""
-    with pytest.raises(ExportError, match="no checkpoint"):
+    with pytest.raises(ExportRefused, match="no checkpoint"):
         export_log(ledger.engine, tmp_path / "new" / "export", KEY)
     assert not (tmp_path / "new" / "export").exists()

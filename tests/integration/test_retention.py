@@ -18,19 +18,18 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy import exc as sa_exc
 
 from labledger.cli import main
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, FileRefused, MaintenanceRefused, RetentionRefused
 from labledger.core.merkle import verify_consistency
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
-from labledger.core.retention_rules import RetentionError, Windows
+from labledger.core.retention_rules import Windows
 from labledger.core.service import check_session_spec
 from labledger.http.app import create_app
-from labledger.safe_files import FileRefused
 from labledger.services.archive import verify_archive, write_archive
 from labledger.services.export import export_log, verify_export
 from labledger.storage.engine import make_engine
 from labledger.storage.erasure import erase
-from labledger.storage.maintenance import MaintenanceRefused
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.retention import purge
 from labledger.storage.retention_plan import plan_retention
@@ -196,7 +195,7 @@ def test_archives_follow_each_other_and_verify_offline(aged: Aged, tmp_path: Pat
     for folder in ("a1", "a2"):
         report = verify_archive(tmp_path / folder, KEY)
         assert report.ok, report.problems
-    with pytest.raises(RetentionError, match="nothing to archive"):
+    with pytest.raises(RetentionRefused, match="nothing to archive"):
         _archive(aged, tmp_path / "a3", before=datetime(2026, 7, 1, tzinfo=UTC))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
@@ -496,7 +495,7 @@ def test_erasure_refuses_a_row_that_no_longer_matches_its_leaf(
         conn.execute(
             attempts.update().where(attempts.c.id == aged.new_attempts[0]).values(**change)
         )
-    with pytest.raises(RetentionError, match="no longer matches its logged leaf"):
+    with pytest.raises(RetentionRefused, match="no longer matches its logged leaf"):
         erase(
             ledger.engine, subject_id="new-student", reason="r", actor="test", now=datetime.now(UTC)
         )
@@ -508,9 +507,9 @@ def test_erasure_needs_exactly_one_person_and_a_reason(aged: Aged) -> None:
     """Erasure needs exactly one person and a reason; an unknown person erases nothing."""
     engine = aged.ledger.engine
     now = datetime.now(UTC)
-    with pytest.raises(RetentionError, match="exactly one"):
+    with pytest.raises(RetentionRefused, match="exactly one"):
         erase(engine, reason="r", actor="t", now=now)
-    with pytest.raises(RetentionError, match="reason"):
+    with pytest.raises(RetentionRefused, match="reason"):
         erase(engine, subject_id="new-student", reason=" ", actor="t", now=now)
     assert erase(engine, subject_id="nobody", reason="r", actor="t", now=now).event_id is None
 

@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from labledger.core.errors import RetentionRefused
 from labledger.core.model import NewVerification
 from labledger.core.receipt import Receipt, verify_receipt
-from labledger.core.retention_rules import RetentionError, Windows
+from labledger.core.retention_rules import Windows
 from labledger.core.service import check_session_spec
 from labledger.services.archive import verify_archive, write_archive
 from labledger.storage.engine import make_engine
@@ -125,7 +126,7 @@ def _step(h: History, step: str, data: st.DataObject) -> None:
                 h.engine, folder, KEY, before=h.clock + timedelta(seconds=1), actor="t", now=h.clock
             )
             h.archives.append(folder)
-        except RetentionError as exc:
+        except RetentionRefused as exc:
             assert "nothing to archive" in str(exc)
     elif step == "purge":
         result = purge(h.engine, WINDOWS, h.clock, "t")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from labledger.config import ConfigError
+from labledger.core.errors import ConfigError
 from labledger.http.asgi import app_from_env
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine

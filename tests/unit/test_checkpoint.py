@@ -17,22 +17,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from labledger.core.checkpoint import (
     Checkpoint,
-    MalformedCheckpoint,
-    WrongOrigin,
     parse_and_verify,
     parse_checkpoint_body,
     sign_checkpoint,
 )
-from labledger.core.merkle import EMPTY_ROOT
-from labledger.core.note import (
+from labledger.core.errors import (
     BadSignature,
+    MalformedCheckpoint,
     MalformedNote,
     MissingSignature,
     NoteRejected,
-    SignerKey,
-    VerifierKey,
-    sign_note,
+    WrongOrigin,
 )
+from labledger.core.merkle import EMPTY_ROOT
+from labledger.core.note import SignerKey, VerifierKey, sign_note
 
 SUMDB_VKEY = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 SUMDB_CHECKPOINT = (

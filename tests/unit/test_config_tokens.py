@@ -7,7 +7,8 @@ import base64
 import pytest
 
 from labledger.cli import main
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 
 LONG = "0123456789abcdef0123456789abcdef"  # 32 characters, the shortest token accepted
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labledger.config import ConfigError, Settings
-from labledger.core.errors import MalformedPayload, SignatureRejected
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, MalformedPayload, SignatureRejected
 from labledger.forges import gitea, gitlab
 from tests.forge_support import (
     GITEA_OWNER_ID,

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from labledger.cli import main
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from labledger.config import ConfigError, Settings
-from labledger.core.errors import MalformedPayload, NotJson, SignatureRejected
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, MalformedPayload, NotJson, SignatureRejected
 from labledger.core.model import Push
 from labledger.forges.github import parse_github_push, read_envelope, verify_signature
 from tests.support import FIXTURES, body_of, commit, push_payload, sha, sign

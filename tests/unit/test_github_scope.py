@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labledger.config import ConfigError, Settings
-from labledger.core.errors import SignatureRejected
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, SignatureRejected
 from labledger.forges.github import parse_github_push
 from labledger.forges.github_scope import ScopedSecret, signing_secret
 from tests.support import body_of, commit, push_payload, sign

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from labledger.config import ConfigError, Settings
-from labledger.core.errors import InvalidRequest
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, InvalidRequest
 from labledger.core.grading import SessionSummary, current_results, overall_status, summarize, tally
 from labledger.core.model import (
     Account,

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labledger.core.errors import UnknownLeafKind
 from labledger.core.leaves import (
     LEAF_FIELDS,
-    UnknownLeafKind,
     canonical_json,
     leaf_bytes,
     leaf_encoder,

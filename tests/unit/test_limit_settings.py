@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labledger.config import ConfigError, Settings
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 
 
 def test_bytes_in_flight_below_one_full_webhook_is_refused_naming_both_settings() -> None:

@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from labledger.core.errors import InvalidConsistencyProof, InvalidInclusionProof
 from labledger.core.merkle import (
     EMPTY_ROOT,
     CompactRange,
-    InvalidConsistencyProof,
-    InvalidInclusionProof,
     MerkleTree,
     consistency_proof,
     inclusion_proof,

@@ -12,17 +12,8 @@ import base64
 
 import pytest
 
-from labledger.core.note import (
-    BadSignature,
-    MalformedKey,
-    MalformedNote,
-    MissingSignature,
-    SignerKey,
-    VerifierKey,
-    key_id,
-    open_note,
-    sign_note,
-)
+from labledger.core.errors import BadSignature, MalformedKey, MalformedNote, MissingSignature
+from labledger.core.note import SignerKey, VerifierKey, key_id, open_note, sign_note
 
 PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from labledger.core.checkpoint import sign_checkpoint
-from labledger.core.errors import LedgerError
+from labledger.core.errors import LedgerError, MalformedReceipt
 from labledger.core.leaves import leaf_bytes, parse_leaf
 from labledger.core.merkle import MerkleTree, leaf_hash
 from labledger.core.note import SignerKey
-from labledger.core.receipt import MalformedReceipt, Receipt, verify_receipt
+from labledger.core.receipt import Receipt, verify_receipt
 from tests.support import SIGNER
 
 KEY = SIGNER.verifier

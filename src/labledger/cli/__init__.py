@@ -7,16 +7,18 @@ Verbs are imported when they run, not when the command starts: `labledger --help
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, EXIT_USAGE, Context
-from labledger.core.errors import LedgerError, MalformedInput
+from labledger.core.errors import ConfigError, GitHubUnavailable, LedgerError, MalformedInput
 
 # name -> ("module:attribute", the verb's one-line help, shown by `--help` without an import).
-# `sessions` comes from cli.session_verbs, which gathers the group's verbs from their modules.
+# `sessions` is a group of the same kind, its verbs listed in cli.session_verbs.
 VERBS: dict[str, tuple[str, str]] = {
     "serve": ("labledger.cli.server_verbs:serve", "Run the HTTP server (webhooks and API)."),
     "migrate": ("labledger.cli.server_verbs:migrate", "Create or upgrade the schema."),
@@ -58,25 +60,29 @@ VERBS: dict[str, tuple[str, str]] = {
 
 
 class LazyVerbs(click.Group):
-    """A group whose verbs live in VERBS and are imported on first use."""
+    """A group whose verbs are listed in `verbs` and imported on first use."""
+
+    def __init__(self, *args: Any, verbs: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verbs = verbs
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(VERBS)
+        return sorted(self.verbs)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in VERBS:
+        if cmd_name not in self.verbs:
             return None
-        module, _, attribute = VERBS[cmd_name][0].partition(":")
+        module, _, attribute = self.verbs[cmd_name][0].partition(":")
         command = getattr(import_module(module), attribute)
         assert isinstance(command, click.Command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
-            formatter.write_dl([(name, VERBS[name][1]) for name in self.list_commands(ctx)])
+            formatter.write_dl([(name, self.verbs[name][1]) for name in self.list_commands(ctx)])
 
 
-@click.group(cls=LazyVerbs)
+@click.group(cls=LazyVerbs, verbs=VERBS)
 @click.option(
     "--config",
     "config_file",
@@ -111,14 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LEDGER_ERROR
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_LEDGER_ERROR
-    except Exception as exc:
-        # Imported here, on the error path only: config pulls in pydantic and cryptography.
-        from labledger.config import ConfigError
-
-        if not isinstance(exc, ConfigError):
-            raise
+    except ConfigError as exc:
         click.echo(f"labledger: configuration error: {exc}", err=True)
         return EXIT_USAGE
+    except GitHubUnavailable as exc:
+        click.echo(f"labledger: GitHub unavailable: {exc}", err=True)
+        return EXIT_LEDGER_ERROR
     return 0
 
 

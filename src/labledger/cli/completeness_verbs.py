@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labledger.cli.context import Context, emit, json_option, pass_context
 from labledger.core.errors import InvalidRequest
 from labledger.core.model import LabSession
-from labledger.http.gaps_routes import GapOut
-from labledger.services.roster import RosterRow, match_existing, read_roster
+
+if TYPE_CHECKING:
+    from labledger.services.roster import RosterRow
 
 
 @click.command()
@@ -20,6 +22,8 @@ from labledger.services.roster import RosterRow, match_existing, read_roster
 @pass_context
 def gaps(obj: Context, repository_id: int | None, as_json: bool) -> None:
     """Open gaps in push chains: pushes whose `before` no recorded push ended at."""
+    from labledger.http.schemas import GapOut
+
     found = [GapOut.of(g) for g in obj.store.push_chain_gaps(repository_id=repository_id)]
     lines = [
         f"{g.repository_full_name} ({g.repository_id})  {g.ref}  missing a push to "
@@ -35,6 +39,8 @@ def gaps(obj: Context, repository_id: int | None, as_json: bool) -> None:
 @pass_context
 def sessions_import(obj: Context, file: Path, dry_run: bool) -> None:
     """Create the sessions of a CSV roster, all rows or none (columns: see README)."""
+    from labledger.services.roster import match_existing, read_roster
+
     now = datetime.now(UTC)
     try:
         text = file.read_text(encoding="utf-8-sig")

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from labledger.cli.database import open_engine, require_ledger
+from labledger.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from sqlalchemy import Engine
 
+    from labledger.compose import Ledger, SqlLog, SqlStore
     from labledger.config import Settings
     from labledger.core.note import SignerKey
-    from labledger.storage.merkle_log import SqlLog
-    from labledger.storage.sql_store import SqlStore
 
 M = TypeVar("M", bound="BaseModel")
 
@@ -38,7 +38,7 @@ class Context:
         self.config_file = config_file
         self._settings: Settings | None = None
         self._engine: Engine | None = None
-        self._store: SqlStore | None = None
+        self._ledger: Ledger | None = None
 
     @property
     def settings(self) -> Settings:
@@ -55,22 +55,25 @@ class Context:
         return self._engine
 
     @property
-    def store(self) -> SqlStore:
+    def ledger(self) -> Ledger:
         """The migrated ledger; reading commands never create a database file."""
-        if self._store is None:
-            from labledger.config import ConfigError
-            from labledger.storage import migrate as migrations
-            from labledger.storage.sql_store import SqlStore
+        if self._ledger is None:
+            from labledger.compose import Ledger
 
             require_ledger(self.settings.database_url)
             engine = self.engine
-            if not migrations.is_up_to_date(engine):
+            ledger = Ledger.on(engine, self.settings)
+            if not ledger.is_migrated():
                 raise ConfigError(
                     f"the database at {engine.url.render_as_string(hide_password=True)} is not "
                     "migrated to this version of labledger; run `labledger migrate` first"
                 )
-            self._store = SqlStore(engine, self.settings.subscriber_names())
-        return self._store
+            self._ledger = ledger
+        return self._ledger
+
+    @property
+    def store(self) -> SqlStore:
+        return self.ledger.store
 
     def signer(self) -> SignerKey:
         """The signing key, refused unless it was made for this ledger (one key, one ledger)."""
@@ -79,18 +82,13 @@ class Context:
         return key
 
     def check_origin(self, key_name: str) -> None:
-        from labledger.config import ConfigError
-        from labledger.storage import migrate as migrations
-
-        refusal = migrations.key_refusal(self.store.engine, key_name)
+        refusal = self.ledger.key_refusal(key_name)
         if refusal is not None:
             raise ConfigError(refusal)
 
     @property
     def log(self) -> SqlLog:
-        from labledger.storage.merkle_log import SqlLog
-
-        return SqlLog(self.store.engine)
+        return self.ledger.log
 
     def close(self) -> None:
         if self._engine is not None:

@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labledger.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 FIX_URL = "set LABLEDGER_DATABASE_URL to sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"
-
-
-def _config_error(message: str) -> Exception:
-    from labledger.config import ConfigError
-
-    return ConfigError(message)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -31,15 +27,15 @@ def open_engine(url: str) -> Engine:
     """An engine whose database answered, or a ConfigError that says what to change."""
     from sqlalchemy import exc as sa_exc
 
-    from labledger.storage.engine import make_engine
+    from labledger.compose import make_engine
 
     try:
         path = sqlite_path(url)
         engine = make_engine(url)
     except (ValueError, ImportError, sa_exc.ArgumentError) as exc:
-        raise _config_error(f"LABLEDGER_DATABASE_URL: {exc}; {FIX_URL}") from None
+        raise ConfigError(f"LABLEDGER_DATABASE_URL: {exc}; {FIX_URL}") from None
     if path is not None and not path.parent.is_dir():
-        raise _config_error(
+        raise ConfigError(
             f"the folder {path.parent} for the SQLite database does not exist; "
             f"create it (mkdir -p {path.parent}) or {FIX_URL}"
         )
@@ -48,7 +44,7 @@ def open_engine(url: str) -> Engine:
             pass
     except sa_exc.DBAPIError as exc:
         engine.dispose()
-        raise _config_error(_unreachable(engine, exc)) from None
+        raise ConfigError(_unreachable(engine, exc)) from None
     return engine
 
 
@@ -65,6 +61,6 @@ def require_ledger(url: str) -> None:
     """Refuse before connecting when there is no ledger to read: SQLite would create the file."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():
-        raise _config_error(
+        raise ConfigError(
             f"no ledger at {path.absolute()}; make one with `labledger migrate` (or {FIX_URL})"
         )

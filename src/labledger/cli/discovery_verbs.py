@@ -7,7 +7,6 @@ import asyncio
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, pass_context
-from labledger.services.discovery import Discovery, run_discovery
 
 
 @click.command("discover")
@@ -20,6 +19,8 @@ from labledger.services.discovery import Discovery, run_discovery
 @pass_context
 def sessions_discover(obj: Context, /, **options: object) -> None:
     """Create a session per repository of ORG matching GLOB; a second run adds only new ones."""
+    from labledger.services.discovery import Discovery, run_discovery
+
     found = Discovery(**options)  # type: ignore[arg-type]
     report = asyncio.run(run_discovery(obj.settings, obj.store, found, _warn))
     click.echo(report.line(found))

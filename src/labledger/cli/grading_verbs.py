@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,14 +17,13 @@ from labledger.cli.context import (
     pass_context,
     validated,
 )
-from labledger.cli.ledger_verbs import sessions
 from labledger.core.errors import VerificationConflict
-from labledger.core.service import check_session_spec, check_verification
-from labledger.http import grading_schemas as gs
-from labledger.http import schemas
+
+if TYPE_CHECKING:
+    from labledger.http import grading_schemas as gs
 
 
-@sessions.command("extend")
+@click.command("extend")
 @click.argument("session_id", type=int)
 @click.option("--due-at", type=TIME, help="The new effective due date.")
 @click.option("--closes-at", type=TIME, help="The new effective closing time.")
@@ -39,6 +39,9 @@ def sessions_extend(
     as_json: bool,
 ) -> None:
     """Change a session's due_at/closes_at by appending a deadline change."""
+    from labledger.core.service import check_session_spec
+    from labledger.http import schemas
+
     changes: dict[str, datetime | None] = {
         k: v for k, v in (("due_at", due_at), ("closes_at", closes_at)) if v is not None
     }
@@ -70,6 +73,9 @@ def verifications() -> None:
 @pass_context
 def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options: object) -> None:
     """Report a result for an attempt; repeating the same run is harmless."""
+    from labledger.core.service import check_verification
+    from labledger.http import grading_schemas as gs
+
     body = validated(gs.VerificationIn, options)
     report = body.to_report(attempt_id, "cli", datetime.now(UTC))
     check_verification(report)

@@ -7,26 +7,18 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, TIME, Context, emit, json_option, pass_context
 from labledger.core.errors import LedgerError
-from labledger.core.service import check_session_spec
-from labledger.forges.scoped import FORGE_PATTERN
-from labledger.http import schemas
-from labledger.http.grading_schemas import AttemptDetailOut
-from labledger.services.ingest import receive_saved
-from labledger.services.saved import parse_saved_delivery
+
+if TYPE_CHECKING:
+    from labledger.http import schemas
 
 
-@click.group()
-def sessions() -> None:
-    """Lab sessions."""
-
-
-@sessions.command("create")
+@click.command("create")
 @click.option("--lab-id", required=True)
 @click.option("--subject-id", required=True)
 @click.option(
@@ -51,6 +43,9 @@ def sessions() -> None:
 @pass_context
 def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
     """Open a lab session."""
+    from labledger.core.service import check_session_spec
+    from labledger.http import schemas
+
     body = schemas.SessionIn(
         lab_id=options["lab_id"],
         subject_id=options["subject_id"],
@@ -76,6 +71,8 @@ def sessions_create(obj: Context, /, as_json: bool, **options: Any) -> None:
 
 
 def _forge(value: str) -> str:
+    from labledger.forges.scoped import FORGE_PATTERN
+
     if not re.match(FORGE_PATTERN, value):
         raise click.BadParameter(
             "use github, gitlab or gitea, or gitlab:NAME / gitea:NAME with a NAME of "
@@ -84,12 +81,14 @@ def _forge(value: str) -> str:
     return value
 
 
-@sessions.command("list")
+@click.command("list")
 @click.option("--lab-id")
 @json_option
 @pass_context
 def sessions_list(obj: Context, lab_id: str | None, as_json: bool) -> None:
     """List sessions, optionally of one lab."""
+    from labledger.http import schemas
+
     found: list[schemas.SessionOut] = []
     after = 0
     while page := obj.store.list_sessions(lab_id=lab_id, after=after, limit=500):
@@ -104,12 +103,14 @@ def _session_line(s: schemas.SessionOut) -> str:
     return f"{s.id:>6}  {s.lab_id}  {s.subject_id}  {repo}  branches={s.branch_glob}  due={due}"
 
 
-@sessions.command("show")
+@click.command("show")
 @click.argument("session_id", type=int)
 @json_option
 @pass_context
 def sessions_show(obj: Context, session_id: int, as_json: bool) -> None:
     """Show one session."""
+    from labledger.http import schemas
+
     shown = schemas.SessionOut.of(obj.store.get_session(session_id))
     emit(shown, as_json, [f"{k}: {v}" for k, v in shown.model_dump(mode="json").items()])
 
@@ -128,6 +129,8 @@ def attempts_list(
     obj: Context, session_id: int | None, commit_sha: str | None, as_json: bool
 ) -> None:
     """List attempts of a session or of a commit."""
+    from labledger.http import schemas
+
     if (session_id is None) == (commit_sha is None):
         raise click.UsageError("give exactly one of --session or --commit")
     store = obj.store
@@ -164,6 +167,8 @@ def _attempt_line(a: schemas.AttemptOut) -> str:
 @pass_context
 def attempts_show(obj: Context, attempt_id: int, as_json: bool) -> None:
     """Show one attempt with its push and delivery."""
+    from labledger.http.grading_schemas import AttemptDetailOut
+
     record = obj.store.get_attempt(attempt_id)
     detail = AttemptDetailOut.with_results(
         record,
@@ -211,6 +216,9 @@ def _score(score: object, max_score: object) -> str:
 @pass_context
 def ingest(obj: Context, files: tuple[Path, ...]) -> None:
     """Record saved deliveries (headers, blank line, raw body) as the webhook would."""
+    from labledger.services.ingest import receive_saved
+    from labledger.services.saved import parse_saved_delivery
+
     store = obj.store
     outcomes: Counter[str] = Counter()
     failures: list[str] = []

@@ -6,7 +6,6 @@ import click
 
 from labledger.cli.context import Context, pass_context
 from labledger.http.ui.access import DEFAULT_LINK_DURATION, UiKeys
-from labledger.http.ui.links import make_link
 
 
 @click.command("link")
@@ -27,6 +26,8 @@ from labledger.http.ui.links import make_link
 def sessions_link(obj: Context, session_id: int, expires: str, base_url: str) -> None:
     """Print a read-only link to one session (signed with LABLEDGER_UI_SECRET_KEY; rotating the
     key revokes every link). It shows that session's timeline and attempts, nothing else."""
+    from labledger.http.ui.links import make_link  # the web framework, only when run
+
     link = make_link(UiKeys(obj.settings), obj.store, session_id, expires)
     click.echo(f"{base_url.rstrip('/')}{link.path}")
     click.echo(f"valid until {link.expires_at.isoformat()}", err=True)

@@ -7,29 +7,18 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from labledger.cli.context import EXIT_TAMPERED, Context, emit, json_option, pass_context
-from labledger.config import ConfigError
-from labledger.core.errors import NotFound
+from labledger.core.errors import ConfigError, FileRefused, MalformedKey, NotFound, ReceiptRejected
 from labledger.core.merkle import verify_consistency
-from labledger.core.note import MalformedKey, SignerKey, VerifierKey, is_valid_key_name
-from labledger.core.receipt import Receipt, ReceiptRejected
-from labledger.core.receipt import verify_receipt as check_receipt
-from labledger.core.verify import VerifyReport
-from labledger.safe_files import (
-    FileRefused,
-    create_private,
-    make_private_parents,
-    read_json,
-    read_small,
-)
-from labledger.services.archive import is_archive, verify_archive
-from labledger.services.export import export_log, verify_export
-from labledger.storage.leaf_rows import ENTRY_TABLES
-from labledger.storage.migrate import ledger_origin
-from labledger.storage.verification import verify_database
+from labledger.safe_files import create_private, make_private_parents, read_json, read_small
+
+if TYPE_CHECKING:
+    from labledger.core.note import VerifierKey
+    from labledger.core.verify import VerifyReport
 
 PATH = click.Path(path_type=Path, dir_okay=False)
 
@@ -45,6 +34,8 @@ def keys() -> None:
 @pass_context
 def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
     """Create the signing key at LABLEDGER_SIGNING_KEY_FILE; never overwrites one."""
+    from labledger.core.note import SignerKey, is_valid_key_name
+
     path = obj.settings.signing_key_file
     if path.exists():
         if exist_ok:
@@ -53,7 +44,7 @@ def keys_init(obj: Context, name: str | None, exist_ok: bool) -> None:
         raise ConfigError(f"{path} already exists; a log keeps its key (remove it by hand)")
     # The origin was chosen at the first migration (random, never the host name): a key of
     # another name would sign checkpoints that every verifier of this ledger refuses.
-    origin = ledger_origin(obj.store.engine)
+    origin = obj.ledger.origin()
     if name is not None and name != origin:
         raise click.BadParameter(
             f"{name!r} is not this ledger's origin {origin!r} (omit --name)", param_hint="--name"
@@ -168,6 +159,8 @@ def prove_consistency(obj: Context, old_size: int, new_size: int | None) -> None
 
 
 def _key(obj: Context | None, public_key: Path | None) -> VerifierKey:
+    from labledger.core.note import VerifierKey
+
     if public_key is not None:
         text = read_small(public_key, 4096).decode("utf-8", "replace").strip()
         try:
@@ -210,6 +203,9 @@ def verify(
     as_json: bool,
 ) -> None:
     """Recompute every leaf, rebuild the tree, check every signed checkpoint."""
+    from labledger.services.archive import is_archive, verify_archive
+    from labledger.services.export import verify_export
+
     key = _key(obj if export_dir is None else None, public_key)
     if export_dir is None:
         obj.check_origin(key.name)
@@ -221,8 +217,7 @@ def verify(
         elif export_dir is not None:
             report = verify_export(export_dir, key, saved, progress=bar.update)
         else:
-            report = verify_database(
-                obj.store.engine,
+            report = obj.ledger.verify(
                 key,
                 saved,
                 check_bodies=not skip_bodies,
@@ -246,9 +241,7 @@ def _work_to_verify(obj: Context, export_dir: Path | None) -> int:
         sizes = [manifest.get(n) for n in ("tree_size", "end_leaf", "first_leaf")]
         size, end, first = (v if type(v) is int else 0 for v in sizes)
         return max(0, size or end - first)
-    counts = obj.store.count_rows()
-    rows = sum(counts[t.name] for t in ENTRY_TABLES.values())
-    return rows + counts["log_entries"]
+    return obj.ledger.rows_to_verify()
 
 
 def _report_json(report: VerifyReport) -> dict[str, object]:
@@ -296,6 +289,9 @@ def _print_report(report: VerifyReport, offline: bool = False) -> None:
 @click.option("--public-key", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
     """Check one receipt offline with the log's public key: exit 0 valid, 3 invalid."""
+    from labledger.core.receipt import Receipt
+    from labledger.core.receipt import verify_receipt as check_receipt
+
     try:
         receipt = Receipt.from_file_bytes(read_small(receipt_file))
         cp = check_receipt(receipt, _key(None, public_key))
@@ -313,9 +309,11 @@ def verify_receipt_command(receipt_file: Path, public_key: Path) -> None:
 @pass_context
 def export(obj: Context, directory: Path) -> None:
     """Write the log (leaf bytes and checkpoints) to DIRECTORY for offline verification."""
+    from labledger.services.export import export_log
+
     key = obj.settings.signer().verifier
     latest = obj.log.latest_checkpoint()
     total = latest.tree_size if latest else 0
     with click.progressbar(length=total, label="exporting", file=sys.stderr, show_pos=True) as bar:
-        manifest = export_log(obj.store.engine, directory, key, progress=bar.update)
+        manifest = export_log(obj.ledger.engine, directory, key, progress=bar.update)
     click.echo(f"exported {manifest['tree_size']} entries to {directory} (root {manifest['root']})")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from labledger.cli.context import Context, pass_context
-from labledger.config import ConfigError
-from labledger.services.notify import Dispatcher
-from labledger.storage.outbox import SqlOutbox
+from labledger.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from labledger.services.notify import Dispatcher
 
 
 def _dispatcher(obj: Context) -> Dispatcher:
-    return Dispatcher.from_settings(obj.settings, SqlOutbox(obj.store.engine))
+    from labledger.services.notify import Dispatcher
+
+    return Dispatcher.from_settings(obj.settings, obj.ledger.outbox)
 
 
 @click.group(invoke_without_command=True)
@@ -42,7 +46,7 @@ def dispatch(ctx: click.Context, obj: Context, once: bool) -> None:
 @pass_context
 def dead_letters(obj: Context) -> None:
     """Events that exhausted their retry budget."""
-    for event in SqlOutbox(obj.store.engine).in_state("dead"):
+    for event in obj.ledger.outbox.in_state("dead"):
         click.echo(
             f"{event.id:>8}  {event.subscriber}  {event.event_type}  {event.event_id}  "
             f"tries={event.attempts}  last error: {event.last_error or '-'}"

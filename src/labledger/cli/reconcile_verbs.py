@@ -9,9 +9,7 @@ import time
 import click
 
 from labledger.cli.context import EXIT_LEDGER_ERROR, Context, pass_context
-from labledger.config import ConfigError
-from labledger.services.reconcile import run_backfill, run_reconcile
-from labledger.storage.reconcile_marks import ReconcileMarks
+from labledger.core.errors import ConfigError
 
 
 @click.command()
@@ -37,12 +35,14 @@ from labledger.storage.reconcile_marks import ReconcileMarks
 @pass_context
 def reconcile(obj: Context, activity: bool, confirm_all: bool, watch: float | None) -> None:
     """Redeliver every push GitHub failed to deliver (hooks: LABLEDGER_GITHUB_HOOKS)."""
+    from labledger.services.reconcile import run_backfill, run_reconcile
+
     settings = obj.settings
     if confirm_all and not activity:
         raise click.UsageError("--confirm-all checks times against the activity: add --activity")
     if not settings.github_hooks and not activity:
         raise ConfigError("LABLEDGER_GITHUB_HOOKS is not set; name the hooks to reconcile")
-    marks = ReconcileMarks(obj.store.engine)
+    marks = obj.ledger.reconcile_marks
     while True:
         complete = True
         if settings.github_hooks:

@@ -8,19 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine
 
 from labledger.cli.context import TIME, Context, pass_context
-from labledger.config import Settings
 from labledger.core.retention_rules import Windows
-from labledger.services.archive import write_archive
-from labledger.storage.engine import make_engine
-from labledger.storage.erasure import erase
-from labledger.storage.retention import purge
-from labledger.storage.retention_plan import RetentionPlan, plan_retention
-from labledger.storage.sql_store import translate_db_errors
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from labledger.compose import RetentionPlan
+    from labledger.config import Settings
 
 
 def _windows(settings: Settings) -> Windows:
@@ -42,10 +41,11 @@ def retention() -> None:
 @pass_context
 def retention_plan(obj: Context, as_of: datetime | None, as_json: bool) -> None:
     """Show, per table, what is past its window and what `purge` would remove today."""
+    from labledger.compose import read_retention_plan
+
     windows = _windows(obj.settings)
     now = (as_of or datetime.now(UTC)).astimezone(UTC)
-    with translate_db_errors(), obj.store.engine.connect() as conn, conn.begin():
-        plan = plan_retention(conn, windows, now)
+    plan = read_retention_plan(obj.ledger.engine, windows, now)
     if as_json:
         click.echo(json.dumps(_plan_json(plan, windows), indent=2))
         return
@@ -99,8 +99,10 @@ def _plan_json(plan: RetentionPlan, windows: Windows) -> dict[str, object]:
 def archive(obj: Context, before: datetime, directory: Path, actor: str) -> None:
     """Write the next archive: every leaf after the last archive, up to the newest checkpoint
     signed before TIME, with its rows; verify it with `labledger verify --export DIR`."""
+    from labledger.services.archive import write_archive
+
     key = obj.settings.signer().verifier
-    engine = obj.store.engine
+    engine = obj.ledger.engine
     latest = obj.log.latest_checkpoint()
     total = latest.tree_size if latest else 0
     with click.progressbar(length=total, label="archiving", file=sys.stderr, show_pos=True) as bar:
@@ -129,13 +131,14 @@ def purge_command(obj: Context, actor: str, dry_run: bool) -> None:
     Runs on LABLEDGER_MAINTENANCE_DATABASE_URL (default: LABLEDGER_DATABASE_URL): on
     PostgreSQL the schema owner, since the server's role may not delete.
     """
+    from labledger.compose import purge, read_retention_plan
+
     if dry_run:
         click.get_current_context().invoke(retention_plan, as_of=None, as_json=False)
         return
     windows, now = _windows(obj.settings), datetime.now(UTC)
     with _maintenance_engine(obj) as engine:
-        with translate_db_errors(), engine.connect() as conn, conn.begin():
-            plan = plan_retention(conn, windows, now)
+        plan = read_retention_plan(engine, windows, now)
         total = sum(len(ids) for ids in plan.purge.values())
         total += len(plan.drop_bodies) + len(plan.outbox)
         with click.progressbar(
@@ -166,6 +169,8 @@ def erase_command(
 ) -> None:
     """Make a person's names, emails, logins and raw bodies unreadable; the ledger still
     verifies. Integrates pending entries first, so every erased row is in the Merkle log."""
+    from labledger.compose import erase
+
     parsed = _parse_account(account) if account is not None else None
     if (subject_id is None) == (parsed is None):
         raise click.UsageError("give exactly one of --subject or --account")
@@ -200,9 +205,11 @@ def _parse_account(text: str) -> tuple[str, int]:
 @contextmanager
 def _maintenance_engine(obj: Context) -> Iterator[Engine]:
     """LABLEDGER_MAINTENANCE_DATABASE_URL's engine, else the one every command uses."""
+    from labledger.compose import make_engine
+
     url = obj.settings.maintenance_database_url
     if url is None:
-        yield obj.store.engine
+        yield obj.ledger.engine
         return
     engine = make_engine(url)
     try:

@@ -9,9 +9,7 @@ import socket
 import click
 
 from labledger.cli.context import Context, pass_context
-from labledger.config import ConfigError
-from labledger.core.note import is_valid_key_name
-from labledger.storage import migrate as migrations
+from labledger.core.errors import ConfigError
 
 
 @click.command()
@@ -117,7 +115,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _describe_db(obj: Context) -> str:
-    return obj.store.engine.url.render_as_string(hide_password=True)
+    return obj.ledger.engine.url.render_as_string(hide_password=True)
 
 
 @click.command()
@@ -138,6 +136,9 @@ def migrate(
     obj: Context, app_role: str | None, app_password_env: str | None, origin: str | None
 ) -> None:
     """Create or upgrade the schema (and optionally the restricted application role)."""
+    from labledger.compose import migrations
+    from labledger.core.note import is_valid_key_name
+
     if origin is not None and not is_valid_key_name(origin):
         raise click.BadParameter(f"{origin!r}: no spaces or '+' allowed", param_hint="--origin")
     engine = obj.engine

@@ -1,15 +1,27 @@
-"""`labledger sessions`: one group, its verbs kept beside what they use."""
+"""`labledger sessions`: one group whose verbs live beside what they use, imported on use."""
 
 from __future__ import annotations
 
-from labledger.cli import completeness_verbs, discovery_verbs, grading_verbs, link_verbs
-from labledger.cli.ledger_verbs import sessions
+from labledger.cli import LazyVerbs
 
-assert (
-    grading_verbs.sessions_extend
-)  # importing cli.grading_verbs adds `sessions extend` to the group
-sessions.add_command(completeness_verbs.sessions_import)
-sessions.add_command(link_verbs.sessions_link)
-sessions.add_command(discovery_verbs.sessions_discover)
+# name -> ("module:attribute", the verb's one-line help, shown by `sessions --help`).
+SESSION_VERBS: dict[str, tuple[str, str]] = {
+    "create": ("labledger.cli.ledger_verbs:sessions_create", "Open a lab session."),
+    "list": ("labledger.cli.ledger_verbs:sessions_list", "List sessions, optionally of one lab."),
+    "show": ("labledger.cli.ledger_verbs:sessions_show", "Show one session."),
+    "extend": (
+        "labledger.cli.grading_verbs:sessions_extend",
+        "Change a session's deadlines (appended, audited).",
+    ),
+    "import": (
+        "labledger.cli.completeness_verbs:sessions_import",
+        "Create the sessions of a CSV roster, all rows or none.",
+    ),
+    "link": ("labledger.cli.link_verbs:sessions_link", "Print a read-only link to one session."),
+    "discover": (
+        "labledger.cli.discovery_verbs:sessions_discover",
+        "One session per matching repository of an organisation.",
+    ),
+}
 
-__all__ = ["sessions"]
+sessions = LazyVerbs("sessions", verbs=SESSION_VERBS, help="Lab sessions.")

@@ -16,31 +16,16 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from labledger.core.errors import (
+    MalformedCheckpoint,
+    WrongOrigin,
+)
 from labledger.core.merkle import HASH_SIZE
-from labledger.core.note import NoteRejected, SignerKey, VerifierKey, open_note, sign_note
+from labledger.core.note import SignerKey, VerifierKey, open_note, sign_note
 
 # "ASCII decimal ... with no leading zeroes"; Go's parsers stop at uint64.
 _TREE_SIZE = re.compile(r"0|[1-9][0-9]*")
 _MAX_TREE_SIZE = 2**64 - 1
-
-
-class MalformedCheckpoint(NoteRejected):
-    """A correctly signed note whose text is not a checkpoint; `line` counts from 1."""
-
-    def __init__(self, reason: str, line: int | None = None) -> None:
-        self.reason = reason
-        self.line = line
-        where = f"line {line}: " if line is not None else ""
-        super().__init__(f"malformed checkpoint: {where}{reason}")
-
-
-class WrongOrigin(NoteRejected):
-    """A valid checkpoint of another log signed by the same key."""
-
-    def __init__(self, expected: str, actual: str) -> None:
-        self.expected = expected
-        self.actual = actual
-        super().__init__(f"checkpoint of log {actual!r}, expected {expected!r}")
 
 
 @dataclass(frozen=True, slots=True)

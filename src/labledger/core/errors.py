@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LedgerError(Exception):
     """Base of everything labledger refuses on purpose."""
@@ -132,3 +134,153 @@ class StoreUnavailable(LedgerError):
 class MalformedInput(LedgerError):
     """A file handed to labledger (a receipt, an export) that is not what it must be: the
     CLI answers it in one line with exit status 2."""
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it and says how to fix it.
+
+    Not a LedgerError: it is the operator's set-up, not something the ledger refuses, so code
+    that answers refusals one by one (ingest, the HTTP map) lets it stop the command."""
+
+
+class FileRefused(MalformedInput):
+    """A file or folder labledger will not read (or write through): exit status 2."""
+
+
+class ExportRefused(LedgerError):
+    """An export that cannot be written or checked as asked; the message says why."""
+
+
+class MaintenanceRefused(LedgerError):
+    """The connection may not remove anything: it is not the schema owner's."""
+
+
+class NotYetLogged(LedgerError):
+    """The entry exists but no checkpoint covers it yet (or it does not exist)."""
+
+    def __init__(self, kind: str, entry_id: int) -> None:
+        self.kind = kind
+        self.entry_id = entry_id
+        super().__init__(
+            f"{kind} {entry_id} is not covered by a signed checkpoint yet; "
+            "retry in a few seconds (or run `labledger integrate`)"
+        )
+
+
+class UnreadableRows(LedgerError):
+    """Rows of which one holds a value labledger never writes and its readers refuse."""
+
+    def __init__(self, table: str, ids: Sequence[int], reason: BaseException) -> None:
+        super().__init__(
+            f"{table} rows {min(ids)}-{max(ids)}: one holds a value labledger cannot read "
+            f"({reason}); run `labledger verify` to name it"
+        )
+
+
+class LedgerOriginUnknown(LedgerError):
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        super().__init__(
+            f"the ledger records {rows} origins instead of one (table ledger_origin); "
+            "it has been tampered with or was not migrated by labledger"
+        )
+
+
+class GitHubUnavailable(Exception):
+    """GitHub could not be reached or kept refusing after every retry; says which request.
+
+    Not a LedgerError: the ledger refused nothing, a dependency is down."""
+
+
+class RetentionRefused(LedgerError):
+    """An archive, purge or erasure that cannot be done as asked; nothing was changed."""
+
+
+class MalformedReceipt(MalformedInput):
+    """Not a labledger receipt at all (unreadable, wrong shape or format)."""
+
+
+class ReceiptRejected(LedgerError):
+    """A receipt whose `field` does not check out: it was edited, or never signed."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class NoteRejected(LedgerError):
+    """A signed note that cannot be trusted."""
+
+
+class MalformedNote(NoteRejected):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed signed note: {reason}")
+
+
+class BadSignature(NoteRejected):
+    """The note carries a signature line of the trusted key that does not verify."""
+
+    def __init__(self, key_name: str, key_id: bytes) -> None:
+        self.key_name = key_name
+        self.key_id = key_id
+        super().__init__(f"invalid signature by key {key_name}+{key_id.hex()}")
+
+
+class MissingSignature(NoteRejected):
+    """No signature line of the note belongs to the trusted key."""
+
+    def __init__(self, key_name: str, key_id: bytes) -> None:
+        self.key_name = key_name
+        self.key_id = key_id
+        super().__init__(f"the note is not signed by key {key_name}+{key_id.hex()}")
+
+
+class MalformedKey(LedgerError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"malformed note key: {reason}")
+
+
+class MalformedCheckpoint(NoteRejected):
+    """A correctly signed note whose text is not a checkpoint; `line` counts from 1."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"malformed checkpoint: {where}{reason}")
+
+
+class WrongOrigin(NoteRejected):
+    """A valid checkpoint of another log signed by the same key."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"checkpoint of log {actual!r}, expected {expected!r}")
+
+
+class InvalidProof(LedgerError):
+    """A Merkle proof that does not prove what it claims."""
+
+
+class InvalidInclusionProof(InvalidProof):
+    def __init__(self, index: int, tree_size: int, reason: str) -> None:
+        self.index = index
+        self.tree_size = tree_size
+        self.reason = reason
+        super().__init__(f"inclusion proof of leaf {index} in tree of size {tree_size}: {reason}")
+
+
+class InvalidConsistencyProof(InvalidProof):
+    def __init__(self, old_size: int, new_size: int, reason: str) -> None:
+        self.old_size = old_size
+        self.new_size = new_size
+        self.reason = reason
+        super().__init__(f"consistency proof from size {old_size} to {new_size}: {reason}")
+
+
+class UnknownLeafKind(ValueError):
+    pass

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import Any
 
+from labledger.core.errors import UnknownLeafKind
 from labledger.core.merkle import leaf_hash
 
 LEAF_VERSION = "labledger-leaf/v1"
@@ -78,10 +79,6 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
 }  # fmt: skip
-
-
-class UnknownLeafKind(ValueError):
-    pass
 
 
 def canonical_json(value: Any) -> bytes:

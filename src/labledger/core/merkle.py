@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from hashlib import sha256
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import (
+    InvalidConsistencyProof,
+    InvalidInclusionProof,
+    InvalidProof,
+)
 
 HASH_SIZE = 32
 EMPTY_ROOT = sha256(b"").digest()  # MTH({}) = HASH(), §2.1.1
@@ -21,26 +25,6 @@ _NODE_PREFIX = b"\x01"
 
 SubtreeHash = Callable[[int, int], bytes]
 """`subtree_hash(start, end)` returns MTH(D[start:end]) of the log's leaves."""
-
-
-class InvalidProof(LedgerError):
-    """A Merkle proof that does not prove what it claims."""
-
-
-class InvalidInclusionProof(InvalidProof):
-    def __init__(self, index: int, tree_size: int, reason: str) -> None:
-        self.index = index
-        self.tree_size = tree_size
-        self.reason = reason
-        super().__init__(f"inclusion proof of leaf {index} in tree of size {tree_size}: {reason}")
-
-
-class InvalidConsistencyProof(InvalidProof):
-    def __init__(self, old_size: int, new_size: int, reason: str) -> None:
-        self.old_size = old_size
-        self.new_size = new_size
-        self.reason = reason
-        super().__init__(f"consistency proof from size {old_size} to {new_size}: {reason}")
 
 
 def leaf_hash(data: bytes) -> bytes:

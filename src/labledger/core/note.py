@@ -24,7 +24,12 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import (
+    BadSignature,
+    MalformedKey,
+    MalformedNote,
+    MissingSignature,
+)
 
 ED25519 = 0x01  # the signature type byte assigned to Ed25519 by signed-note
 SIGNATURE_PREFIX = "\u2014 "  # em dash, space
@@ -32,40 +37,6 @@ SIGNATURE_PREFIX = "\u2014 "  # em dash, space
 MAX_SIGNATURES = 100
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 _KEY_ID_HEX = re.compile(r"[0-9a-fA-F]{8}")  # Go accepts either case
-
-
-class NoteRejected(LedgerError):
-    """A signed note that cannot be trusted."""
-
-
-class MalformedNote(NoteRejected):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"malformed signed note: {reason}")
-
-
-class BadSignature(NoteRejected):
-    """The note carries a signature line of the trusted key that does not verify."""
-
-    def __init__(self, key_name: str, key_id: bytes) -> None:
-        self.key_name = key_name
-        self.key_id = key_id
-        super().__init__(f"invalid signature by key {key_name}+{key_id.hex()}")
-
-
-class MissingSignature(NoteRejected):
-    """No signature line of the note belongs to the trusted key."""
-
-    def __init__(self, key_name: str, key_id: bytes) -> None:
-        self.key_name = key_name
-        self.key_id = key_id
-        super().__init__(f"the note is not signed by key {key_name}+{key_id.hex()}")
-
-
-class MalformedKey(LedgerError):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"malformed note key: {reason}")
 
 
 def is_valid_key_name(name: str) -> bool:

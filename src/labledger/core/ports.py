@@ -62,11 +62,8 @@ class LedgerWriter(Protocol):
 class LedgerStore(Protocol):
     """Append-only storage: nothing written through a LedgerWriter is ever updated or deleted."""
 
-    def transaction(
-        self, ahead: tuple[Delivery, Push] | None = None
-    ) -> AbstractContextManager[LedgerWriter]:
-        """A write transaction. `ahead` names a delivery and push it will record, whose rows
-        the store may work out before it waits for its write lock."""
+    def transaction(self) -> AbstractContextManager[LedgerWriter]:
+        """A write transaction: everything written through it commits together or not at all."""
         ...
 
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None: ...

@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from labledger.core.checkpoint import Checkpoint, parse_and_verify
-from labledger.core.errors import LedgerError, MalformedInput
+from labledger.core.errors import (
+    InvalidProof,
+    MalformedReceipt,
+    NoteRejected,
+    ReceiptRejected,
+)
 from labledger.core.leaves import LEAF_VERSION, canonical_json, parse_leaf
-from labledger.core.merkle import InvalidProof, leaf_hash, verify_inclusion
-from labledger.core.note import NoteRejected, VerifierKey
+from labledger.core.merkle import leaf_hash, verify_inclusion
+from labledger.core.note import VerifierKey
 
 RECEIPT_FORMAT = "labledger-receipt/v1"
 FIELDS = frozenset(
@@ -28,19 +33,6 @@ FIELDS = frozenset(
      "checkpoint")
 )  # fmt: skip
 ENTRY_FIELDS = frozenset(("kind", "content"))
-
-
-class MalformedReceipt(MalformedInput):
-    """Not a labledger receipt at all (unreadable, wrong shape or format)."""
-
-
-class ReceiptRejected(LedgerError):
-    """A receipt whose `field` does not check out: it was edited, or never signed."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from labledger.core.errors import LedgerError
-
 # Audit actions that justify tombstones: kept for as long as the ledger exists.
 MAINTENANCE_ACTIONS = ("archive", "purge", "erase")
 TOMBSTONE_KINDS = ("row", "body", "personal")
-
-
-class RetentionError(LedgerError):
-    """An archive, purge or erasure that cannot be done as asked; nothing was changed."""
 
 
 @dataclass(frozen=True, slots=True)

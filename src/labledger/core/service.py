@@ -36,7 +36,7 @@ SYSTEM_ACTOR = "labledger"
 def record_push_delivery(store: LedgerStore, delivery: Delivery, push: Push) -> RecordResult:
     """Record one push delivery exactly once; a redelivery answers as the first receipt did."""
     try:
-        with store.transaction(ahead=(delivery, push)) as tx:
+        with store.transaction() as tx:
             return _record_new(tx, delivery, push)
     except DeliveryAlreadyRecorded:
         return answer_redelivery(store, delivery)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from labledger.core.checkpoint import Checkpoint, parse_and_verify
+from labledger.core.errors import NoteRejected
 from labledger.core.merkle import CompactRange
-from labledger.core.note import NoteRejected, VerifierKey
+from labledger.core.note import VerifierKey
 
 DEFAULT_BACKDATE_SLACK = timedelta(minutes=5)
 

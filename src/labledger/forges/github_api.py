@@ -30,15 +30,12 @@ from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
 from gidgethub.abc import GitHubAPI
 from gidgethub.httpx import GitHubAPI as HttpxGitHubAPI
 
+from labledger.core.errors import GitHubUnavailable
 from labledger.forges.github_app import AppKey, AppTokens
 
 _NAME = r"(?!\.\.?/)[\w.-]+"  # an owner or repository name; never `.` or `..`
 HOOK = re.compile(rf"^(?:repos/{_NAME}/{_NAME}/hooks/\d+|orgs/{_NAME}/hooks/\d+|app)$")
 USER_AGENT = "labledger-reconcile"
-
-
-class GitHubUnavailable(Exception):
-    """GitHub could not be reached or kept refusing after every retry; says which request."""
 
 
 def describe(exc: Exception) -> str:

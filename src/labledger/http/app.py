@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labledger import __version__
+from labledger.compose import Ledger, SqlStore
 from labledger.config import SCOPES, Settings
 from labledger.core.errors import (
     BodyTimeout,
@@ -29,6 +30,7 @@ from labledger.core.errors import (
     MalformedPayload,
     NotFound,
     NotJson,
+    NotYetLogged,
     RepositoryShared,
     SignatureRejected,
     StoreUnavailable,
@@ -46,14 +48,10 @@ from labledger.http.integrator import integrator_lifespan
 from labledger.http.limits import BodyLimits, Lanes
 from labledger.http.log_routes import log_router, public_key_router
 from labledger.http.metrics import LatencyMiddleware, Metrics
+from labledger.http.params import Limit, RowId, json_response
 from labledger.http.ui.pages import mount_ui
 from labledger.services.ingest import receive_github
 from labledger.services.notify import Dispatcher
-from labledger.storage.merkle_log import NotYetLogged, SqlLog
-from labledger.storage.outbox import SqlOutbox
-from labledger.storage.reconcile_marks import ReconcileMarks
-from labledger.storage.retention import purged_archive
-from labledger.storage.sql_store import SqlStore
 
 log = structlog.get_logger("labledger.http")
 
@@ -118,12 +116,9 @@ def create_app(
     integrate explicitly so that what they check does not depend on timing."""
     metrics = Metrics()
     signer = signer or settings.signer()
-    log = SqlLog(store.engine)
-    dispatcher = (
-        Dispatcher.from_settings(settings, SqlOutbox(store.engine))
-        if settings.subscribers
-        else None
-    )
+    ledger = Ledger(store)
+    log = ledger.log
+    dispatcher = Dispatcher.from_settings(settings, ledger.outbox) if settings.subscribers else None
     lifespan = (
         integrator_lifespan(log, signer, settings, dispatcher, lambda: store.entries_queued)
         if integrate_in_background
@@ -146,7 +141,7 @@ def create_app(
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.add_exception_handler(LedgerError, _ledger_error)  # type: ignore[arg-type]
-    app.add_exception_handler(NotFound, _archived_or_not_found(store))  # type: ignore[arg-type]
+    app.add_exception_handler(NotFound, _archived_or_not_found(ledger))  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
@@ -155,7 +150,7 @@ def create_app(
     app.include_router(forge_webhook_router(settings, store, metrics, _read_body, status_of))
     app.include_router(_ops_router(store, metrics))
     app.include_router(public_key_router(signer.verifier, log))
-    app.include_router(_api_router(store, require, settings.clock_skew))
+    app.include_router(_api_router(ledger, require, settings.clock_skew))
     app.include_router(
         grading_router(store, require, settings.clock_skew, settings.feed_max_waiters)
     )
@@ -190,12 +185,12 @@ def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
     return JSONResponse({"error": "internal", "detail": detail}, status_code=500)
 
 
-def _archived_or_not_found(store: SqlStore) -> Callable[[Request, NotFound], JSONResponse]:
+def _archived_or_not_found(ledger: Ledger) -> Callable[[Request, NotFound], JSONResponse]:
     """A purged attempt answers 410 `archived` with its archive's id, not a bare 404."""
 
     def answer(request: Request, exc: NotFound) -> JSONResponse:
         if exc.kind == "attempt" and isinstance(exc.key, int):
-            archive_id = purged_archive(store.engine, "attempt", exc.key)
+            archive_id = ledger.purged_archive("attempt", exc.key)
             if archive_id is not None:
                 detail = (
                     f"attempt {exc.key} was purged by the retention policy; "
@@ -359,7 +354,6 @@ def _token_checker(settings: Settings) -> Callable[[str], Callable[..., Awaitabl
 
 
 Cursor = Annotated[str | None, Query(description="next_cursor from the previous page")]
-Limit = schemas.Limit
 
 
 def _cursor(value: str | None) -> int:
@@ -371,8 +365,9 @@ def _cursor(value: str | None) -> int:
 
 
 def _api_router(
-    store: SqlStore, require: Callable[[str], Callable[..., Awaitable[str]]], skew: timedelta
+    ledger: Ledger, require: Callable[[str], Callable[..., Awaitable[str]]], skew: timedelta
 ) -> APIRouter:
+    store = ledger.store
     router = APIRouter(
         prefix="/api/v1", tags=["ledger"], dependencies=[Depends(require("read"))], responses=ERRORS
     )
@@ -400,17 +395,15 @@ def _api_router(
         return schemas.SessionPage(items=items, next_cursor=_next(found, limit))
 
     @router.get("/sessions/{session_id}", response_model=schemas.SessionOut)
-    def get_session(session_id: schemas.RowId) -> schemas.SessionOut:
+    def get_session(session_id: RowId) -> schemas.SessionOut:
         return schemas.SessionOut.of(store.get_session(session_id))
 
     @router.get("/sessions/{session_id}/attempts", response_model=schemas.AttemptPage)
-    def session_attempts(
-        session_id: schemas.RowId, cursor: Cursor = None, limit: Limit = 100
-    ) -> Response:
+    def session_attempts(session_id: RowId, cursor: Cursor = None, limit: Limit = 100) -> Response:
         """A session's attempts in ledger order, each with `late` against the current due_at."""
         session, found = store.session_page(session_id, after=_cursor(cursor), limit=limit)
         items = [schemas.attempt_row_json(r, session, skew) for r in found]
-        return schemas.json_response({"items": items, "next_cursor": _next(found, limit)})
+        return json_response({"items": items, "next_cursor": _next(found, limit)})
 
     @router.get("/attempts", response_model=schemas.AttemptList)
     def attempts_by_commit(
@@ -419,10 +412,10 @@ def _api_router(
         """Every attempt of one commit, in any session."""
         found, sessions = store.commit_attempts(commit_sha)
         items = [schemas.attempt_row_json(r, sessions[r.session_id], skew) for r in found]
-        return schemas.json_response({"items": items})
+        return json_response({"items": items})
 
     @router.get("/attempts/{attempt_id}", response_model=grading_schemas.AttemptDetailOut)
-    def get_attempt(attempt_id: schemas.RowId) -> grading_schemas.AttemptDetailOut:
+    def get_attempt(attempt_id: RowId) -> grading_schemas.AttemptDetailOut:
         """One attempt with the push and delivery that recorded it, and its verifications."""
         record = store.get_attempt(attempt_id)
         return grading_schemas.AttemptDetailOut.with_results(
@@ -430,7 +423,7 @@ def _api_router(
             store.get_session(record.attempt.session_id),
             store.verifications([attempt_id]),
             skew,
-            ReconcileMarks(store.engine).time_check(record.attempt.push_id),
+            ledger.reconcile_marks.time_check(record.attempt.push_id),
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)
@@ -440,7 +433,7 @@ def _api_router(
     ) -> Response:
         """What one delivery produced: its push and the attempts it first recorded."""
         view = store.delivery_view(forge, delivery_id)
-        return schemas.json_response(schemas.delivery_detail_json(view, skew))
+        return json_response(schemas.delivery_detail_json(view, skew))
 
     return router
 

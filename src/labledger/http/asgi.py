@@ -8,13 +8,12 @@ import os
 
 from fastapi import FastAPI
 
-from labledger.config import ConfigError, Settings
+from labledger.compose import Ledger
+from labledger.config import Settings
+from labledger.core.errors import ConfigError
 from labledger.http.app import create_app
 from labledger.http.header_timeout import HeaderTimeoutH11Protocol
 from labledger.logs import configure_logging
-from labledger.storage.engine import make_engine
-from labledger.storage.migrate import key_refusal
-from labledger.storage.sql_store import SqlStore
 
 
 def app_from_env() -> FastAPI:
@@ -23,10 +22,10 @@ def app_from_env() -> FastAPI:
     settings.require_serving()
     configure_logging(settings.log_level)
     HeaderTimeoutH11Protocol.configure(settings.header_timeout_seconds)
-    store = SqlStore(make_engine(settings.database_url), settings.subscriber_names())
+    ledger = Ledger.from_settings(settings)
     signer = settings.signer()
-    refusal = key_refusal(store.engine, signer.name)
+    refusal = ledger.key_refusal(signer.name)
     if refusal is not None:  # any ASGI server, not only `labledger serve`, signs for one ledger
-        store.engine.dispose()
+        ledger.close()
         raise ConfigError(refusal)
-    return create_app(settings, store, signer, integrate_in_background=True)
+    return create_app(settings, ledger.store, signer, integrate_in_background=True)

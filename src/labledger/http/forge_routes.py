@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from labledger.compose import SqlStore
 from labledger.config import Settings
 from labledger.core.errors import LedgerError, SignatureRejected
 from labledger.http import schemas
 from labledger.http.metrics import Metrics
 from labledger.services.ingest import WebhookAnswer, receive_gitea, receive_gitlab
-from labledger.storage.sql_store import SqlStore
 
 log = structlog.get_logger("labledger.http")
 ReadBody = Callable[[Request, int, float], Awaitable[bytes]]

@@ -1,47 +1,13 @@
 """Open gaps in push chains (contract invariant 11)."""
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
 
+from labledger.compose import SqlStore
 from labledger.http import schemas
-from labledger.storage.gaps import ChainGap
-from labledger.storage.sql_store import SqlStore
-
-
-class GapOut(BaseModel):
-    forge: str
-    repository_id: int
-    repository_full_name: str
-    ref: str
-    push_id: int = Field(description="The recorded push whose `before` no recorded push left")
-    delivery_id: str
-    missing_after: str = Field(description="The head a missing push must have left the ref at")
-    after: str
-    pushed_at: datetime | None
-    received_at: datetime
-
-    @classmethod
-    def of(cls, g: ChainGap) -> "GapOut":
-        return cls(
-            forge=g.forge,
-            repository_id=g.repository_id,
-            repository_full_name=g.repository_full_name,
-            ref=g.ref,
-            push_id=g.push_id,
-            delivery_id=g.delivery_id,
-            missing_after=g.missing_after,
-            after=g.after,
-            pushed_at=g.pushed_at,
-            received_at=g.received_at,
-        )
-
-
-class GapList(BaseModel):
-    items: list[GapOut]
+from labledger.http.schemas import GapList, GapOut
 
 
 def gaps_router(store: SqlStore, require_read: Callable[..., Awaitable[str]]) -> APIRouter:

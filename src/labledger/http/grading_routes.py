@@ -12,6 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from labledger.compose import SqlStore
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
 from labledger.core.grading import summarize
 from labledger.core.model import CLOCK_SKEW, LabSession
@@ -19,8 +20,8 @@ from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
 from labledger.http.feed_notifier import FeedNotifier
-from labledger.http.schemas import DecimalDigits, RowId
-from labledger.storage.sql_store import SqlStore
+from labledger.http.params import Limit, RowId
+from labledger.http.schemas import DecimalDigits
 
 T = TypeVar("T")
 FEED_KINDS = ("attempt", "push", "verification")
@@ -115,7 +116,7 @@ def grading_router(
     @router.get("/feed", response_model=gs.FeedPage)
     async def feed(
         after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-        limit: schemas.Limit = 100,
+        limit: Limit = 100,
         wait: Annotated[
             float, Query(ge=0, description="long-poll up to this many seconds"), DecimalDigits
         ] = 0,

@@ -26,13 +26,13 @@ from typing import Any
 import structlog
 from starlette.concurrency import run_in_threadpool
 
+from labledger.compose import SqlLog
 from labledger.config import Settings
 from labledger.core.errors import StoreUnavailable
 from labledger.core.note import SignerKey
 from labledger.services.integrate import IntegratorProcess, integrate_round
 from labledger.services.notify import Dispatcher
 from labledger.services.reconcile import scheduled_syncs
-from labledger.storage.merkle_log import SqlLog
 
 log = structlog.get_logger("labledger.integrator")
 

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
+from labledger.compose import SqlLog, SqlStore
 from labledger.core.errors import InvalidRequest, NotFound
 from labledger.core.note import VerifierKey
 from labledger.http import schemas
-from labledger.storage.merkle_log import SqlLog
-from labledger.storage.sql_store import SqlStore
+from labledger.http.params import RowId
 
 
 def public_key_router(key: VerifierKey, log: SqlLog) -> APIRouter:
@@ -84,7 +84,7 @@ def log_router(
         )
 
     @router.get("/attempts/{attempt_id}/proof", response_model=schemas.ReceiptOut)
-    def attempt_proof(attempt_id: schemas.RowId) -> schemas.ReceiptOut:
+    def attempt_proof(attempt_id: RowId) -> schemas.ReceiptOut:
         """A receipt for one attempt: check it offline with `labledger verify-receipt`."""
         store.get_attempt(attempt_id)
         return schemas.ReceiptOut.model_validate(log.receipt("attempt", attempt_id).to_json())

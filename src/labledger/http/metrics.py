@@ -13,8 +13,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labledger.compose import LogBacklog
 from labledger.core.errors import StoreUnavailable
-from labledger.storage.merkle_log import LogBacklog
 
 log = structlog.get_logger("labledger.metrics")
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import Path, Query, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic_core import PydanticCustomError, to_json
+from pydantic_core import PydanticCustomError
 
 from labledger.core.errors import MalformedPayload
 from labledger.core.model import (
@@ -26,7 +25,9 @@ from labledger.core.model import (
 )
 from labledger.core.text import check_text
 from labledger.forges.scoped import FORGE_PATTERN
-from labledger.storage.rows import AttemptRow, DeliveryView
+
+if TYPE_CHECKING:
+    from labledger.compose import AttemptRow, ChainGap, DeliveryView
 
 RecordedFrom = Annotated[
     Literal["webhook", "github-api"],
@@ -66,9 +67,6 @@ PlainText = Annotated[str, AfterValidator(_no_controls)]
 Prose = Annotated[str, AfterValidator(lambda v: _no_controls(v, layout=True))]
 Digits = _ascii(r"[0-9]{1,19}", "ASCII digits 0-9 only")
 DecimalDigits = _ascii(r"[0-9]{1,9}(\.[0-9]{1,9})?", "ASCII digits, with at most one `.`")
-# Ledger ids are 64-bit: a larger id in a path is refused (422) before it reaches the driver.
-RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a ledger id"), Digits]
-Limit = Annotated[int, Query(ge=1, le=500), Digits]
 
 
 class SessionIn(BaseModel):
@@ -322,6 +320,38 @@ class ReceiptOut(BaseModel):
     checkpoint: str
 
 
+class GapOut(BaseModel):
+    forge: str
+    repository_id: int
+    repository_full_name: str
+    ref: str
+    push_id: int = Field(description="The recorded push whose `before` no recorded push left")
+    delivery_id: str
+    missing_after: str = Field(description="The head a missing push must have left the ref at")
+    after: str
+    pushed_at: datetime | None
+    received_at: datetime
+
+    @classmethod
+    def of(cls, g: ChainGap) -> GapOut:
+        return cls(
+            forge=g.forge,
+            repository_id=g.repository_id,
+            repository_full_name=g.repository_full_name,
+            ref=g.ref,
+            push_id=g.push_id,
+            delivery_id=g.delivery_id,
+            missing_after=g.missing_after,
+            after=g.after,
+            pushed_at=g.pushed_at,
+            received_at=g.received_at,
+        )
+
+
+class GapList(BaseModel):
+    items: list[GapOut]
+
+
 def error_responses(*described: tuple[int, str]) -> dict[int | str, dict[str, object]]:
     """OpenAPI entries for error answers, all shaped as ErrorOut."""
     return {code: {"model": ErrorOut, "description": text} for code, text in described}
@@ -347,10 +377,6 @@ API_ERRORS = error_responses(
 # session-page read of bench/reads.py).
 # The models stay the OpenAPI schema and `AttemptOut.of` etc. validate these same dicts,
 # so the two cannot drift apart (tests/unit/test_api_shapes.py checks every builder).
-
-
-def json_response(content: object, status_code: int = 200) -> Response:
-    return Response(to_json(content), status_code=status_code, media_type="application/json")
 
 
 def person_json(p: Identity) -> dict[str, object]:

@@ -31,10 +31,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from labledger.core.errors import RetentionRefused
 from labledger.core.leaves import entry_leaf_hash
 from labledger.core.merkle import CompactRange
 from labledger.core.note import VerifierKey
-from labledger.core.retention_rules import RetentionError
 from labledger.safe_files import create_private, filling_new_folder, sha256_file
 from labledger.services.archive_check import ARCHIVE_FORMAT as ARCHIVE_FORMAT
 from labledger.services.archive_check import FILES as FILES
@@ -87,7 +87,7 @@ def _write(
             .limit(1)
         ).one_or_none()
         if end_row is None or end_row.tree_size <= first:
-            raise RetentionError(
+            raise RetentionRefused(
                 f"nothing to archive before {before.isoformat()}: the archives already hold "
                 f"leaves [0, {first}) and no later checkpoint was signed before that time"
             )
@@ -99,7 +99,7 @@ def _write(
         ).all()
         start = next((n for n in notes if n.tree_size == first), None)
         if first > 0 and start is None:
-            raise RetentionError(f"no signed checkpoint of size {first} to start the archive at")
+            raise RetentionRefused(f"no signed checkpoint of size {first} to start the archive at")
         frontier = checkpoint_from_row(start).frontier if start is not None else CompactRange()
         write_notes(directory, notes)
         counts = _write_entries(conn, directory / "entries.jsonl.gz", first, end, progress)
@@ -163,16 +163,18 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
     expected = lo
     for e in logged:
         if e.leaf_index != expected:
-            raise RetentionError(f"leaf {expected} is missing from the log; run `labledger verify`")
+            raise RetentionRefused(
+                f"leaf {expected} is missing from the log; run `labledger verify`"
+            )
         expected += 1
         row = rows[e.entry_type].get(e.entry_id)
         if row is None:
-            raise RetentionError(
+            raise RetentionRefused(
                 f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) is gone "
                 "from the database; run `labledger verify`"
             )
         if entry_leaf_hash(e.entry_type, row) != bytes(e.leaf_hash):
-            raise RetentionError(
+            raise RetentionRefused(
                 f"{ENTRY_TABLES[e.entry_type].name} {e.entry_id} (leaf {e.leaf_index}) does not "
                 "match its logged leaf; run `labledger verify` before archiving"
             )
@@ -187,7 +189,7 @@ def _archive_lines(conn: Connection, lo: int, hi: int) -> Iterator[dict[str, Any
             line["body"] = bodies.get(e.entry_id)
         yield line
     if expected != hi:
-        raise RetentionError(f"leaf {expected} is missing from the log; run `labledger verify`")
+        raise RetentionRefused(f"leaf {expected} is missing from the log; run `labledger verify`")
 
 
 def _plain_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from labledger.core.errors import FileRefused
 from labledger.core.leaves import LEAF_FIELDS, leaf_bytes, personal_commitment
 from labledger.core.merkle import CompactRange, leaf_hash
 from labledger.core.note import VerifierKey
 from labledger.core.verify import LedgerVerifier, Problem, VerifyReport, open_checkpoints
-from labledger.safe_files import FileRefused, json_lines, read_json, reading_line
+from labledger.safe_files import json_lines, read_json, reading_line
 from labledger.services.export import check_label, read_manifest, read_notes, vouch
 from labledger.storage.leaf_rows import TIME_COLUMN
 

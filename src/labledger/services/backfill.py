@@ -26,7 +26,7 @@ from typing import Any
 from gidgethub import HTTPException
 from gidgethub.abc import GitHubAPI
 
-from labledger.core.errors import MalformedPayload
+from labledger.core.errors import GitHubUnavailable, MalformedPayload
 from labledger.core.model import AuditEvent, Delivery, is_zero_sha
 from labledger.core.service import SYSTEM_ACTOR, record_push_delivery
 from labledger.forges.github_activity import (
@@ -37,7 +37,6 @@ from labledger.forges.github_activity import (
     parse_api_push,
 )
 from labledger.forges.github_api import (
-    GitHubUnavailable,
     commit,
     compare,
     describe,

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import ExportRefused, FileRefused, UnreadableRows
 from labledger.core.leaves import parse_leaf
 from labledger.core.merkle import leaf_hash
 from labledger.core.note import VerifierKey
@@ -34,7 +34,6 @@ from labledger.core.verify import (
     open_checkpoints,
 )
 from labledger.safe_files import (
-    FileRefused,
     create_private,
     filling_new_folder,
     json_lines,
@@ -43,20 +42,11 @@ from labledger.safe_files import (
     reading_line,
     sha256_file,
 )
-from labledger.storage.leaf_rows import (
-    ENTRY_TABLES,
-    TIME_COLUMN,
-    UnreadableRows,
-    entry_leaves,
-)
+from labledger.storage.leaf_rows import ENTRY_TABLES, TIME_COLUMN, entry_leaves
 from labledger.storage.tables import checkpoints, log_entries, tombstones
 
 EXPORT_FORMAT = "labledger-export/v1"
 FILES = ("entries.jsonl", "checkpoints.jsonl")
-
-
-class ExportError(LedgerError):
-    pass
 
 
 def export_log(
@@ -77,7 +67,7 @@ def _export(
     with engine.connect() as conn, conn.begin():
         notes = conn.execute(select(checkpoints).order_by(checkpoints.c.tree_size)).all()
         if not notes:
-            raise ExportError("nothing to export: no checkpoint has been signed yet")
+            raise ExportRefused("nothing to export: no checkpoint has been signed yet")
         size = notes[-1].tree_size
         write_notes(directory, notes)
         with create_private(directory / "entries.jsonl") as out:
@@ -179,12 +169,12 @@ def _export_chunk(conn: Any, out: Any, start: int, end: int, purged: set[tuple[s
 
 
 def _leaves(conn: Any, kind: str, ids: list[int]) -> dict[int, bytes]:
-    """The leaf bytes of these rows; an ExportError when one holds a value labledger never
+    """The leaf bytes of these rows; an ExportRefused when one holds a value labledger never
     writes and cannot read (only a change behind its back stores one: `verify` names it)."""
     try:
         return entry_leaves(conn, kind, ids)
     except UnreadableRows as exc:
-        raise ExportError(str(exc)) from exc
+        raise ExportRefused(str(exc)) from exc
 
 
 def verify_export(

@@ -21,11 +21,10 @@ from gidgethub import HTTPException
 from gidgethub.abc import GitHubAPI
 from sqlalchemy import Engine
 
-from labledger.config import ConfigError, Settings
-from labledger.core.errors import LedgerError
+from labledger.config import Settings
+from labledger.core.errors import ConfigError, GitHubUnavailable, LedgerError
 from labledger.forges.github_api import (
     Backoff,
-    GitHubUnavailable,
     deliveries_since,
     describe,
     github_client,

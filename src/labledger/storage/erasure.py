@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 
+from labledger.core.errors import RetentionRefused
 from labledger.core.leaves import LEAF_FIELDS, entry_leaf_hash, personal_commitment
-from labledger.core.retention_rules import RetentionError, Tombstone
+from labledger.core.retention_rules import Tombstone
 from labledger.storage.leaf_rows import UNREADABLE_ERRORS, entry_rows
 from labledger.storage.maintenance import compact, maintenance
 from labledger.storage.retention import TABLE_OF, chunks, file_tombstones
@@ -55,9 +56,9 @@ def erase(
 ) -> ErasureResult:
     """Make one person's personal fields and raw bodies unreadable; the tree still verifies."""
     if (subject_id is None) == (account is None):
-        raise RetentionError("name exactly one of a subject id or a forge account")
+        raise RetentionRefused("name exactly one of a subject id or a forge account")
     if not reason.strip():
-        raise RetentionError("an erasure needs a reason (e.g. the request's reference)")
+        raise RetentionRefused("an erasure needs a reason (e.g. the request's reference)")
     with maintenance(engine, ("attempts", "pushes", "deliveries")) as conn:
         attempt_ids, push_ids, delivery_ids = _erasure_targets(conn, subject_id, account)
         done = _tombstoned(conn, "personal")
@@ -168,7 +169,7 @@ def _commitments(conn: Connection, kind: str, ids: list[int]) -> list[Tombstone]
         )
     waiting = [i for i in ids if i not in logged]
     if waiting:
-        raise RetentionError(
+        raise RetentionRefused(
             f"{len(waiting)} {kind} entries are not in the Merkle log yet; "
             "run `labledger integrate` and erase again"
         )
@@ -178,7 +179,7 @@ def _commitments(conn: Connection, kind: str, ids: list[int]) -> list[Tombstone]
     for entry_id in ids:
         row = rows[entry_id]
         if not _matches(kind, row, logged[entry_id]):
-            raise RetentionError(
+            raise RetentionRefused(
                 f"{kind} {entry_id} no longer matches its logged leaf; erasing it would hide "
                 "that: run `labledger verify` and resolve it first"
             )

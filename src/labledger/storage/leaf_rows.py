@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.exc import DBAPIError
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import UnreadableRows
 from labledger.core.leaves import leaf_encoder
 from labledger.storage.tables import (
     UtcDateTime,
@@ -253,16 +253,6 @@ def _with_commits(rows: list[dict[str, Any]], commits: list[dict[str, Any]]) -> 
         pushed = by_id.get(c["push_id"])
         if pushed is not None:
             pushed["commits"].append([c["commit_sha"], c["is_distinct"]])
-
-
-class UnreadableRows(LedgerError):
-    """Rows of which one holds a value labledger never writes and its readers refuse."""
-
-    def __init__(self, table: str, ids: Sequence[int], reason: BaseException) -> None:
-        super().__init__(
-            f"{table} rows {min(ids)}-{max(ids)}: one holds a value labledger cannot read "
-            f"({reason}); run `labledger verify` to name it"
-        )
 
 
 def entry_rows(conn: Connection, kind: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -21,17 +21,13 @@ import structlog
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy import exc as sa_exc
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import MaintenanceRefused
 from labledger.storage import append_only
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.sql_store import translate_db_errors
 
 log = structlog.get_logger("labledger.maintenance")
 SNAPSHOT_WAIT_SECONDS = 30.0
-
-
-class MaintenanceRefused(LedgerError):
-    """The connection may not remove anything: it is not the schema owner's."""
 
 
 @contextmanager

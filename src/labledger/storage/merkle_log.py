@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from labledger.core.checkpoint import sign_checkpoint
-from labledger.core.errors import LedgerError
+from labledger.core.errors import NotYetLogged
 from labledger.core.frontier import Node, append_leaves
 from labledger.core.merkle import (
     HASH_SIZE,
@@ -51,19 +51,6 @@ from labledger.storage.tables import (
     log_queue,
     merkle_nodes,
 )
-
-
-class NotYetLogged(LedgerError):
-    """The entry exists but no checkpoint covers it yet (or it does not exist)."""
-
-    def __init__(self, kind: str, entry_id: int) -> None:
-        self.kind = kind
-        self.entry_id = entry_id
-        super().__init__(
-            f"{kind} {entry_id} is not covered by a signed checkpoint yet; "
-            "retry in a few seconds (or run `labledger integrate`)"
-        )
-
 
 # Any constant works; it names "the integrator" among PostgreSQL advisory locks.
 INTEGRATOR_LOCK = 0x4C41424C  # "LABL"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from labledger.core.errors import LedgerError
+from labledger.core.errors import LedgerOriginUnknown
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.tables import APPEND_ONLY_TABLES
 
@@ -106,15 +106,6 @@ def key_refusal(engine: Engine, key_name: str) -> str | None:
         f"{origin!r}: point LABLEDGER_SIGNING_KEY_FILE at a new file and run "
         "`labledger keys init` to make this ledger's key"
     )
-
-
-class LedgerOriginUnknown(LedgerError):
-    def __init__(self, rows: int) -> None:
-        self.rows = rows
-        super().__init__(
-            f"the ledger records {rows} origins instead of one (table ledger_origin); "
-            "it has been tampered with or was not migrated by labledger"
-        )
 
 
 def create_app_role(engine: Engine, role: str, password: str | None) -> None:

@@ -14,8 +14,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from labledger.core.errors import RetentionRefused
 from labledger.core.model import AuditEvent
-from labledger.core.retention_rules import RetentionError, Tombstone, Windows, tombstones_digest
+from labledger.core.retention_rules import Tombstone, Windows, tombstones_digest
 from labledger.storage.engine import WRITE_OPTION
 from labledger.storage.maintenance import compact, maintenance
 from labledger.storage.retention_plan import TABLE_NAMES, archived_end, plan_retention
@@ -56,7 +57,7 @@ PURGED_TABLES = (
     "outbox_events",
 )
 
-__all__ = ["RetentionError", "purge", "purged_archive", "record_archive"]
+__all__ = ["RetentionRefused", "purge", "purged_archive", "record_archive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,7 @@ def record_archive(
         conn = conn.execution_options(**{WRITE_OPTION: True})
         with conn.begin():
             if archived_end(conn) != first_leaf:
-                raise RetentionError(
+                raise RetentionRefused(
                     "another archive was recorded while this one was written; archive again"
                 )
             inserted = archives.insert().values(row).returning(archives.c.id)

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from labledger.compose import SqlStore
 from labledger.core.errors import InvalidRequest
 from labledger.http import schemas
+from labledger.http.params import RowId
 from labledger.http.ui.access import DEFAULT_LINK_DURATION, UiKeys, duration_seconds
-from labledger.storage.sql_store import SqlStore
 
 
 class LinkIn(BaseModel):
@@ -49,7 +50,7 @@ def link_router(
 
     @router.post("/sessions/{session_id}/links", response_model=LinkOut, status_code=201)
     def session_link(
-        session_id: schemas.RowId,
+        session_id: RowId,
         actor: Annotated[str, Depends(require("admin"))],
         body: LinkIn | None = None,
     ) -> LinkOut:

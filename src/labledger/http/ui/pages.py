@@ -14,15 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
+from labledger.compose import SqlLog, SqlStore
 from labledger.config import Settings
-from labledger.core.errors import NotFound
+from labledger.core.errors import NotFound, NotYetLogged
 from labledger.core.note import VerifierKey
 from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
 from labledger.http.ui.access import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, UiKeys, Viewer
 from labledger.http.ui.links import link_router
 from labledger.http.ui.timeline import lay_out
-from labledger.storage.merkle_log import NotYetLogged, SqlLog
-from labledger.storage.sql_store import SqlStore
 
 HERE = Path(__file__).parent
 CSP = (
