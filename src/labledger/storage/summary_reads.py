@@ -16,19 +16,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
     Connection,
+    String,
     and_,
     case,
+    cast,
     func,
     literal,
     or_,
     select,
+    type_coerce,
 )
-from sqlalchemy.sql import Subquery
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.selectable import CTE
 
-from labledger.core.grading import AttemptTally, tally
+from labledger.core.grading import AttemptTally
 from labledger.core.model import (
     CLOCK_SKEW,
     LabAttempt,
@@ -98,51 +104,73 @@ def session_tallies(
     sessions = [session_from_row(r) for r in conn.execute(chosen.limit(limit))]
     if not sessions:
         return []
-    page = chosen.where(lab_sessions.c.id <= sessions[-1].id).order_by(None).subquery("page")
+    page = _page(chosen.where(lab_sessions.c.id <= sessions[-1].id))
     counts = _counts(conn, page, skew)
-    shown = _shown(conn, page)
-    picked = {s.id: tally(s, shown.get(s.id, [])) for s in sessions}
-    results = _results(conn, [p.counting.id for p in picked.values() if p.counting])
+    chosen_ids = {i for c in counts.values() for i in (c.newest_id, c.counting_id) if i}
+    shown = _shown(conn, sorted(chosen_ids))
+    results = _results(conn, sorted({c.counting_id for c in counts.values() if c.counting_id}))
     gaps = _gaps(conn, page)
     pushed = _push_marks(conn, page)
     found = []
     for s in sessions:
-        total, late, unconfirmed, api = counts.get(s.id, (0, 0, 0, 0))
-        counting, newest = picked[s.id].counting, picked[s.id].newest
+        c = counts.get(s.id, _NONE)
         force_pushes, api_pushed = pushed.get(s.id, (0, 0))
+        counting = shown.get(c.counting_id) if c.counting_id else None
+        newest = shown.get(c.newest_id) if c.newest_id else None
         found.append(
             SessionTally(
                 session=s,
-                counted=AttemptTally(total, late, counting, newest),
-                results=tuple(results.get(counting.id, ())) if counting else (),
+                counted=AttemptTally(c.attempts, c.late, counting, newest),
+                results=tuple(results.get(c.counting_id, ())) if c.counting_id else (),
                 gaps=sum(
-                    1
-                    for forge, repository_id, branch in gaps
-                    if (forge, repository_id) == (s.spec.forge, s.spec.repository_id)
-                    and branch is not None
-                    and s.matches_branch(branch)
+                    s.matches_branch(branch)
+                    for branch in gaps.get((s.spec.forge, s.spec.repository_id), ())
                 ),
                 force_pushes=force_pushes,
-                unconfirmed_times=unconfirmed,
-                api_recorded=api + api_pushed,
+                unconfirmed_times=c.unconfirmed,
+                api_recorded=c.api + api_pushed,
             )
         )
     return found
 
 
-def _effective_due(page: Subquery) -> ColumnElement[datetime]:
-    """The newest deadline change's due_at (null included), else the session's own."""
-    return case((page.c.change_id.is_not(None), page.c.changed_due_at), else_=page.c.due_at)
+def _page(chosen: Select[Any]) -> CTE:
+    """The page's sessions with their effective due date (the newest deadline change's,
+    null included, else their own), worked out once per statement: MATERIALIZED keeps the
+    planners from looking the newest change up again for every attempt joined to it
+    (bench/ui_overview.py)."""
+    ranged = chosen.order_by(None).subquery("ranged")
+    due = case((ranged.c.change_id.is_not(None), ranged.c.changed_due_at), else_=ranged.c.due_at)
+    return (
+        select(ranged.c.id, ranged.c.repository_id, due.label("due"))
+        .cte("page")
+        .prefix_with("MATERIALIZED")
+    )
 
 
-def _counts(
-    conn: Connection, page: Subquery, skew: timedelta
-) -> dict[int, tuple[int, int, int, int]]:
-    due = _effective_due(page)
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    attempts: int
+    late: int
+    unconfirmed: int
+    api: int
+    newest_id: int | None
+    counting_id: int | None
+
+
+_NONE = _Counted(0, 0, 0, 0, None, None)
+
+
+def _counts(conn: Connection, page: CTE, skew: timedelta) -> dict[int, _Counted]:
+    """Per session, in one pass over its attempts: the counts, and the ids of its newest
+    attempt and of its newest at or before the effective due date (core.grading.tally states
+    the rule: by trusted time, ties by ledger order)."""
+    due = page.c.due
     own, _ = _recorded_from()
     api: ColumnElement[Any] = (
         func.sum(case((own == API_RECORDED, 1), else_=0)) if own is not None else func.sum(0)
     )
+    newest_key = _time_and_id(conn)
     query = (
         select(
             attempts.c.session_id,
@@ -150,14 +178,40 @@ def _counts(
             func.sum(case((due < TRUSTED_TIME, 1), else_=0)),
             func.sum(case((_unconfirmed(conn, skew), 1), else_=0)),
             api,
+            func.max(newest_key),
+            func.max(case((or_(due.is_(None), due >= TRUSTED_TIME), newest_key))),
         )
         .join(page, page.c.id == attempts.c.session_id)
         .group_by(attempts.c.session_id)
     )
     return {
-        r[0]: (int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0))
+        r[0]: _Counted(
+            int(r[1]),
+            int(r[2] or 0),
+            int(r[3] or 0),
+            int(r[4] or 0),
+            _id_of(conn, r[5]),
+            _id_of(conn, r[6]),
+        )
         for r in conn.execute(query)
     }
+
+
+def _time_and_id(conn: Connection) -> ColumnElement[Any]:
+    """An attempt's (trusted time, id) as one value whose max() is the newest attempt, so
+    that one GROUP BY finds it without sorting the session's attempts (bench/ui_overview.py
+    measures the overview this serves)."""
+    if conn.dialect.name == "postgresql":
+        micros = cast(func.extract("epoch", TRUSTED_TIME) * 1_000_000, BigInteger)
+        return array((micros, cast(attempts.c.id, BigInteger)))
+    # SQLite keeps times as fixed-width text, which sorts as the times do.
+    return type_coerce(TRUSTED_TIME, String) + func.printf("%019d", attempts.c.id)
+
+
+def _id_of(conn: Connection, key: Any) -> int | None:
+    if key is None:
+        return None
+    return int(key[1]) if conn.dialect.name == "postgresql" else int(key[-19:])
 
 
 def _unconfirmed(conn: Connection, skew: timedelta) -> ColumnElement[bool]:
@@ -170,37 +224,11 @@ def _unconfirmed(conn: Connection, skew: timedelta) -> ColumnElement[bool]:
     return seconds > skew.total_seconds()
 
 
-def _shown(conn: Connection, page: Subquery) -> dict[int, list[LabAttempt]]:
-    """Per session, its newest attempt and its newest at or before the effective due date
-    (core.grading.tally states the rule; ties by ledger order): at most two rows each."""
-    due = _effective_due(page)
-    on_time = or_(due.is_(None), due >= TRUSTED_TIME)
-    newest_first = (TRUSTED_TIME.desc(), attempts.c.id.desc())
-    ranked = (
-        select(
-            attempts.c.id,
-            func.row_number()
-            .over(partition_by=attempts.c.session_id, order_by=newest_first)
-            .label("newest"),
-            func.row_number()
-            .over(
-                partition_by=attempts.c.session_id,
-                order_by=(case((on_time, 0), else_=1), *newest_first),
-            )
-            .label("counting"),
-            case((on_time, 1), else_=0).label("on_time"),
-        )
-        .join(page, page.c.id == attempts.c.session_id)
-        .subquery("ranked")
-    )
-    picked = select(ranked.c.id).where(
-        or_(ranked.c.newest == 1, and_(ranked.c.counting == 1, ranked.c.on_time == 1))
-    )
-    shown: dict[int, list[LabAttempt]] = {}
-    for row in conn.execute(attempt_query().where(attempts.c.id.in_(picked))):
-        attempt = attempt_from_row(row)
-        shown.setdefault(attempt.session_id, []).append(attempt)
-    return shown
+def _shown(conn: Connection, ids: list[int]) -> dict[int, LabAttempt]:
+    if not ids:
+        return {}
+    rows = conn.execute(attempt_query().where(attempts.c.id.in_(ids)))
+    return {a.id: a for a in map(attempt_from_row, rows)}
 
 
 def _results(conn: Connection, attempt_ids: list[int]) -> dict[int, list[VerificationResult]]:
@@ -218,18 +246,22 @@ def _results(conn: Connection, attempt_ids: list[int]) -> dict[int, list[Verific
     return found
 
 
-def _gaps(conn: Connection, page: Subquery) -> list[tuple[str, int, str | None]]:
-    """(forge, repository id, branch) of every open gap on the page's repositories."""
+def _gaps(conn: Connection, page: CTE) -> dict[tuple[str, int], list[str]]:
+    """The branches of the open gaps on the page's repositories, per (forge, repository)."""
     open_gaps = gaps_query().subquery("open_gaps")
     rows = conn.execute(
         select(open_gaps.c.forge, open_gaps.c.repository_id, open_gaps.c.ref).where(
             open_gaps.c.repository_id.in_(select(page.c.repository_id))
         )
     )
-    return [(r.forge, r.repository_id, branch_of(r.ref)) for r in rows]
+    found: dict[tuple[str, int], list[str]] = {}
+    for r in rows:
+        if (branch := branch_of(r.ref)) is not None:
+            found.setdefault((r.forge, r.repository_id), []).append(branch)
+    return found
 
 
-def _push_marks(conn: Connection, page: Subquery) -> dict[int, tuple[int, int]]:
+def _push_marks(conn: Connection, page: CTE) -> dict[int, tuple[int, int]]:
     """Per session, the pushes that rewrote history (core.model.Push.rewrites_history) and
     the attempts recorded by an API-recorded push, when pushes say where they came from."""
     rewrote = and_(pushes.c.forced, ~pushes.c.created, ~pushes.c.deleted)
