@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Column,
     ColumnElement,
     Connection,
     String,
@@ -53,6 +52,7 @@ from labledger.storage.rows import (
 from labledger.storage.tables import (
     UtcDateTime,
     attempts,
+    deliveries,
     lab_sessions,
     pushes,
     verification_results,
@@ -62,14 +62,9 @@ from labledger.storage.tables import (
 TRUSTED_TIME: ColumnElement[datetime] = func.coalesce(
     attempts.c.pushed_at, attempts.c.received_at, type_=UtcDateTime
 )
-API_RECORDED = "github-api"
-
-
-def _recorded_from() -> tuple[Column[Any] | None, Column[Any] | None]:
-    """Where the ledger says an attempt was recorded from (`recorded_from`), if it does: on
-    the attempt itself, else on its push. Without such a column no attempt is API-recorded."""
-    own = attempts.c.get("recorded_from")
-    return own, None if own is not None else pushes.c.get("recorded_from")
+# A push read from GitHub's API (`reconcile --activity`) has a delivery id with this prefix;
+# its attempts are `recorded_from` "github-api", and their times are the API's own.
+API_DELIVERY_PREFIX = "github-api:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +105,11 @@ def session_tallies(
     shown = _shown(conn, sorted(chosen_ids))
     results = _results(conn, sorted({c.counting_id for c in counts.values() if c.counting_id}))
     gaps = _gaps(conn, page)
-    pushed = _push_marks(conn, page)
+    pushed = _push_marks(conn, page, skew)
     found = []
     for s in sessions:
         c = counts.get(s.id, _NONE)
-        force_pushes, api_pushed = pushed.get(s.id, (0, 0))
+        marks = pushed.get(s.id, _NO_MARKS)
         counting = shown.get(c.counting_id) if c.counting_id else None
         newest = shown.get(c.newest_id) if c.newest_id else None
         found.append(
@@ -126,9 +121,9 @@ def session_tallies(
                     s.matches_branch(branch)
                     for branch in gaps.get((s.spec.forge, s.spec.repository_id), ())
                 ),
-                force_pushes=force_pushes,
-                unconfirmed_times=c.unconfirmed,
-                api_recorded=c.api + api_pushed,
+                force_pushes=marks.force_pushes,
+                unconfirmed_times=c.unconfirmed - marks.api_unconfirmed,
+                api_recorded=marks.api_recorded,
             )
         )
     return found
@@ -152,13 +147,12 @@ def _page(chosen: Select[Any]) -> CTE:
 class _Counted:
     attempts: int
     late: int
-    unconfirmed: int
-    api: int
+    unconfirmed: int  # by the times alone, API-recorded attempts included
     newest_id: int | None
     counting_id: int | None
 
 
-_NONE = _Counted(0, 0, 0, 0, None, None)
+_NONE = _Counted(0, 0, 0, None, None)
 
 
 def _counts(conn: Connection, page: CTE, skew: timedelta) -> dict[int, _Counted]:
@@ -166,18 +160,13 @@ def _counts(conn: Connection, page: CTE, skew: timedelta) -> dict[int, _Counted]
     attempt and of its newest at or before the effective due date (core.grading.tally states
     the rule: by trusted time, ties by ledger order)."""
     due = page.c.due
-    own, _ = _recorded_from()
-    api: ColumnElement[Any] = (
-        func.sum(case((own == API_RECORDED, 1), else_=0)) if own is not None else func.sum(0)
-    )
     newest_key = _time_and_id(conn)
     query = (
         select(
             attempts.c.session_id,
             func.count(),
             func.sum(case((due < TRUSTED_TIME, 1), else_=0)),
-            func.sum(case((_unconfirmed(conn, skew), 1), else_=0)),
-            api,
+            func.sum(case((_unconfirmed(skew, conn), 1), else_=0)),
             func.max(newest_key),
             func.max(case((or_(due.is_(None), due >= TRUSTED_TIME), newest_key))),
         )
@@ -189,9 +178,8 @@ def _counts(conn: Connection, page: CTE, skew: timedelta) -> dict[int, _Counted]
             int(r[1]),
             int(r[2] or 0),
             int(r[3] or 0),
-            int(r[4] or 0),
+            _id_of(conn, r[4]),
             _id_of(conn, r[5]),
-            _id_of(conn, r[6]),
         )
         for r in conn.execute(query)
     }
@@ -214,7 +202,7 @@ def _id_of(conn: Connection, key: Any) -> int | None:
     return int(key[1]) if conn.dialect.name == "postgresql" else int(key[-19:])
 
 
-def _unconfirmed(conn: Connection, skew: timedelta) -> ColumnElement[bool]:
+def _unconfirmed(skew: timedelta, conn: Connection) -> ColumnElement[bool]:
     """core.model.is_time_unconfirmed in SQL: received_at - pushed_at > skew."""
     received, pushed = attempts.c.received_at, attempts.c.pushed_at
     if conn.dialect.name == "postgresql":
@@ -261,21 +249,45 @@ def _gaps(conn: Connection, page: CTE) -> dict[tuple[str, int], list[str]]:
     return found
 
 
-def _push_marks(conn: Connection, page: CTE) -> dict[int, tuple[int, int]]:
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    force_pushes: int
+    api_recorded: int
+    api_unconfirmed: int  # API-recorded attempts that the times alone would mark
+
+
+_NO_MARKS = _Marks(0, 0, 0)
+
+
+def _push_marks(conn: Connection, page: CTE, skew: timedelta) -> dict[int, _Marks]:
     """Per session, the pushes that rewrote history (core.model.Push.rewrites_history) and
-    the attempts recorded by an API-recorded push, when pushes say where they came from."""
+    the attempts recorded from GitHub's API, read from the few pushes that are either."""
     rewrote = and_(pushes.c.forced, ~pushes.c.created, ~pushes.c.deleted)
-    _, on_push = _recorded_from()
-    from_api = on_push == API_RECORDED if on_push is not None else literal(False)
+    from_api = pushes.c.delivery_pk.in_(
+        select(deliveries.c.id).where(
+            deliveries.c.forge == "github",
+            func.substr(deliveries.c.delivery_id, 1, len(API_DELIVERY_PREFIX))
+            == API_DELIVERY_PREFIX,
+        )
+    )
+    marked = (
+        select(
+            pushes.c.id,
+            case((rewrote, 1), else_=0).label("rewrote"),
+            case((from_api, 1), else_=0).label("api"),
+        )
+        .where(or_(rewrote, from_api))
+        .cte("marked")
+    )
     query = (
         select(
             attempts.c.session_id,
-            func.count(func.distinct(case((rewrote, pushes.c.id)))),
-            func.sum(case((from_api, 1), else_=0)),
+            func.count(func.distinct(case((marked.c.rewrote == 1, marked.c.id)))),
+            func.sum(marked.c.api),
+            func.sum(case((and_(marked.c.api == 1, _unconfirmed(skew, conn)), 1), else_=0)),
         )
-        .join(pushes, pushes.c.id == attempts.c.push_id)
+        .join(marked, marked.c.id == attempts.c.push_id)
         .join(page, page.c.id == attempts.c.session_id)
-        .where(or_(rewrote, from_api))
         .group_by(attempts.c.session_id)
     )
-    return {r[0]: (int(r[1]), int(r[2] or 0)) for r in conn.execute(query)}
+    return {r[0]: _Marks(int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in conn.execute(query)}
