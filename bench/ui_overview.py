@@ -171,7 +171,8 @@ def measure(
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m bench.ui_overview", description=__doc__)
     parser.add_argument("--pg-url", default=os.environ.get("LABLEDGER_TEST_PG_URL"))
     parser.add_argument("--attempts", type=int, default=ATTEMPTS)
