@@ -84,9 +84,7 @@ def _marks(database: Database, size: int) -> None:
 
 def _timed(database: Database, rounds: int) -> dict[str, Any]:
     """Milliseconds per overview answer, after one warming request."""
-    settings = Settings.model_validate(
-        {"api_tokens": TOKEN, "ui_secret_key": "u" * 40}
-    )
+    settings = Settings.model_validate({"api_tokens": TOKEN, "ui_secret_key": "u" * 40})
     engine = make_engine(database.url)
     try:
         app = create_app(settings, SqlStore(engine), SignerKey.generate("labledger.bench/ui"))
