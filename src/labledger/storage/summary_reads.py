@@ -1,12 +1,12 @@
 """Summaries of a page of sessions in a fixed number of statements, whatever the number of
 sessions in the page or of attempts in them.
 
-One statement each: the sessions, per-session counts (attempts, late, unconfirmed times), the
-two attempts each summary shows (ranked by a window function, so only they cross into
-Python), the results of the attempts that count, the open push-chain gaps of the page's
-repositories, and the pushes that rewrote history. A page is the sessions of one lab (or the
-one session asked for) with ids after `after`, at most `limit` of them; every statement after
-the first reads that same range.
+One statement each: the sessions; one pass over their attempts for the counts (attempts,
+late, unconfirmed times) and the ids of the two attempts each summary shows; those attempts;
+the results of the attempts that count; the open push-chain gaps of the page's repositories;
+and the few pushes that rewrote history or were read from GitHub's API. Only these rows cross
+into Python. A page is the sessions of one lab (or the one session asked for) with ids after
+`after`, at most `limit` of them; every statement after the first reads that same range.
 """
 
 from __future__ import annotations
