@@ -1,12 +1,13 @@
-"""`python -m bench full|smoke`: run the benchmark suite and write its results.
+"""`python -m bench full|smoke|report`: run the benchmark suite and write its results.
 
-    uv run python -m bench full     # 3 runs, SQLite and PostgreSQL, 1M-attempt reads (~15 min)
-    uv run python -m bench smoke    # seconds: tiny sizes, checks the suite still runs end to end
+    uv run python -m bench full     # 3 runs, SQLite and PostgreSQL, 1M-attempt reads (`make bench`)
+    uv run python -m bench smoke    # tiny sizes: checks the suite still runs end to end
     uv run python -m bench report   # re-render the plot and BENCHMARKS.md from latest.json
-    uv run python -m bench full --only tamper   # only tamper evidence (~10 min), merged into
-                                                # the existing latest.json and BENCHMARKS.md
+    uv run python -m bench full --only tamper   # only tamper evidence, merged into the
+                                                # existing latest.json and BENCHMARKS.md
     uv run python -m bench full --only verify   # only `verify` and receipts, merged likewise
     uv run python -m bench full --only reads    # only the read benchmark, merged likewise
+    uv run python -m bench full --only NAME     # only a registered scenario (bench/suite.py)
 
 PostgreSQL: `--pg-url`, else LABLEDGER_TEST_PG_URL, else (full only) the local server at
 postgresql://postgres@127.0.0.1:5432/postgres. Smoke uses PostgreSQL only when one is given.
@@ -28,7 +29,14 @@ from bench.config import FULL, SMOKE, BenchConfig
 from bench.databases import pg_reachable
 from bench.results import validate
 from bench.servers import ROOT
-from bench.suite import measure_everything, measure_only, measure_tamper_only, publish
+from bench.suite import (
+    SCENARIOS,
+    measure_everything,
+    measure_only,
+    measure_scenario,
+    measure_tamper_only,
+    publish,
+)
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 log = logging.getLogger("bench")
@@ -47,7 +55,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=("tamper", "verify", "reads"),
+        choices=("tamper", "verify", "reads", *(s.name for s in SCENARIOS)),
         help="run only these scenarios and merge them into the existing latest.json",
     )
     return parser.parse_args(argv)
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.only in ("verify", "reads"):
         previous = json.loads((out / "latest.json").read_text())
         publish(measure_only(args.only, config, dialects, pg_url, previous), out, markdown)
+    elif args.only is not None:
+        previous = json.loads((out / "latest.json").read_text())
+        publish(measure_scenario(args.only, config, dialects, pg_url, previous), out, markdown)
     else:
         publish(measure_everything(config, dialects, pg_url), out, markdown)
     validate(json.loads((out / "latest.json").read_text()))  # what readers get is well formed

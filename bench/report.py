@@ -1,15 +1,12 @@
-"""BENCHMARKS.md, generated from the result file (plus the hand-written bench/ANALYSIS.md)."""
+"""BENCHMARKS.md, generated from the result file and nothing else."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from bench import tables
-from bench.figures import NAMES
+from bench import goals, tables
+from bench.figures import NAMES, markdown_table
 from bench.results import PENDING
-
-ANALYSIS = Path(__file__).with_name("ANALYSIS.md")
 
 
 def _machine(results: dict[str, Any]) -> list[str]:
@@ -82,6 +79,23 @@ def _pending(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scenario(found: dict[str, Any]) -> list[str]:
+    """A registered scenario's section: its text and tables (bench/suite.py's SCENARIOS)."""
+    lines = [f"## {found['title']}", ""]
+    measured = found.get("measured")
+    if measured:
+        lines += [
+            f"*Measured apart from the rest of this report (`--only`), on "
+            f"{measured['started_at']} in {measured['duration_s']:.0f} s.*",
+            "",
+        ]
+    for paragraph in found.get("text", []):
+        lines += [paragraph, ""]
+    for table in found.get("tables", []):
+        lines += [f"### {table['title']}", "", *markdown_table(table["header"], table["rows"])]
+    return lines
+
+
 def render(results: dict[str, Any], plot_link: str | None) -> str:
     lines = ["# labledger benchmarks", ""]
     lines += [
@@ -94,11 +108,11 @@ def render(results: dict[str, Any], plot_link: str | None) -> str:
     else:
         lines += ["(No plot: matplotlib, in the `bench` dependency group, was not installed.)", ""]
     lines += _machine(results) + _method(results)
-    lines += tables.goals(results) + tables.saturation(results) + tables.ratios(results)
+    lines += goals.table(results) + tables.saturation(results) + tables.ratios(results)
     lines += tables.latency(results) + tables.burst_and_storm(results) + tables.reads(results)
     lines += tables.cpu(results) + tables.generator(results) + tables.memory(results)
     lines += tables.tamper(results)
+    for found in results.get("scenarios", {}).values():
+        lines += _scenario(found)
     lines += _pending(results)
-    if ANALYSIS.exists():
-        lines += [ANALYSIS.read_text().strip(), ""]
     return "\n".join(lines)

@@ -62,6 +62,22 @@ def validate(results: dict[str, Any]) -> None:
         _validate_dialect(results, dialect, levels)
     if "tamper" in results:
         validate_tamper(results["tamper"], _need(results, "dialects"))
+    for name, found in results.get("scenarios", {}).items():
+        validate_scenario(name, found)
+
+
+def validate_scenario(name: str, found: dict[str, Any]) -> None:
+    """A registered scenario's part: a title, goals and tables as the report renders them."""
+    _need(found, "title")
+    for goal in _need(found, "goals"):
+        for key in ("goal", "target", "values"):
+            _need(goal, key)
+    for table in _need(found, "tables"):
+        width = len(_need(table, "header"))
+        if any(len(row) != width for row in _need(table, "rows")):
+            raise MalformedResults(
+                f"scenarios.{name}: a row of {table['title']!r} is not as wide as its header"
+            )
 
 
 def validate_tamper(tamper: dict[str, Any], dialects: list[str]) -> None:

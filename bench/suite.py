@@ -1,7 +1,18 @@
-"""The whole suite: every target on every database, repeated; then the reads; then the report."""
+"""The whole suite: every target on every database, repeated; then the reads, tamper evidence
+and every registered scenario; then the report.
+
+A benchmark of its own joins the suite with one line in SCENARIOS: a `Scenario(name,
+measure)` whose `measure(config, databases, dialects, scratch)` returns the part of
+latest.json kept under `scenarios.<name>`: `{"title", "text": [...], "goals": [{"goal",
+"target", "values": {dialect: number}, "met": {dialect: bool}}], "tables": [{"title",
+"header", "rows"}]}` and anything else it wants kept. The report shows its goals in the
+targets table and its text and tables in a section of its own; `python -m bench full --only
+NAME` measures it alone and merges it into the existing results.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -10,33 +21,76 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import labledger
+from bench import arenas, targets, ui_overview, where_time_goes
 from bench import results as result_file
-from bench import targets
 from bench.calibrate import generator_cost
 from bench.config import SATURATION_REPOS, BenchConfig
 from bench.databases import Databases
+from bench.payloads import get_request
 from bench.plot import plot
 from bench.procstat import load_average, machine
 from bench.reads import read_benchmark
 from bench.report import render
 from bench.scenarios import burst, duplicate_storm, offered_rate, saturation_level
-from bench.servers import ROOT
+from bench.servers import ROOT, TOKEN
 from bench.stats import combine
 from bench.tamper import measure_tamper, verify_benchmark
 from bench.targets import Target
+from bench.wire import fetch
 
 log = logging.getLogger("bench")
 # The second open loop offers this share of the naive stack's best rate in the same run: a
 # latency both servers can be compared at on a host too slow to carry the fixed rate.
 RELAXED_SHARE = 0.5
 SCRATCH = ROOT / "bench" / "results" / "tmp"  # on the real disk: SQLite's fsyncs must count
+PER_COMMIT = "labledger_deliveries_per_commit"  # the writer's histogram in /metrics
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A benchmark measured after the write runs, kept under `scenarios.<name>`."""
+
+    name: str
+    measure: Callable[[BenchConfig, Databases, list[str], Path], dict[str, Any]]
+
+
+SCENARIOS = (
+    Scenario("where_time_goes", where_time_goes.measure),
+    Scenario("malloc_arenas", arenas.measure),
+    Scenario("ui_overview", ui_overview.measure),
+)
+
+
+def _commit_histogram(target: Target) -> tuple[float, float] | None:
+    """The sum and count of the deliveries-per-commit histogram, or None without one."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        status, body = asyncio.run(fetch(target.port, get_request("/metrics", target.port, TOKEN)))
+    except OSError:  # the report then says "not measured"
+        return None
+    if status != 200:
+        return None
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == PER_COMMIT:
+            total = sum(s.value for s in family.samples if s.name == PER_COMMIT + "_sum")
+            count = sum(s.value for s in family.samples if s.name == PER_COMMIT + "_count")
+            return total, count
+    return None
+
+
+def _per_commit(before: tuple[float, float] | None, after: tuple[float, float] | None) -> Any:
+    """Deliveries per commit over one phase: what group commit gathered, or None."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
 
 
 def _write_scenarios(
@@ -61,9 +115,14 @@ def _interleaved(
     for level in config.levels:
         for target in order:
             log.info("  %s: saturation at concurrency %d", target.name, level)
+            scrape = target.name == "labledger" and level == config.saturation_level
+            before = _commit_histogram(target) if scrape else None
             found = saturation_level(
                 target, config, level, f"{nonce}-sat{level}", last_rate[target.name]
             )
+            if scrape:
+                per_commit = _per_commit(before, _commit_histogram(target))
+                figures[target.name]["deliveries_per_commit"] = per_commit
             figures[target.name]["saturation"][str(level)] = found
             last_rate[target.name] = found["deliveries_per_s"]
     servers = [t for t in order if t.server is not None]
@@ -141,6 +200,7 @@ def measure_everything(
         runs = [_one_run(config, databases, dialects, scratch, i) for i in range(config.runs)]
         reads = _reads(config, databases, dialects, scratch)
         tamper = measure_tamper(config, databases, dialects, scratch)
+        scenarios = {s.name: s.measure(config, databases, dialects, scratch) for s in SCENARIOS}
     finally:
         databases.close()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -157,6 +217,7 @@ def measure_everything(
         "interleaving": "step",  # see _interleaved
         "reads": reads,
         "tamper": {**tamper, "measured_with_the_suite": True},
+        "scenarios": scenarios,
         "pending": {},
     }
 
@@ -242,6 +303,21 @@ def measure_only(
         merged["reads"] = {**previous["reads"], **stamped}
         merged["config"]["read_attempts"] = config.read_attempts
     return merged
+
+
+def measure_scenario(
+    name: str,
+    config: BenchConfig,
+    dialects: list[str],
+    pg_admin_url: str | None,
+    previous: dict[str, Any],
+) -> dict[str, Any]:
+    """One registered scenario alone, merged into `previous`; it records when and where."""
+    scenario = next(s for s in SCENARIOS if s.name == name)
+    with _measuring_apart(pg_admin_url) as (databases, scratch, measured):
+        found = scenario.measure(config, databases, dialects, scratch)
+    found["measured"] = measured
+    return {**previous, "scenarios": {**previous.get("scenarios", {}), name: found}}
 
 
 def _reads(

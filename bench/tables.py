@@ -16,7 +16,7 @@ from bench.figures import (
     ratio_at,
     targets_of,
 )
-from bench.results import PENDING, READ_KINDS
+from bench.results import READ_KINDS
 from bench.stats import spread
 
 HTTP_TARGETS = ("labledger", "naive", "http_bound")
@@ -25,93 +25,6 @@ LAYERS = [(layer, q) for layer in ("http", "store", "sql") for q in (50, 99)]
 
 def _dialects(results: dict[str, Any]) -> list[str]:
     return list(results["dialects"])
-
-
-def _met(value: float | None, goal: float, at_least: bool) -> str:
-    if value is None:
-        return DASH
-    return "yes" if (value >= goal if at_least else value <= goal) else "**no**"
-
-
-def _goal_values(results: dict[str, Any], dialect: str) -> list[tuple[str, float | None]]:
-    """(shown, median) for each goal, in the order of GOALS."""
-    ledger = results["writes"][dialect]["labledger"]
-    reads = results["reads"][dialect]
-    worst_read = max(median(reads["http"][k]["p99_ms"]) or 0.0 for k in READ_KINDS)
-    rss = max(median(ledger["peak_rss_mb"]) or 0.0, reads.get("peak_rss_mb") or 0.0)
-    versus_naive = ratio(results, dialect, "naive")
-    return [
-        (describe(versus_naive, 2), median(versus_naive)),
-        (describe(ledger["rate"]["p99_ms"], 1), median(ledger["rate"]["p99_ms"])),
-        (f"{worst_read:,.1f}", worst_read),
-        (f"{rss:,.0f}", rss),
-    ]
-
-
-def goals(results: dict[str, Any]) -> list[str]:
-    names = [
-        ("labledger ÷ naive stack, deliveries/s at saturation", 0.8, True),
-        ("p99 latency (ms) at an offered 200 deliveries/s", 50.0, False),
-        (f"worst read p99 (ms) at {results['config']['read_attempts']:,} attempts", 10.0, False),
-        ("peak server RSS (MB)", 200.0, False),
-    ]
-    values = {d: _goal_values(results, d) for d in _dialects(results)}
-    rows = []
-    for index, (name, goal, at_least) in enumerate(names):
-        row = [name, ("≥ " if at_least else "≤ ") + f"{goal:g}"]
-        for found in values.values():
-            shown, value = found[index]
-            row += [shown, _met(value, goal, at_least)]
-        rows.append(row)
-    rows += _tamper_goals(results, list(values))
-    header = ["goal (issue 4)", "target"]
-    for dialect in values:
-        header += [DIALECTS[dialect], "met"]
-    return ["## Against the targets", "", *markdown_table(header, rows)]
-
-
-def _tamper_goals(results: dict[str, Any], dialects: list[str]) -> list[list[str]]:
-    """The tamper-evidence rows of the goals table (issues 3 and 4)."""
-    tamper = results.get("tamper")
-    names = [
-        f"tamper evidence on ÷ off, deliveries/s at {_writers(results)} writers (issue 3)",
-        "`labledger verify` entries/s (no body re-hash)",
-        "`labledger verify` entries/s (bodies re-hashed)",
-        "receipt generation (ms each, p50 / p99)",
-        "checkpoint coverage delay (ms, p50 / p99)",
-    ]
-    goals = ["≥ 0.8", "≥ 200,000", "≥ 200,000", DASH, "about one interval"]
-    if tamper is None:
-        return [[n, g, *[PENDING, DASH] * len(dialects)] for n, g in zip(names, goals, strict=True)]
-    rows = []
-    for index, (name, goal) in enumerate(zip(names, goals, strict=True)):
-        row = [name, goal]
-        for dialect in dialects:
-            row += _tamper_cell(tamper, dialect, index)
-        rows.append(row)
-    return rows
-
-
-def _writers(results: dict[str, Any]) -> int:
-    return int(results.get("tamper", {}).get("config", results["config"]).get("tamper_level", 8))
-
-
-def _tamper_cell(tamper: dict[str, Any], dialect: str, index: int) -> list[str]:
-    if index == 0:
-        found = tamper["on_off"][dialect]["on_over_off"]
-        return [describe(found, 2), _met(median(found), 0.8, True)]
-    if index in (1, 2):
-        v = tamper["verify"][dialect]["verify" if index == 1 else "verify_with_bodies"]
-        return [describe(v["entries_per_s"]), _met(median(v["entries_per_s"]), 200_000, True)]
-    if index == 3:
-        r = tamper["verify"][dialect]["receipts"]
-        return [f"{r['p50_ms']:,.1f} / {r['p99_ms']:,.1f}", DASH]
-    c = tamper["coverage"][dialect]
-    interval_ms = c["integrate_interval_s"] * 1000
-    return [
-        f"{c['p50_ms']:,.0f} / {c['p99_ms']:,.0f}",
-        _met(c["p99_ms"], interval_ms * 1.25, False),
-    ]
 
 
 def tamper(results: dict[str, Any]) -> list[str]:

@@ -58,7 +58,7 @@ QUEUE_ORDER = (  # the bulk rows, queued for the log table by table
 )
 INTEGRATE_BATCH = 100_000
 COVERAGE_LIMIT_S = 30.0
-TAMPER_POOL = 3000  # deliveries prepared per phase: c=8 answers well under 800/s here
+TAMPER_POOL = 3000  # deliveries prepared per phase: more than c=8 answers in one phase
 
 
 def _maker(
@@ -133,7 +133,7 @@ def coverage_delay(
         )
         raws = [post_request(p, target.port) for p in pushes]
         # The first delivery, sent as soon as the server answers, waits for the integrator to
-        # start as well (on PostgreSQL a process of its own: 2-3 s on a slow host); the
+        # start as well (on PostgreSQL a process of its own, slow to start); the
         # measured ones follow once it is covered, so they show the steady state.
         first = asyncio.run(_covered_after(target.port, raws[0], 0.0, config.coverage_poll_s))
         found = asyncio.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,14 +120,42 @@ def measured(target: Target, run: Callable[[], Phase]) -> dict[str, Any]:
 
 
 @contextmanager
-def labledger(databases: Databases, dialect: str, repos: list[int], logs: Path) -> Iterator[Target]:
-    """`labledger serve` as it ships (one worker), on a fresh migrated database."""
+def labledger(
+    databases: Databases, dialect: str, repos: list[int], logs: Path, *serve_options: str
+) -> Iterator[Target]:
+    """`labledger serve` as it ships (one worker), on a fresh migrated database; with
+    `serve_options`, as those options make it."""
     database = databases.create(dialect, "ledger")
     try:
         migrate_ledger(database)
         sessions = create_ledger_sessions(database, repos)
         env = labledger_env(database.url, logs)
-        with running("labledger", labledger_command, env, logs) as server:
+
+        def command(port: int) -> list[str]:
+            return [*labledger_command(port), *serve_options]
+
+        with running("labledger", command, env, logs) as server:
+            yield Target("labledger", server, database, databases, sessions)
+    finally:
+        databases.drop(database)
+
+
+@contextmanager
+def labledger_profiled(
+    databases: Databases, dialect: str, repos: list[int], logs: Path, out: Path
+) -> Iterator[Target]:
+    """`labledger serve` under bench/profile.py's sampler, which writes `out` as it exits."""
+    database = databases.create(dialect, "profiled")
+    try:
+        migrate_ledger(database)
+        sessions = create_ledger_sessions(database, repos)
+        env = labledger_env(database.url, logs)
+
+        def command(port: int) -> list[str]:
+            serve = labledger_command(port)[1:]
+            return [sys.executable, "-m", "bench.profile", str(out), *serve]
+
+        with running("labledger-profiled", command, env, logs) as server:
             yield Target("labledger", server, database, databases, sessions)
     finally:
         databases.drop(database)

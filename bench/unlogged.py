@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from labledger.config import Settings
 from labledger.core.model import Delivery, Push
 from labledger.http.app import create_app
-from labledger.http.asgi import few_malloc_arenas, startup_objects_are_permanent
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore, SqlWriter
@@ -43,7 +42,4 @@ def create_unlogged_app() -> FastAPI:
     settings.require_serving()
     configure_logging(settings.log_level)
     store = UnloggedStore(make_engine(settings.database_url))
-    app = create_app(settings, store, integrate_in_background=False)
-    startup_objects_are_permanent()  # as `serve` does
-    few_malloc_arenas()
-    return app
+    return create_app(settings, store, integrate_in_background=False)

@@ -25,9 +25,11 @@ from pydantic import (
 from labledger.core.note import MalformedKey, SignerKey
 from labledger.forges import gitea, gitlab
 from labledger.forges.github_api import hook_base
+from labledger.forges.github_app import AppKey
 from labledger.forges.github_scope import ScopedSecret as GithubSecret
 from labledger.forges.github_scope import parse_scoped_secrets
 from labledger.forges.scoped import ScopedSecret
+from labledger.safe_files import FileRefused, read_small
 from labledger.tokens import SCOPES as SCOPES  # where the HTTP edge has always found them
 from labledger.tokens import ApiToken, parse_api_tokens
 
@@ -139,6 +141,9 @@ class Settings(BaseModel):
     # Reconciliation with GitHub's REST API (README "When labledger was down").
     github_api_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
     github_token: SecretStr | None = None
+    # Or as a GitHub App (forges/github_app.py): its numeric id and its PEM private key.
+    github_app_id: str | None = Field(default=None, pattern=r"^[0-9]{1,20}$")
+    github_app_private_key_file: Path | None = None
     github_hooks: tuple[str, ...] = ()
     reconcile_interval_seconds: float | None = Field(default=None, gt=0)
     session_discovery: tuple[str, ...] = ()
@@ -187,10 +192,10 @@ class Settings(BaseModel):
         scheduled = self.reconcile_interval_seconds and (
             self.github_hooks or self.session_discovery
         )
-        if scheduled and self.github_token is None:
+        if scheduled and self.github_token is None and self.github_app_id is None:
             raise ValueError(
-                "LABLEDGER_RECONCILE_INTERVAL_SECONDS needs LABLEDGER_GITHUB_TOKEN to reach "
-                "GitHub's API; set the token or unset the interval"
+                "LABLEDGER_RECONCILE_INTERVAL_SECONDS needs LABLEDGER_GITHUB_TOKEN (or the "
+                "GitHub App settings) to reach GitHub's API; set one or unset the interval"
             )
         return self
 
@@ -245,14 +250,40 @@ class Settings(BaseModel):
                 raise ValueError(f"{entry!r} is not ORG/GLOB=LAB_ID (e.g. cs101/lab1-*=lab1)")
         return value
 
-    def require_github_api(self) -> str:
-        """The token for GitHub's REST API; reconciling without one is a configuration error."""
+    def require_github_api(self) -> str | AppKey:
+        """A token, or the App's id and key, for GitHub's REST API; reconciling without
+        either is a configuration error."""
+        if self.github_app_id is not None and self.github_app_private_key_file is not None:
+            path = self.github_app_private_key_file
+            try:
+                pem = read_small(path).decode("ascii")
+            except (FileRefused, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"{PREFIX}GITHUB_APP_PRIVATE_KEY_FILE: cannot read {path} as a PEM key: {exc}"
+                ) from None
+            return AppKey(self.github_app_id, pem)
         if self.github_token is None:
             raise ConfigError(
                 f"{PREFIX}GITHUB_TOKEN is not set (a fine-grained token with webhooks read "
-                "and write; see README, When labledger was down)"
+                f"and write), nor {PREFIX}GITHUB_APP_ID with {PREFIX}GITHUB_APP_PRIVATE_KEY_FILE; "
+                "see docs/completeness.md"
             )
         return self.github_token.get_secret_value()
+
+    @model_validator(mode="after")
+    def _one_github_identity(self) -> Settings:
+        app = (self.github_app_id is not None, self.github_app_private_key_file is not None)
+        if app[0] != app[1]:
+            raise ValueError(
+                "LABLEDGER_GITHUB_APP_ID and LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE go together: "
+                "set both to act as a GitHub App, or neither"
+            )
+        if all(app) and self.github_token is not None:
+            raise ValueError(
+                "set LABLEDGER_GITHUB_TOKEN or the GitHub App settings, not both: labledger "
+                "would not know which identity to act as"
+            )
+        return self
 
     @field_validator("github_webhook_secret", "github_webhook_secrets", mode="before")
     @classmethod

@@ -16,6 +16,8 @@ from bench.config import SMOKE
 from bench.results import validate
 from bench.suite import measure_only
 
+from tests.unit.test_bench_goals import ISSUE_23_TARGETS
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 600
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -48,6 +50,21 @@ def test_bench_smoke_writes_a_well_formed_result_file(tmp_path: Path) -> None:
     report = (out / "BENCHMARKS.md").read_text()
     assert report.startswith("# labledger benchmarks")
     _assert_tamper_shape(results, report)
+    _assert_targets_and_profile(results, report)
+
+
+def _assert_targets_and_profile(results: dict[str, object], report: str) -> None:
+    """Every issue-23 target has its row, the registered scenarios theirs, and the server was
+    profiled on every database."""
+    targets = report[report.index("## Against the targets") :].split("\n## ")[0]
+    for name in ISSUE_23_TARGETS:
+        assert name in targets, name
+    profiled = results["scenarios"]["where_time_goes"]["profiles"]  # type: ignore[index]
+    for dialect in results["dialects"]:  # type: ignore[attr-defined]
+        assert profiled[dialect]["samples"] > 0
+        assert any("labledger/" in f["function"] for f in profiled[dialect]["cumulative"])
+    assert "## Where the time goes" in report
+    assert "arenas capped ÷ uncapped" in targets  # bench/arenas.py, a registered scenario
 
 
 def _assert_tamper_shape(results: dict[str, object], report: str) -> None:
@@ -71,6 +88,7 @@ def _assert_tamper_shape(results: dict[str, object], report: str) -> None:
         assert verify["receipts"]["count"] > 0
     assert "## Tamper evidence (issue 3)" in report
     assert "pending tamper-evidence issue" not in report
+    assert "Hand-written" not in report  # generated text only
 
 
 @pytest.mark.parametrize("part", ["verify", "reads"])

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
+
 import pytest
 
 from labledger.cli import main
+from labledger.config import Settings
+from labledger.services.discovery import Discovery, DiscoveryReport, run_discovery
+from labledger.storage.engine import make_engine
+from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
 from tests.github_double import GitHubDouble, collaborator, repository, user
@@ -83,3 +91,37 @@ def test_discover_never_files_a_repository_under_a_student_its_collaborators_lea
     assert main(DISCOVER) == 1
     assert "no student found for cs101/lab1-victim" in capsys.readouterr().out
     assert ledger.store.list_sessions() == []
+
+
+def test_two_discoveries_at_once_create_each_session_once(
+    github: GitHubDouble, ledger: Ledger
+) -> None:
+    """Two discovery runs that both found no sessions yet (two servers, or a cron job beside
+    `serve`) race to create them: each repository still gets exactly one session."""
+    course(github)
+    both_listed = threading.Barrier(2, timeout=30)
+
+    def gate(method: str, path: str) -> None:
+        if path == f"/orgs/{ORG}/members":  # each run has read the ledger's sessions by now
+            both_listed.wait()
+
+    github.before_answer = gate
+    settings = Settings.from_env(os.environ)
+    reports: list[DiscoveryReport] = []
+
+    def discover() -> None:
+        engine = make_engine(ledger.url)
+        found = asyncio.run(
+            run_discovery(settings, SqlStore(engine), Discovery(ORG, "lab1-*", "lab1"), print)
+        )
+        reports.append(found)
+        engine.dispose()
+
+    runs = [threading.Thread(target=discover) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=60)
+    assert sorted(subjects(ledger).values()) == ["101", "102", "103", "104"]
+    assert len(ledger.store.list_sessions()) == 4
+    assert sorted((len(r.created), r.present) for r in reports) == [(0, 4), (4, 0)]

@@ -14,13 +14,12 @@ from sqlalchemy import event, update
 
 from labledger.config import Settings
 from labledger.core.grading import summarize, tally
-from labledger.core.model import is_time_unconfirmed
+from labledger.core.model import API_DELIVERY_PREFIX, is_time_unconfirmed, recorded_from
 from labledger.core.service import check_session_spec
 from labledger.http import grading_schemas as gs
 from labledger.http.app import create_app
 from labledger.services import grading
 from labledger.storage.maintenance import maintenance
-from labledger.storage.summary_reads import API_DELIVERY_PREFIX
 from labledger.storage.tables import deliveries
 from tests.conftest import Ledger
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload, sha
@@ -112,7 +111,12 @@ def _per_session(ledger: Ledger, session_id: int) -> gs.SessionSummaryOut:
         summarize(session, counted, results),
         gaps=store.session_gaps(session),
         force_pushes=len(rewrote),
-        unconfirmed_times=sum(is_time_unconfirmed(a.pushed_at, a.received_at) for a in every),
+        unconfirmed_times=sum(
+            is_time_unconfirmed(
+                a.pushed_at, a.received_at, source=recorded_from("github", a.delivery_id)
+            )
+            for a in every
+        ),
     )
 
 
@@ -190,7 +194,8 @@ def test_lab_summary_pages_read_on_to_the_whole_lab(ledger: Ledger, client: Test
         after = page["next_after"]
     assert seen == whole["sessions"] and whole["next_after"] is None and len(seen) == 5
     sheet = client.get("/api/v1/labs/lab-5/summary?format=csv", headers=ADMIN).text.splitlines()
-    assert sheet[0].endswith(",forge,force_pushes,unconfirmed_times,api_recorded_attempts")
+    assert sheet[0].endswith(",forge,counting_recorded_from,force_pushes,unconfirmed_times,"
+                             "api_recorded_attempts")  # fmt: skip
     assert len(sheet) == 6
 
 

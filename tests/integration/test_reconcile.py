@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from labledger.cli import main
+from labledger.forges.github_api import Backoff, GitHubClient
+from labledger.forges.github_app import REFRESH_MARGIN
 from labledger.storage import migrate
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
 from tests.contract.helpers import deliver
-from tests.github_double import GitHubDouble, broken, primary_rate_limited, rate_limited
+from tests.github_double import (
+    TOKEN,
+    Answer,
+    GitHubDouble,
+    broken,
+    primary_rate_limited,
+    rate_limited,
+)
 from tests.integration.conftest import HOOK
 from tests.integration.servers import running_servers
 from tests.support import body_of, commit, push_payload, session_spec, sha
@@ -152,3 +165,122 @@ def test_reconcile_follows_cursor_pages_and_resumes_from_its_position(
     assert main(["reconcile"]) == 0
     assert "saw 1 deliveries (1 push), requested 1 redeliveries" in capsys.readouterr().out
     assert github.requests.count(("GET", f"/{HOOK}/deliveries")) == 1
+
+
+def _app_key(tmp_path: Path, github: GitHubDouble, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A GitHub App whose public key the double holds, installed on the `octo` account."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "app.pem"
+    path.write_bytes(pem)
+    github.app_id, github.installations = "31337", {"octo": 4711}
+    github.app_public_key = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    monkeypatch.delenv("LABLEDGER_GITHUB_TOKEN")
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_ID", github.app_id)
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE", str(path))
+    monkeypatch.setenv("LABLEDGER_GITHUB_HOOKS", f"{HOOK},app")
+    github.hooks["app/hook"] = []
+    return path
+
+
+def test_reconcile_as_a_github_app(
+    github: GitHubDouble, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a GitHub App, the App's own hook is read with its JWT and a repository's hook with
+    one installation token, found through the repository's installation and reused."""
+    _app_key(tmp_path, github, monkeypatch)
+    github.deliver(HOOK, chain_of_pushes(1)[0])
+    github.deliver("app/hook", chain_of_pushes(1)[0])
+    assert main(["reconcile"]) == 0
+    assert github.requests.count(("GET", "/repos/octo/lab/installation")) == 1
+    assert github.requests.count(("POST", "/app/installations/4711/access_tokens")) == 1
+    assert ("GET", "/app/hook/deliveries") in github.requests
+    assert len([r for r in github.requests if r[1].endswith("/attempts")]) == 2
+    assert len(github.issued) == 1
+
+
+def test_github_app_installation_token_is_renewed_before_it_expires(
+    github: GitHubDouble, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installation token close to its expiry is never presented: a new one is made."""
+    _app_key(tmp_path, github, monkeypatch)
+    github.token_lifetime = REFRESH_MARGIN - 1  # every token is already due for renewal
+    github.deliver(HOOK, chain_of_pushes(1)[0])
+    assert main(["reconcile"]) == 0
+    repository_requests = [r for r in github.requests if r[1].startswith(f"/{HOOK}")]
+    made = github.requests.count(("POST", "/app/installations/4711/access_tokens"))
+    assert made == len(repository_requests) == 2
+
+
+def test_github_app_with_a_key_github_does_not_hold_is_refused(
+    github: GitHubDouble,
+    ledger: Ledger,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A JWT signed with another key is refused by GitHub: the run says so and exits 1."""
+    path = _app_key(tmp_path, github, monkeypatch)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert main(["reconcile"]) == 1
+    assert "GitHub answered 401" in capsys.readouterr().out
+    assert github.issued == {}
+
+
+def test_github_identity_settings_are_refused_in_one_line_when_they_do_not_add_up(
+    github: GitHubDouble,
+    ledger: Ledger,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Half an App (id without key), a token beside an App, or an unreadable key file: one line
+    naming the settings, exit 2, nothing asked of GitHub."""
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_ID", "31337")
+    assert main(["reconcile"]) == 2
+    assert "LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE go together" in capsys.readouterr().err
+    monkeypatch.setenv("LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE", str(tmp_path / "none.pem"))
+    assert main(["reconcile"]) == 2
+    assert "not both" in capsys.readouterr().err
+    monkeypatch.delenv("LABLEDGER_GITHUB_TOKEN")
+    assert main(["reconcile"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "LABLEDGER_GITHUB_APP_PRIVATE_KEY_FILE: cannot read" in err and len(err.splitlines()) == 1
+    )
+    assert github.requests == []
+
+
+def test_secondary_rate_limit_without_retry_after_waits_a_minute(github: GitHubDouble) -> None:
+    """A 403 secondary rate limit with neither `retry-after` nor an exhausted quota is waited
+    out a minute at least, as GitHub's docs ask, and the request is then made again."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def listed() -> Any:
+        async with httpx2.AsyncClient() as client:
+            api = GitHubClient(client, TOKEN, github.base, Backoff(), sleep)
+            return await api.getitem(f"/{HOOK}/deliveries")
+
+    secondary = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+    github.scripted.append((f"/{HOOK}/deliveries", Answer(403, secondary)))
+    assert asyncio.run(listed()) == []
+    assert waits == [60.0]
+    assert github.requests.count(("GET", f"/{HOOK}/deliveries")) == 2

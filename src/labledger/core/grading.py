@@ -16,6 +16,7 @@ from labledger.core.model import (
     LabSession,
     VerificationResult,
     is_time_unconfirmed,
+    recorded_from,
 )
 
 
@@ -37,9 +38,15 @@ class SessionSummary:
         c = self.counting
         return (
             c is not None
-            and is_time_unconfirmed(c.pushed_at, c.received_at, self.skew)
+            and is_time_unconfirmed(c.pushed_at, c.received_at, self.skew, self.counting_source)
             and self.session.is_late(c.received_at)
         )
+
+    @property
+    def counting_source(self) -> str:
+        """How the counting attempt's push reached the ledger (`recorded_from`)."""
+        c = self.counting
+        return "webhook" if c is None else recorded_from(self.session.spec.forge, c.delivery_id)
 
     @property
     def counting_status(self) -> str | None:

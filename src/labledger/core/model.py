@@ -195,12 +195,27 @@ CLOCK_SKEW = timedelta(seconds=900)
 
 
 def is_time_unconfirmed(
-    pushed_at: datetime | None, received_at: datetime, skew: timedelta = CLOCK_SKEW
+    pushed_at: datetime | None,
+    received_at: datetime,
+    skew: timedelta = CLOCK_SKEW,
+    source: str = "webhook",
 ) -> bool:
     """Whoever holds a webhook secret signs any `pushed_at`: one much older than the delivery's
     arrival is kept but marked, until the forge's API confirms it. Derived at read time from
-    the stored times, like lateness."""
-    return pushed_at is not None and received_at - pushed_at > skew
+    the stored times, like lateness. A push read from the forge's API (`source`, see
+    `recorded_from`) carries the API's own time, recorded long after by design."""
+    return source == "webhook" and pushed_at is not None and received_at - pushed_at > skew
+
+
+# The delivery id of a push recorded from GitHub's API (`labledger reconcile --activity`);
+# GitHub's own delivery ids are GUIDs, and the webhook refuses one with this prefix.
+API_DELIVERY_PREFIX = "github-api:"
+
+
+def recorded_from(forge: str, delivery_id: str) -> str:
+    """`github-api` for a push read from GitHub's API, `webhook` for one a forge delivered."""
+    api = forge == "github" and delivery_id.startswith(API_DELIVERY_PREFIX)
+    return "github-api" if api else "webhook"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
     branch_of,
+    recorded_from,
 )
 from labledger.core.ports import LedgerStore, LedgerWriter
 from labledger.core.text import check_json_values, check_text
@@ -206,8 +207,11 @@ def is_same_event(existing: StoredDelivery, incoming: Delivery) -> bool:
 
 
 def _audit(delivery: Delivery, action: str, **details: object) -> AuditEvent:
+    actor = f"{delivery.forge}-hook:{delivery.hook_id or 'unknown'}"
+    if recorded_from(delivery.forge, delivery.delivery_id) == "github-api":
+        actor = "github-api"  # read back by `reconcile --activity`, not sent by a hook
     return AuditEvent(
-        actor=f"{delivery.forge}-hook:{delivery.hook_id or 'unknown'}",
+        actor=actor,
         action=action,
         target_type="delivery",
         target_id=delivery.delivery_id,

@@ -11,13 +11,24 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from labledger.core.errors import MalformedPayload, NotJson
-from labledger.core.model import Account, ChangedFiles, Commit, Delivery, Identity, Push
+from labledger.core.model import (
+    API_DELIVERY_PREFIX,
+    Account,
+    ChangedFiles,
+    Commit,
+    Delivery,
+    Identity,
+    Push,
+)
 from labledger.forges.github_scope import ScopedSecret, check_scope, signing_secret
 
 FORGE = "github"
 SIGNATURE_HEADER = "x-hub-signature-256"
 MAX_DELIVERY_ID_LENGTH = 100
 MAX_HOOK_ID_LENGTH = 40  # GitHub's hook ids are numbers; the column is VARCHAR(40).
+# What a push recorded from GitHub's API carries (forges/github_activity.py): its delivery id
+# and its kept body begin so. A webhook may carry neither, so a webhook cannot pass for one.
+API_EVIDENCE_PREFIX = b'{"labledger_evidence"'
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
@@ -47,6 +58,8 @@ def read_envelope(headers: Mapping[str, str]) -> Envelope:
         raise MalformedPayload("missing X-GitHub-Delivery header")
     if not _is_header_token(delivery_id, MAX_DELIVERY_ID_LENGTH):
         raise MalformedPayload("X-GitHub-Delivery must be at most 100 printable ASCII characters")
+    if delivery_id.startswith(API_DELIVERY_PREFIX):
+        raise MalformedPayload(f"X-GitHub-Delivery must not begin with {API_DELIVERY_PREFIX}")
     hook_id = headers.get("x-github-hook-id", "").strip() or None
     if hook_id is not None and not _is_header_token(hook_id, MAX_HOOK_ID_LENGTH):
         raise MalformedPayload("X-GitHub-Hook-ID must be at most 40 printable ASCII characters")
@@ -156,6 +169,8 @@ def parse_github_push(body: bytes, signed_by: ScopedSecret | None = None) -> Pus
     `signed_by`: the secret that signed the body; a push outside its scope is refused
     (SignatureRejected) before anything is made of it.
     """
+    if body.startswith(API_EVIDENCE_PREFIX):
+        raise MalformedPayload("labledger_evidence is reserved for pushes read from GitHub's API")
     try:
         payload = _PushPayload.model_validate_json(body)
     except ValidationError as exc:

@@ -7,6 +7,9 @@ generated models for the handful of endpoints used here. Retries are ours, in on
 403/429 with `retry-after` or an exhausted `x-ratelimit-remaining`, 5xx and network errors wait
 and try again, up to `attempts` times, never longer than `max_wait` seconds at once.
 
+Credentials: a token, or a GitHub App (forges/github_app.py; its installation tokens are put on
+each request here, by the account the request's path names).
+
 Least privilege: a fine-grained token with "Webhooks: read and write" on the repositories
 (repository hooks) or "Webhooks: read and write" on the organisation (organisation hooks);
 discovery also needs "Metadata: read" and organisation "Members: read".
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
+from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded, sansio
 from gidgethub.abc import GitHubAPI
 from gidgethub.httpx import GitHubAPI as HttpxGitHubAPI
+
+from labledger.forges.github_app import AppKey, AppTokens
 
 _NAME = r"(?!\.\.?/)[\w.-]+"  # an owner or repository name; never `.` or `..`
 HOOK = re.compile(rf"^(?:repos/{_NAME}/{_NAME}/hooks/\d+|orgs/{_NAME}/hooks/\d+|app)$")
@@ -34,6 +39,13 @@ USER_AGENT = "labledger-reconcile"
 
 class GitHubUnavailable(Exception):
     """GitHub could not be reached or kept refusing after every retry; says which request."""
+
+
+def describe(exc: Exception) -> str:
+    """One line for a request GitHub refused or that could not be made."""
+    if isinstance(exc, HTTPException):
+        return f"GitHub answered {int(exc.status_code)} {exc}".strip()
+    return str(exc)
 
 
 def hook_base(hook: str) -> str:
@@ -56,12 +68,20 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class GitHubClient(HttpxGitHubAPI):
-    """gidgethub's client with the retries GitHub's docs ask of an integration."""
+    """gidgethub's client with the retries GitHub's docs ask of an integration, authenticated
+    by a token or as a GitHub App (forges/github_app.py)."""
 
     def __init__(
-        self, client: httpx2.AsyncClient, token: str, base_url: str, backoff: Backoff, sleep: Sleep
+        self,
+        client: httpx2.AsyncClient,
+        credentials: str | AppKey,
+        base_url: str,
+        backoff: Backoff,
+        sleep: Sleep,
     ) -> None:
+        token = credentials if isinstance(credentials, str) else None
         super().__init__(client, USER_AGENT, oauth_token=token, base_url=base_url.rstrip("/"))
+        self.app = None if isinstance(credentials, str) else AppTokens(credentials)
         self.backoff = backoff
         self._sleep = sleep
         self.retries = 0
@@ -72,6 +92,15 @@ class GitHubClient(HttpxGitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        if self.app is not None:
+            path = url[len(self.base_url) :] if url.startswith(self.base_url) else url
+            authorization = await self.app.authorization(path, self._as_app)
+            headers = {**headers, "authorization": authorization}
+        return await self._send(method, url, headers, body)
+
+    async def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Mapping[str, str], bytes]:
         for attempt in range(1, self.backoff.attempts + 1):
             try:
                 return await super()._request(method, url, headers, body)
@@ -80,6 +109,12 @@ class GitHubClient(HttpxGitHubAPI):
                     raise GitHubUnavailable(f"{method} {url}: {exc!r}") from None
                 await self._wait(self._exponential(attempt))
         raise AssertionError("unreachable")
+
+    async def _as_app(self, method: str, path: str, jwt: str) -> Any:
+        """A request the App makes with its JWT (finding an installation, making its token)."""
+        headers = sansio.create_headers(USER_AGENT, jwt=jwt)
+        status, answered, data = await self._send(method, f"{self.base_url}{path}", headers, b"")
+        return sansio.decipher_response(status, answered, data)[0]
 
     async def handle_rate_limit_error(
         self, *, method: str, url: str, exception: HTTPException, attempt: int
@@ -97,6 +132,9 @@ class GitHubClient(HttpxGitHubAPI):
             return float(headers["retry-after"])
         if limited and headers.get("x-ratelimit-remaining") == "0":
             return max(0.0, float(headers.get("x-ratelimit-reset", 0)) - time.time())
+        if limited and "secondary rate limit" in str(exc).lower():
+            # GitHub's docs: with neither header, wait at least a minute, longer each time.
+            return max(60.0, self._exponential(attempt))
         if exc.status_code == 429 or isinstance(exc, GitHubBroken):
             return self._exponential(attempt)
         return None  # any other 4xx is an answer, not a hiccup
@@ -113,7 +151,10 @@ class GitHubClient(HttpxGitHubAPI):
 
 @asynccontextmanager
 async def github_client(
-    token: str, base_url: str, progress: Callable[[str], None], backoff: Backoff | None = None
+    credentials: str | AppKey,
+    base_url: str,
+    progress: Callable[[str], None],
+    backoff: Backoff | None = None,
 ) -> AsyncIterator[GitHubClient]:
     """A client for one pass; `progress` hears about every wait GitHub asks for."""
 
@@ -122,7 +163,7 @@ async def github_client(
         await asyncio.sleep(seconds)
 
     async with httpx2.AsyncClient(timeout=30.0) as client:
-        yield GitHubClient(client, token, base_url, backoff or Backoff(), sleep)
+        yield GitHubClient(client, credentials, base_url, backoff or Backoff(), sleep)
 
 
 async def deliveries_since(api: GitHubAPI, base: str, after_id: int) -> AsyncIterator[Any]:
@@ -149,6 +190,27 @@ async def direct_collaborators(api: GitHubAPI, full_name: str) -> list[Any]:
 
 async def org_owners(api: GitHubAPI, org: str) -> set[int]:
     return {int(m["id"]) async for m in api.getiter(f"/orgs/{org}/members?role=admin")}
+
+
+async def repository(api: GitHubAPI, full_name: str) -> Any:
+    """`repos/get`: the repository, whose numeric id says it is still the session's."""
+    return await api.getitem(f"/repos/{full_name}")
+
+
+async def push_activity(api: GitHubAPI, full_name: str) -> AsyncIterator[Any]:
+    """`repos/list-activities`, newest first, every page (`Link` with opaque cursors)."""
+    async for item in api.getiter(f"/repos/{full_name}/activity?per_page=100"):
+        yield item
+
+
+async def compare(api: GitHubAPI, full_name: str, before: str, after: str) -> Any:
+    """`repos/compare-commits`: the commits of before...after (up to 250) and their files."""
+    return await api.getitem(f"/repos/{full_name}/compare/{before}...{after}")
+
+
+async def commit(api: GitHubAPI, full_name: str, sha: str) -> Any:
+    """`repos/get-commit`: one commit with its files (a branch created at a commit)."""
+    return await api.getitem(f"/repos/{full_name}/commits/{sha}")
 
 
 __all__ = ["BadRequest", "GitHubBroken", "HTTPException"]

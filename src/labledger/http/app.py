@@ -51,6 +51,7 @@ from labledger.services.ingest import receive_github
 from labledger.services.notify import Dispatcher
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
 from labledger.storage.outbox import SqlOutbox
+from labledger.storage.reconcile_marks import ReconcileMarks
 from labledger.storage.retention import purged_archive
 from labledger.storage.sql_store import SqlStore
 
@@ -429,6 +430,7 @@ def _api_router(
             store.get_session(record.attempt.session_id),
             store.verifications([attempt_id]),
             skew,
+            ReconcileMarks(store.engine).time_check(record.attempt.push_id),
         )
 
     @router.get("/deliveries/{delivery_id}", response_model=schemas.DeliveryDetail)

@@ -213,6 +213,7 @@ CSV_COLUMNS = (
     "gaps",
     "forge",
     # New columns go last, so that existing spreadsheets keep their column positions.
+    "counting_recorded_from",
     "force_pushes",
     "unconfirmed_times",
     "api_recorded_attempts",
@@ -238,6 +239,7 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         _flag(s.counts_by_unconfirmed_time),
         s.gaps,
         s.forge,
+        counting.recorded_from if counting else "",
         s.force_pushes,
         s.unconfirmed_times,
         s.api_recorded_attempts,
@@ -268,8 +270,26 @@ class FeedPage(BaseModel):
     next_cursor: str = Field(description="Pass as `after` to read on; store it to resume")
 
 
+class TimeCheckOut(BaseModel):
+    """The newest check of the push's time against GitHub's activity API
+    (`labledger reconcile --activity`)."""
+
+    result: Literal["confirmed", "contradicted", "not found"] = Field(
+        description="contradicted: GitHub records this push at another time, so the signed "
+        "pushed_at is evidence of forgery; not found: GitHub lists no such branch update"
+    )
+    checked_at: datetime
+    claimed_pushed_at: datetime | None
+    github_timestamp: datetime | None = None
+    activity_id: int | None = None
+    meaning: str | None = None
+
+
 class AttemptDetailOut(AttemptDetail):
     verifications: AttemptVerifications
+    time_check: TimeCheckOut | None = Field(
+        default=None, description="None until `reconcile --activity` checked the push's time"
+    )
 
     @classmethod
     def with_results(
@@ -278,6 +298,7 @@ class AttemptDetailOut(AttemptDetail):
         session: LabSession,
         results: list[VerificationResult],
         skew: timedelta = CLOCK_SKEW,
+        time_check: dict[str, Any] | None = None,
     ) -> AttemptDetailOut:
         base = AttemptDetail.of(record, session, skew)
         return cls(
@@ -285,4 +306,5 @@ class AttemptDetailOut(AttemptDetail):
             push=base.push,
             delivery=base.delivery,
             verifications=AttemptVerifications.of(results),
+            time_check=TimeCheckOut.model_validate(time_check) if time_check else None,
         )

@@ -38,10 +38,10 @@ from labledger.storage.merkle_log import SqlLog
 log = structlog.get_logger("labledger.integrator")
 
 RESTART_BACKOFF_MAX_S = 30.0
-# A round in the web worker starts early once this many entries wait: about 35 deliveries.
-# At 200 deliveries/s on SQLite a round then held the write lock 7 ms at the median, against 17
-# for one round a second (bench/ANALYSIS.md). Under load that is a checkpoint about every
-# this many entries; when it is quiet, still at most one per interval.
+# A round in the web worker starts early once this many entries wait, so that under load a
+# round holds SQLite's write lock briefly instead of for a whole interval's entries (the
+# offered-rate scenario of `make bench`, bench/scenarios.py). Under load that is a checkpoint
+# about every this many entries; when it is quiet, still at most one per interval.
 EARLY_ROUND_ENTRIES = 256
 EARLY_ROUND_POLL_S = 0.05
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
@@ -22,10 +22,19 @@ from labledger.core.model import (
     SessionSpec,
     StoredDelivery,
     is_time_unconfirmed,
+    recorded_from,
 )
 from labledger.core.text import check_text
 from labledger.forges.scoped import FORGE_PATTERN
 from labledger.storage.rows import AttemptRow, DeliveryView
+
+RecordedFrom = Annotated[
+    Literal["webhook", "github-api"],
+    Field(
+        description="How the push reached the ledger: a forge's webhook, or read from GitHub's "
+        "API by `labledger reconcile --activity` (its time is GitHub's activity timestamp)"
+    ),
+]
 
 # The validation error type that answers 400 `malformed` rather than 422 `invalid`.
 CONTROL_CHARACTER = "control_character"
@@ -181,6 +190,7 @@ class AttemptOut(BaseModel):
     )
     push_id: int
     delivery_id: str
+    recorded_from: RecordedFrom
 
     @classmethod
     def of(cls, a: LabAttempt, session: LabSession, skew: timedelta = CLOCK_SKEW) -> AttemptOut:
@@ -216,6 +226,7 @@ class PushOut(BaseModel):
     time_unconfirmed: bool = Field(
         description="pushed_at lies more than LABLEDGER_CLOCK_SKEW_SECONDS before received_at"
     )
+    recorded_from: RecordedFrom
     commit_shas: list[str] = Field(description="Every commit the push carried, in payload order")
     commit_list_complete: bool = Field(description="False when the forge's list may be truncated")
 
@@ -332,7 +343,8 @@ API_ERRORS = error_responses(
 
 # The hot read routes answer with plain dicts serialised by pydantic-core (the same encoder,
 # so the same JSON as the models above): validating ledger rows into models and FastAPI's
-# re-validation of the returned model cost several times the query on a 100-attempt page.
+# re-validation of the returned model cost more than the query on a page of attempts (the
+# session-page read of bench/reads.py).
 # The models stay the OpenAPI schema and `AttemptOut.of` etc. validate these same dicts,
 # so the two cannot drift apart (tests/unit/test_api_shapes.py checks every builder).
 
@@ -349,6 +361,7 @@ def attempt_json(
     a: LabAttempt, session: LabSession, skew: timedelta = CLOCK_SKEW
 ) -> dict[str, object]:
     c, files, trusted_time = a.commit, a.commit.files, a.trusted_time
+    source = recorded_from(session.spec.forge, a.delivery_id)
     return {
         "id": a.id,
         "session_id": a.session_id,
@@ -372,13 +385,15 @@ def attempt_json(
         "received_at": a.received_at,
         "trusted_time": trusted_time,
         "late": session.is_late(trusted_time),
-        "time_unconfirmed": is_time_unconfirmed(a.pushed_at, a.received_at, skew),
+        "time_unconfirmed": is_time_unconfirmed(a.pushed_at, a.received_at, skew, source),
         "push_id": a.push_id,
         "delivery_id": a.delivery_id,
+        "recorded_from": source,
     }
 
 
 def push_json(p: PushRecord, skew: timedelta = CLOCK_SKEW) -> dict[str, object]:
+    source = recorded_from(p.forge, p.delivery_id)
     return {
         "id": p.id,
         "delivery_id": p.delivery_id,
@@ -396,7 +411,8 @@ def push_json(p: PushRecord, skew: timedelta = CLOCK_SKEW) -> dict[str, object]:
         "sender": {"login": p.sender.login, "id": p.sender.id},
         "pushed_at": p.pushed_at,
         "received_at": p.received_at,
-        "time_unconfirmed": is_time_unconfirmed(p.pushed_at, p.received_at, skew),
+        "time_unconfirmed": is_time_unconfirmed(p.pushed_at, p.received_at, skew, source),
+        "recorded_from": source,
         "commit_shas": list(p.commit_shas),
         "commit_list_complete": p.commit_list_complete,
     }
@@ -418,6 +434,7 @@ def attempt_row_json(
 ) -> dict[str, object]:
     """attempt_json, straight from a read query's row (the hot read routes)."""
     files, trusted_time = r.changed_files, r.pushed_at or r.received_at
+    source = recorded_from(session.spec.forge, r.delivery_id)
     return {
         "id": r.id,
         "session_id": r.session_id,
@@ -445,9 +462,10 @@ def attempt_row_json(
         "received_at": r.received_at,
         "trusted_time": trusted_time,
         "late": session.is_late(trusted_time),
-        "time_unconfirmed": is_time_unconfirmed(r.pushed_at, r.received_at, skew),
+        "time_unconfirmed": is_time_unconfirmed(r.pushed_at, r.received_at, skew, source),
         "push_id": r.push_id,
         "delivery_id": r.delivery_id,
+        "recorded_from": source,
     }
 
 

@@ -24,7 +24,8 @@ from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
 from labledger.config import Settings
-from labledger.core.model import LabSession, SessionSpec
+from labledger.core.errors import RepositoryShared
+from labledger.core.model import LabSession, PickedUp, SessionSpec
 from labledger.core.service import check_session_spec
 from labledger.forges.github_api import (
     direct_collaborators,
@@ -94,10 +95,28 @@ async def discover_sessions(
             report.unresolved.append(repo["full_name"])
             continue
         specs.append(_spec(d, repo, student, now))
-    opened = await asyncio.to_thread(store.open_sessions, specs, ACTOR, now) if specs else []
+    opened = await asyncio.to_thread(_open_new, store, d.lab_id, specs, now, report)
     report.created = [p.session for p in opened]
     report.picked_up = sum(len(p.attempt_ids) for p in opened)
     return report
+
+
+def _open_new(
+    store: SqlStore, lab_id: str, specs: list[SessionSpec], now: datetime, report: DiscoveryReport
+) -> list[PickedUp]:
+    """Open the sessions still missing. Another discovery running at the same moment (a
+    second server, a cron job beside `serve`) may create some first: the creating
+    transaction checks the lab's sessions on each repository under a lock
+    (`allow_shared_repository=False`), so the loser creates none twice; it counts what the
+    winner made as present and opens the rest."""
+    while specs:
+        try:
+            return store.open_sessions(specs, ACTOR, now, allow_shared_repository=False)
+        except RepositoryShared:
+            made = {s.spec.repository_id for s in _lab_sessions(store, lab_id)}
+            report.present += sum(1 for spec in specs if spec.repository_id in made)
+            specs = [spec for spec in specs if spec.repository_id not in made]
+    return []
 
 
 def _spec(d: Discovery, repo: dict[str, Any], student: int, now: datetime) -> SessionSpec:

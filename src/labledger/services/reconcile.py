@@ -27,10 +27,12 @@ from labledger.forges.github_api import (
     Backoff,
     GitHubUnavailable,
     deliveries_since,
+    describe,
     github_client,
     hook_base,
     redeliver,
 )
+from labledger.services.backfill import RepositoryReport, backfill_repositories
 from labledger.services.discovery import Discovery, parse_discovery, run_discovery
 from labledger.storage.reconcile_marks import ReconcileMarks
 from labledger.storage.sql_store import SqlStore
@@ -73,6 +75,23 @@ async def run_reconcile(
     token = settings.require_github_api()
     async with github_client(token, settings.github_api_url, progress, backoff) as api:
         return await reconcile_hooks(api, marks, settings.github_hooks, progress)
+
+
+async def run_backfill(
+    settings: Settings,
+    store: SqlStore,
+    marks: ReconcileMarks,
+    progress: Progress,
+    confirm_all: bool = False,
+    backoff: Backoff | None = None,
+) -> list[RepositoryReport]:
+    """`reconcile --activity`: record the pushes GitHub lists and the ledger lacks, and check
+    the push times webhooks claimed, for every repository of a GitHub session."""
+    token = settings.require_github_api()
+    async with github_client(token, settings.github_api_url, progress, backoff) as api:
+        return await backfill_repositories(
+            api, store, marks, settings.clock_skew, progress, confirm_all
+        )
 
 
 async def reconcile_forever(settings: Settings, marks: ReconcileMarks, every: float) -> None:
@@ -128,7 +147,7 @@ async def reconcile_hook(
     try:
         found = await _read_since(api, base, position, lambda n: progress(f"{hook}: {n} read"))
     except (HTTPException, GitHubUnavailable) as exc:
-        report.error = f"listing deliveries failed: {_describe(exc)}"
+        report.error = f"listing deliveries failed: {describe(exc)}"
         return report
     report.seen = len(found)
     pushes = [d for d in found if d.get("event") == "push"]
@@ -140,7 +159,7 @@ async def reconcile_hook(
             await redeliver(api, base, int(delivery["id"]))
             report.requested.append(guid)
         except (HTTPException, GitHubUnavailable) as exc:
-            report.missing.append(f"{guid} ({_describe(exc)})")
+            report.missing.append(f"{guid} ({describe(exc)})")
         if n % 50 == 0:
             progress(f"{hook}: {n}/{len(wanted)} redeliveries requested")
     if found and report.complete:
@@ -168,9 +187,3 @@ def _unheld_by_guid(pushes: list[Any], held: set[str]) -> dict[str, Any]:
         if delivery["guid"] not in held:
             wanted.setdefault(delivery["guid"], delivery)
     return wanted
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, HTTPException):
-        return f"GitHub answered {int(exc.status_code)} {exc}".strip()
-    return str(exc)

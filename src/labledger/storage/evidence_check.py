@@ -30,7 +30,7 @@ from labledger.core.evidence import (
 )
 from labledger.core.model import LabSession, NewAttempt, Push
 from labledger.core.verify import Limitation, Problem, VerifyReport
-from labledger.forges import PUSH_PARSERS
+from labledger.forges import PUSH_PARSERS, recorded_by
 from labledger.forges.gitlab import PUSH_EVENTS as GITLAB_PUSH_EVENTS
 from labledger.storage.companions import (
     Companions,
@@ -141,7 +141,7 @@ class _PushCheck:
 
     def _derive(self, push: Row, delivery: Row, body: bytes | None) -> Push | None:
         """The push its raw body makes, when it is kept; a row that differs is reported."""
-        parse = PUSH_PARSERS.get(delivery["forge"].partition(":")[0])
+        parse = PUSH_PARSERS.get(recorded_by(delivery["forge"], body or b""))
         if body is None or parse is None:
             self._unbodied += body is None
             self._unparsed += body is not None

@@ -35,6 +35,7 @@ from sqlalchemy.sql.selectable import CTE
 
 from labledger.core.grading import AttemptTally
 from labledger.core.model import (
+    API_DELIVERY_PREFIX,
     CLOCK_SKEW,
     LabAttempt,
     LabSession,
@@ -62,9 +63,6 @@ from labledger.storage.tables import (
 TRUSTED_TIME: ColumnElement[datetime] = func.coalesce(
     attempts.c.pushed_at, attempts.c.received_at, type_=UtcDateTime
 )
-# A push read from GitHub's API (`reconcile --activity`) has a delivery id with this prefix;
-# its attempts are `recorded_from` "github-api", and their times are the API's own.
-API_DELIVERY_PREFIX = "github-api:"
 
 
 @dataclass(frozen=True, slots=True)
