@@ -150,7 +150,13 @@ def _result(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 "title": "Lab overview answer times",
                 "header": ["database", "sessions", "attempts", "median ms", "p95 ms"],
                 "rows": [
-                    [NAMES[d], f["sessions_shown"], f["attempts"], f["median_ms"], f["p95_ms"]]
+                    [
+                        NAMES[d],
+                        f"{f['sessions_shown']:,}",
+                        f"{f['attempts']:,}",
+                        f"{f['median_ms']:.1f}",
+                        f"{f['p95_ms']:.1f}",
+                    ]
                     for d, f in figures.items()
                 ],
             }
