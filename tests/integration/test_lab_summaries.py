@@ -18,6 +18,7 @@ from labledger.core.model import API_DELIVERY_PREFIX, is_time_unconfirmed, recor
 from labledger.core.service import check_session_spec
 from labledger.http import grading_schemas as gs
 from labledger.http.app import create_app
+from labledger.http.ui.access import SESSION_COOKIE, UiKeys
 from labledger.services import grading
 from labledger.storage.maintenance import maintenance
 from labledger.storage.tables import deliveries
@@ -27,7 +28,7 @@ from tests.support import session_spec as spec_of
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 DUE = 1_764_000_000  # 2025-11-24T16:00:00Z
-NEW_NAMES = ("force_pushes", "unconfirmed_times", "api_recorded_attempts")
+READ = "read-token-for-the-lab-summary-tests-01"
 
 
 @pytest.fixture
@@ -217,3 +218,30 @@ def test_api_recorded_attempts_are_marked_not_unconfirmed(
         )
     after = grading.session_summary(ledger.store, session_id)
     assert (after.api_recorded_attempts, after.unconfirmed_times) == (2, 2)
+
+
+def test_web_view_marks_api_recorded_attempts(ledger: Ledger) -> None:
+    """The overview and the attempt page say when an attempt was read from GitHub's API, and
+    say so for no other."""
+    settings = Settings.model_validate(
+        {"github_webhook_secret": SECRET, "api_tokens": f"read:{READ}", "ui_secret_key": "u" * 40}
+    )
+    with TestClient(create_app(settings, ledger.store, SIGNER)) as web:
+        session_id = _student(web, ledger, "lab-4", 9400, 1)
+        cookie = UiKeys(settings).open_session(READ)
+        assert cookie is not None
+        web.cookies.set(SESSION_COOKIE, cookie, path="/ui")
+        newest = grading.session_summary(ledger.store, session_id).newest_attempt
+        assert newest is not None
+        page = web.get(f"/ui/attempts/{newest.id}").text
+        assert "a webhook delivery" in page and "not checked" in page
+        assert "recorded from the API" not in web.get("/ui/labs/lab-4").text
+        with maintenance(ledger.engine, ("deliveries",)) as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id == newest.delivery_id)
+                .values(delivery_id=f"{API_DELIVERY_PREFIX}{newest.delivery_id}")
+            )
+        assert "GitHub's API</span>" in web.get(f"/ui/attempts/{newest.id}").text
+        overview = web.get("/ui/labs/lab-4").text
+        assert "2 recorded from the API" in overview and 'data-marks="api' in overview

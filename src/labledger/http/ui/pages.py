@@ -16,13 +16,15 @@ from jinja2 import Environment, FileSystemLoader
 
 from labledger.config import Settings
 from labledger.core.errors import NotFound
+from labledger.core.model import recorded_from
 from labledger.core.note import VerifierKey
-from labledger.http.grading_schemas import SessionSummaryOut
+from labledger.http.grading_schemas import SessionSummaryOut, TimeCheckOut
 from labledger.http.ui.access import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, UiKeys, Viewer
 from labledger.http.ui.links import link_router
 from labledger.http.ui.timeline import lay_out
 from labledger.services import grading
 from labledger.storage.merkle_log import NotYetLogged, SqlLog
+from labledger.storage.reconcile_marks import ReconcileMarks
 from labledger.storage.sql_store import SqlStore
 
 HERE = Path(__file__).parent
@@ -180,8 +182,16 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
             return page(request, "error.html", 404, viewer=viewer, problem="No such attempt.")
         session = store.get_session(record.attempt.session_id)
         results = store.verifications([attempt_id])
+        checked = ReconcileMarks(store.engine).time_check(record.attempt.push_id)
         return page(
-            request, "attempt.html", viewer=viewer, record=record, session=session, results=results
+            request,
+            "attempt.html",
+            viewer=viewer,
+            record=record,
+            session=session,
+            results=results,
+            source=recorded_from(session.spec.forge, record.attempt.delivery_id),
+            time_check=TimeCheckOut.model_validate(checked) if checked else None,
         )
 
     @router.get("/ui/attempts/{attempt_id}/receipt")
