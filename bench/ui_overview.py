@@ -139,10 +139,16 @@ def _result(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ],
         "goals": [
             {
-                "goal": "lab overview, 1,000 sessions / 100,000 attempts (median ms)",
-                "target": f"<= {TARGET_MS:g} ms",
+                "goal": f"lab overview, {any_figure['sessions']:,} sessions / "
+                f"{any_figure['attempts']:,} attempts (median ms)",
+                "target": f"<= {TARGET_MS:g} ms at {ATTEMPTS:,} attempts",
                 "values": {d: f["median_ms"] for d, f in figures.items()},
-                "met": {d: f["median_ms"] <= TARGET_MS for d, f in figures.items()},
+                # The target is set for the full size only; a smoke run's figure says nothing.
+                "met": {
+                    d: f["median_ms"] <= TARGET_MS
+                    for d, f in figures.items()
+                    if f["attempts"] == ATTEMPTS
+                },
             }
         ],
         "tables": [
