@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import labledger
-from bench import arenas, targets, where_time_goes
+from bench import arenas, targets, ui_overview, where_time_goes
 from bench import results as result_file
 from bench.calibrate import generator_cost
 from bench.config import SATURATION_REPOS, BenchConfig
@@ -64,6 +64,7 @@ class Scenario:
 SCENARIOS = (
     Scenario("where_time_goes", where_time_goes.measure),
     Scenario("malloc_arenas", arenas.measure),
+    Scenario("ui_overview", ui_overview.measure),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -71,6 +72,35 @@ def test_lab_overview_sorts_and_filters(browser: Browser, served: Served) -> Non
     assert rows.first.inner_text().startswith("student-2")
     page.get_by_label("Filter").fill("student-1")
     assert page.locator("#sessions tbody tr:visible").count() == 1
+
+
+def test_lab_overview_marks_and_filters_by_mark(browser: Browser, served: Served) -> None:
+    """The overview marks a session's force-push and unconfirmed times, shows only the
+    sessions with the chosen mark, and downloads the same sessions as CSV."""
+    page = browser.new_page()
+    _sign_in(page, served)
+    page.goto(served.url + "/ui/labs/lab-1")
+    marked = page.locator("#sessions tbody tr", has_text="student-1")
+    assert marked.locator(".tag.force").inner_text() == "1 force-push"
+    assert marked.locator(".tag.unconfirmed").first.is_visible()
+    assert page.locator("#sessions .tag.gap").count() == 0
+    visible = page.locator("#sessions tbody tr:visible")
+    page.get_by_label("Show").select_option("force")
+    assert visible.count() == 1 and visible.first.inner_text().startswith("student-1")
+    page.get_by_label("Show").select_option("unverified")
+    assert visible.count() == 2
+    page.get_by_label("Show").select_option("gap")
+    assert visible.count() == 0
+    page.get_by_label("Show").select_option("")
+    page.get_by_label("Filter").fill("student-2")
+    assert visible.count() == 1
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    sheet = Path(download.value.path()).read_text().splitlines()
+    header = sheet[0].split(",")
+    rows = {r.split(",")[1]: r.split(",") for r in sheet[1:]}
+    assert rows["student-1"][header.index("force_pushes")] == "1"
+    assert rows["student-2"][header.index("force_pushes")] == "0"
 
 
 def test_no_page_without_a_session(browser: Browser, served: Served) -> None:

@@ -95,18 +95,17 @@ def verifications_add(obj: Context, /, attempt_id: int, as_json: bool, **options
 @pass_context
 def report(obj: Context, lab_id: str, as_csv: bool, session_id: int | None, as_json: bool) -> None:
     """Per session of a lab: attempts, late count, the attempt that counts and its status."""
-    # The routes module brings FastAPI; only this verb needs it.
-    from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
+    from labledger.services import grading
 
     if session_id is not None:
-        one = summary_of(obj.store, session_id, obj.settings.clock_skew)
+        one = grading.session_summary(obj.store, session_id, obj.settings.clock_skew)
         emit(one, as_json, [_summary_line(one)])
         return
-    summary = lab_summary_of(obj.store, lab_id, obj.settings.clock_skew)
+    summary = grading.lab_summary(obj.store, lab_id, obj.settings.clock_skew)
     if not summary.sessions:
         click.echo(f"no sessions of lab {lab_id!r}; `labledger sessions list` shows them", err=True)
     if as_csv:
-        click.echo(lab_csv(summary), nl=False)
+        click.echo(grading.lab_csv(summary), nl=False)
         return
     emit(summary, as_json, (_summary_line(s) for s in summary.sessions))
 

@@ -1,7 +1,5 @@
 """Verification results, deadline changes, grading summaries and the change feed."""
 
-import csv
-import io
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,14 +12,14 @@ from fastapi.responses import JSONResponse, Response
 
 from labledger.compose import SqlStore
 from labledger.core.errors import MalformedPayload, NotFound, VerificationConflict
-from labledger.core.grading import summarize
-from labledger.core.model import CLOCK_SKEW, LabSession
+from labledger.core.model import CLOCK_SKEW
 from labledger.core.service import check_session_spec, check_verification
 from labledger.http import grading_schemas as gs
 from labledger.http import schemas
 from labledger.http.feed_notifier import FeedNotifier
 from labledger.http.params import Limit, RowId
-from labledger.http.schemas import DecimalDigits
+from labledger.http.schemas import DecimalDigits, Digits
+from labledger.services import grading
 
 T = TypeVar("T")
 FEED_KINDS = ("attempt", "push", "verification")
@@ -92,7 +90,7 @@ def grading_router(
     @router.get("/sessions/{session_id}/summary", response_model=gs.SessionSummaryOut)
     def session_summary(session_id: RowId) -> gs.SessionSummaryOut:
         """The attempt that counts, its current status, the newest attempt and lateness."""
-        return summary_of(store, session_id, skew)
+        return grading.session_summary(store, session_id, skew)
 
     @router.get(
         "/labs/{lab_id}/summary",
@@ -103,14 +101,26 @@ def grading_router(
         lab_id: schemas.PlainText,
         request: Request,
         format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
+        after: Annotated[
+            int, Query(ge=0, le=2**63 - 1, description="next_after of the previous page"), Digits
+        ] = 0,
+        limit: Annotated[
+            int | None,
+            Query(ge=1, le=grading.PAGE_SESSIONS, description="sessions per page; all if absent"),
+            Digits,
+        ] = None,
     ) -> Response:
-        """Every session of a lab; `?format=csv` or `Accept: text/csv` for a spreadsheet."""
-        summary = lab_summary_of(store, lab_id, skew)
+        """Every session of a lab, or a page of them with `limit` (then `next_after` reads on);
+        `?format=csv` or `Accept: text/csv` for a spreadsheet."""
+        if limit is None and after == 0:
+            summary = grading.lab_summary(store, lab_id, skew)
+        else:
+            summary = grading.lab_page(store, lab_id, skew, after, limit or grading.PAGE_SESSIONS)
         wants_csv = format == "csv" or (
             format is None and "text/csv" in request.headers.get("accept", "")
         )
         if wants_csv:
-            return Response(lab_csv(summary), media_type="text/csv; charset=utf-8")
+            return Response(grading.lab_csv(summary), media_type="text/csv; charset=utf-8")
         return JSONResponse(summary.model_dump(mode="json"))
 
     @router.get("/feed", response_model=gs.FeedPage)
@@ -179,33 +189,3 @@ def feed_items(
             item.verification = gs.VerificationOut.of(results[entry_id])
         items.append(item)
     return items
-
-
-def summary_of(
-    store: SqlStore, session_id: int, skew: timedelta = CLOCK_SKEW
-) -> gs.SessionSummaryOut:
-    session, counted = store.session_tally(session_id)
-    results = store.verifications([counted.counting.id]) if counted.counting else []
-    return gs.SessionSummaryOut.of(
-        summarize(session, counted, results, skew), gaps=store.session_gaps(session)
-    )
-
-
-def lab_summary_of(store: SqlStore, lab_id: str, skew: timedelta = CLOCK_SKEW) -> gs.LabSummaryOut:
-    sessions: list[LabSession] = []
-    while page := store.list_sessions(
-        lab_id=lab_id, after=sessions[-1].id if sessions else 0, limit=500
-    ):
-        sessions.extend(page)
-    return gs.LabSummaryOut(
-        lab_id=lab_id, sessions=[summary_of(store, s.id, skew) for s in sessions]
-    )
-
-
-def lab_csv(summary: gs.LabSummaryOut) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(gs.CSV_COLUMNS)
-    for s in summary.sessions:
-        writer.writerow(gs.csv_row(s))
-    return out.getvalue()

@@ -139,9 +139,29 @@ class SessionSummaryOut(BaseModel):
         default=0,
         description="Open gaps in the push chains of the session's repository and branches",
     )
+    force_pushes: int = Field(
+        default=0,
+        description="Pushes that rewrote history (forced, neither created nor deleted) and "
+        "recorded at least one of the session's attempts",
+    )
+    unconfirmed_times: int = Field(
+        default=0, description="Attempts whose pushed_at the forge has not confirmed"
+    )
+    api_recorded_attempts: int = Field(
+        default=0,
+        description="Attempts recorded from the forge's API (recorded_from github-api), "
+        "not from a webhook delivery",
+    )
 
     @classmethod
-    def of(cls, s: SessionSummary, gaps: int = 0) -> SessionSummaryOut:
+    def of(
+        cls,
+        s: SessionSummary,
+        gaps: int = 0,
+        force_pushes: int = 0,
+        unconfirmed_times: int = 0,
+        api_recorded_attempts: int = 0,
+    ) -> SessionSummaryOut:
         session = s.session
         return cls(
             session_id=session.id,
@@ -161,12 +181,18 @@ class SessionSummaryOut(BaseModel):
             newest_late=s.newest_late,
             counts_by_unconfirmed_time=s.counts_by_unconfirmed_time,
             gaps=gaps,
+            force_pushes=force_pushes,
+            unconfirmed_times=unconfirmed_times,
+            api_recorded_attempts=api_recorded_attempts,
         )
 
 
 class LabSummaryOut(BaseModel):
     lab_id: str
     sessions: list[SessionSummaryOut]
+    next_after: int | None = Field(
+        default=None, description="Pass as `after` for the next page; null on the last"
+    )
 
 
 CSV_COLUMNS = (
@@ -185,8 +211,12 @@ CSV_COLUMNS = (
     "counting_time_unconfirmed",
     "counts_by_unconfirmed_time",
     "gaps",
-    "forge",  # last, so that existing spreadsheets keep their column positions
+    "forge",
+    # New columns go last, so that existing spreadsheets keep their column positions.
     "counting_recorded_from",
+    "force_pushes",
+    "unconfirmed_times",
+    "api_recorded_attempts",
 )
 
 
@@ -210,6 +240,9 @@ def csv_row(s: SessionSummaryOut) -> list[object]:
         s.gaps,
         s.forge,
         counting.recorded_from if counting else "",
+        s.force_pushes,
+        s.unconfirmed_times,
+        s.api_recorded_attempts,
     ]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Text, cast, func, select
 from labledger.core.model import API_DELIVERY_PREFIX, is_time_unconfirmed
 from labledger.storage.engine import translate_db_errors
 from labledger.storage.rows import session_from_row, session_query
-from labledger.storage.summary_reads import session_tally
+from labledger.storage.summary_reads import session_tallies
 from labledger.storage.tables import (
     audit_events,
     deliveries,
@@ -130,10 +130,10 @@ class ReconcileMarks:
         s = lab_sessions.c
         query = session_query().where(s.forge == "github", s.repository_id == repository_id)
         found = []
-        for row in conn.execute(query):
-            counting = session_tally(conn, session_from_row(row)).counting
-            if counting is not None:
-                found.append(counting.push_id)
+        for row in conn.execute(query).all():
+            for tallied in session_tallies(conn, session_id=session_from_row(row).id):
+                if (counting := tallied.counted.counting) is not None:
+                    found.append(counting.push_id)
         return found
 
     def time_check(self, push_id: int) -> dict[str, Any] | None:

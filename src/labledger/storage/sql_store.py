@@ -6,13 +6,13 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, select, text
 
 from labledger.core.errors import NotFound, RepositoryShared
-from labledger.core.grading import AttemptTally
 from labledger.core.model import (
+    CLOCK_SKEW,
     AttemptRecord,
     AuditEvent,
     DeadlineChange,
@@ -64,7 +64,7 @@ from labledger.storage.rows import (
     verification_from_row,
 )
 from labledger.storage.sql_writer import SqlWriter
-from labledger.storage.summary_reads import session_tally
+from labledger.storage.summary_reads import SessionTally, session_tallies
 from labledger.storage.tables import (
     attempts,
     deliveries,
@@ -386,7 +386,7 @@ class SqlStore:
 
     def all_session_attempts(self, session_id: int) -> list[LabAttempt]:
         """Every attempt of a session in ledger order (a timeline, a test); summaries use
-        session_tally, whose cost does not grow with them."""
+        session_tallies, whose cost does not grow with them."""
         found: list[LabAttempt] = []
         while page := self.session_attempts(
             session_id, after=found[-1].id if found else 0, limit=1000
@@ -394,11 +394,21 @@ class SqlStore:
             found.extend(page)
         return found
 
-    def session_tally(self, session_id: int) -> tuple[LabSession, AttemptTally]:
-        """A session (NotFound if none) and what its summary needs of its attempts."""
+    def session_tallies(
+        self,
+        *,
+        lab_id: str | None = None,
+        session_id: int | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        skew: timedelta = CLOCK_SKEW,
+    ) -> list[SessionTally]:
+        """What the summaries of a page of sessions show (storage/summary_reads.py), read in
+        one transaction in a fixed number of statements."""
         with self._reading() as conn:
-            session = _session(conn, session_id)
-            return session, session_tally(conn, session)
+            return session_tallies(
+                conn, lab_id=lab_id, session_id=session_id, after=after, limit=limit, skew=skew
+            )
 
     # -- the change feed ----------------------------------------------------------------
 

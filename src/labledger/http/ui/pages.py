@@ -14,14 +14,16 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from labledger.compose import SqlLog, SqlStore
+from labledger.compose import Ledger, SqlLog, SqlStore
 from labledger.config import Settings
 from labledger.core.errors import NotFound, NotYetLogged
+from labledger.core.model import recorded_from
 from labledger.core.note import VerifierKey
-from labledger.http.grading_routes import lab_csv, lab_summary_of, summary_of
+from labledger.http.grading_schemas import SessionSummaryOut, TimeCheckOut
 from labledger.http.ui.access import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, UiKeys, Viewer
 from labledger.http.ui.links import link_router
 from labledger.http.ui.timeline import lay_out
+from labledger.services import grading
 
 HERE = Path(__file__).parent
 CSP = (
@@ -53,9 +55,11 @@ def mount_ui(
 
 
 def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> APIRouter:
+    marks = Ledger(store).reconcile_marks
     router = APIRouter(include_in_schema=False)
     # Every template escapes, the included SVG too (select_autoescape would skip .svg).
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+    environment.globals["marks_of"] = marks_of
     templates = Jinja2Templates(env=environment)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -115,18 +119,19 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
         viewer = signed_in(request)
         if viewer is None:
             return to_sign_in()
-        found = [lab_summary_of(store, lab) for lab in store.list_lab_ids()]
+        found = [grading.lab_summary(store, lab) for lab in store.list_lab_ids()]
         return page(request, "labs.html", viewer=viewer, labs=found)
 
     @router.get("/ui/labs/{lab_id}")
-    def lab(request: Request, lab_id: str) -> Response:
+    def lab(request: Request, lab_id: str, after: str = "") -> Response:
         viewer = signed_in(request)
         if viewer is None:
             return to_sign_in()
-        summary = lab_summary_of(store, lab_id)
+        start = _after(after)
+        summary = grading.lab_page(store, lab_id, after=start)
         if not summary.sessions:
             return page(request, "error.html", 404, viewer=viewer, problem=f"No lab {lab_id!r}.")
-        return page(request, "lab.html", viewer=viewer, lab=summary)
+        return page(request, "lab.html", viewer=viewer, lab=summary, after=start)
 
     @router.get("/ui/labs/{lab_id}/summary.csv")
     def lab_download(request: Request, lab_id: str) -> Response:
@@ -134,7 +139,7 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
             return to_sign_in()
         disposition = f'attachment; filename="{_file_safe(lab_id)}.csv"'
         return Response(
-            lab_csv(lab_summary_of(store, lab_id)),
+            grading.lab_csv(grading.lab_summary(store, lab_id)),
             media_type="text/csv; charset=utf-8",
             headers={**HEADERS, "Content-Disposition": disposition},
         )
@@ -150,7 +155,7 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
             request,
             "session.html",
             session=session,
-            summary=summary_of(store, session.id),
+            summary=grading.session_summary(store, session.id),
             timeline=lay_out(session, attempts, pushes),
             attempts=attempts[:PAGE_ATTEMPTS],
             more=max(0, len(attempts) - PAGE_ATTEMPTS),
@@ -176,8 +181,16 @@ def _router(keys: UiKeys, store: SqlStore, log: SqlLog, key: VerifierKey) -> API
             return page(request, "error.html", 404, viewer=viewer, problem="No such attempt.")
         session = store.get_session(record.attempt.session_id)
         results = store.verifications([attempt_id])
+        checked = marks.time_check(record.attempt.push_id)
         return page(
-            request, "attempt.html", viewer=viewer, record=record, session=session, results=results
+            request,
+            "attempt.html",
+            viewer=viewer,
+            record=record,
+            session=session,
+            results=results,
+            source=recorded_from(session.spec.forge, record.attempt.delivery_id),
+            time_check=TimeCheckOut.model_validate(checked) if checked else None,
         )
 
     @router.get("/ui/attempts/{attempt_id}/receipt")
@@ -251,6 +264,24 @@ def _cookie(response: Response, request: Request, name: str, value: str, seconds
 
 def _same(a: str, b: str) -> bool:
     return bool(a) and hmac.compare_digest(a.encode(), b.encode())
+
+
+def marks_of(s: SessionSummaryOut) -> str:
+    """The overview's marks of a session, space-separated (the marks filter reads them)."""
+    marks = {
+        "late": s.late_attempts,
+        "force": s.force_pushes,
+        "gap": s.gaps,
+        "unconfirmed": s.unconfirmed_times or s.counts_by_unconfirmed_time,
+        "api": s.api_recorded_attempts,
+        "unverified": s.counting_status is None,
+    }
+    return " ".join(name for name, present in marks.items() if present)
+
+
+def _after(text: str) -> int:
+    """A page's `after`: ASCII digits, anything else reads from the first session."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else 0
 
 
 def _file_safe(text: str) -> str:

@@ -28,13 +28,21 @@
       });
     });
   }
-  for (const input of document.querySelectorAll("input[data-filter]")) {
-    const table = document.getElementById(input.dataset.filter);
-    input.addEventListener("input", () => {
-      const needle = input.value.trim().toLowerCase();
+  // A row shows when it holds the filter's text and carries the chosen mark (data-marks).
+  for (const table of document.querySelectorAll("table.sortable")) {
+    const text = document.querySelector(`input[data-filter="${table.id}"]`);
+    const mark = document.querySelector(`select[data-marks-filter="${table.id}"]`);
+    const apply = () => {
+      const needle = text ? text.value.trim().toLowerCase() : "";
+      const wanted = mark ? mark.value : "";
       for (const row of table.tBodies[0].rows) {
-        row.hidden = needle !== "" && !row.textContent.toLowerCase().includes(needle);
+        const marks = (row.dataset.marks || "").split(" ");
+        row.hidden =
+          (needle !== "" && !row.textContent.toLowerCase().includes(needle)) ||
+          (wanted !== "" && !marks.includes(wanted));
       }
-    });
+    };
+    if (text) text.addEventListener("input", apply);
+    if (mark) mark.addEventListener("change", apply);
   }
 })();
