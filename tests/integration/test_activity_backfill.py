@@ -236,7 +236,7 @@ def test_webhook_cannot_pass_for_a_push_read_from_the_api(ledger: Ledger) -> Non
 def test_the_lab_csv_says_where_the_counting_attempt_came_from(
     github: GitHubDouble, ledger: Ledger
 ) -> None:
-    """The lab CSV's last column names how the counting attempt's push was recorded."""
+    """The lab CSV names how the counting attempt's push was recorded."""
     ledger.store.create_session(session_spec(), "test", datetime.now(UTC))
     github.pushed(REPO, chain(1)[0])
     assert main(["reconcile", "--activity"]) == 0
@@ -244,5 +244,6 @@ def test_the_lab_csv_says_where_the_counting_attempt_came_from(
     with TestClient(create_app(settings, ledger.store, SIGNER)) as client:
         text = client.get("/api/v1/labs/lab-1/summary?format=csv", headers=ADMIN).text
     header, row = text.splitlines()[:2]
-    assert header.split(",")[-1] == "counting_recorded_from"
-    assert row.split(",")[-1] == "github-api"
+    cells = dict(zip(header.split(","), row.split(","), strict=True))
+    assert cells["counting_recorded_from"] == "github-api"
+    assert cells["api_recorded_attempts"] == "1"
