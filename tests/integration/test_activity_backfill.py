@@ -246,4 +246,4 @@ def test_the_lab_csv_says_where_the_counting_attempt_came_from(
     header, row = text.splitlines()[:2]
     cells = dict(zip(header.split(","), row.split(","), strict=True))
     assert cells["counting_recorded_from"] == "github-api"
-    assert cells["api_recorded_attempts"] == "1"
+    assert cells["api_recorded_attempts"] == cells["attempts"] != "0"
