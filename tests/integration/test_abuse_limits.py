@@ -3,7 +3,9 @@ flight, metric labels, connections and threads (issue 22, resource exhaustion)."
 
 from __future__ import annotations
 
+import json
 import random
+import socket
 import string
 import threading
 import time
@@ -17,9 +19,11 @@ from starlette.types import ASGIApp, Message
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.http.limits import BodyLimits, ByteBudget
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
+from tests.integration.servers import serving_in_thread
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload
 
 MiB = 1024 * 1024
@@ -124,6 +128,75 @@ def test_concurrent_unsigned_webhook_bodies_are_capped(ledger: Ledger) -> None:
     assert answers["streamed"][0] == 503 and streamed.pulled < MiB
     assert answers["streamed"][1]["retry-after"].isdigit()
     assert (answers["held"][0], answers["again"][0]) == (401, 401)
+
+
+def _in_flight(app: ASGIApp) -> ByteBudget:
+    """The running app's webhook byte budget (its middleware stack is built on first use)."""
+    layer = getattr(app, "middleware_stack", None)
+    while not isinstance(layer, BodyLimits):
+        layer = getattr(layer, "app", None)
+        assert layer is not None, "no BodyLimits in the middleware stack"
+    return layer.in_flight
+
+
+def _webhook_head(framing: str) -> bytes:
+    lines = [
+        "POST /webhooks/github HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        "X-GitHub-Event: push",
+        "X-GitHub-Delivery: 0f6c4e2a-22aa-4bbb-8ccc-000000000022",
+        "Transfer-Encoding: chunked" if framing == "chunked" else f"Content-Length: {framing}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (status, headers, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before an answer: {data!r}"
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)}
+    while len(body) < int(headers["content-length"]):
+        piece = sock.recv(65536)
+        assert piece, "connection closed inside the answer"
+        body += piece
+    return int(status_line.split()[1]), headers, body
+
+
+def test_chunked_webhook_refused_midway_by_bytes_in_flight_answers_busy(ledger: Ledger) -> None:
+    """A chunked body that reaches the bytes-in-flight cap while streaming gets 503 `busy`."""
+    settings = _settings(max_body_bytes=MiB, webhook_bytes_in_flight=MiB)
+    app = create_app(settings, ledger.store, SIGNER)
+    piece = b"x" * (64 * 1024)
+    with serving_in_thread(app) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as held:
+            held.sendall(_webhook_head(str(MiB // 2)) + b"{")
+            for _ in range(1000):  # until the server holds the declared half of the budget
+                if getattr(app, "middleware_stack", None) and _in_flight(app).held:
+                    break
+                time.sleep(0.01)
+            assert _in_flight(app).held == MiB // 2
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as streamed:
+                streamed.sendall(_webhook_head("chunked"))
+
+                def send_under_the_size_limit() -> None:
+                    try:  # the whole body would stay under LABLEDGER_MAX_BODY_BYTES
+                        for _ in range(MiB // len(piece) - 1):
+                            streamed.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    except OSError:
+                        pass  # refused midway: the server closed the connection
+
+                sender = threading.Thread(target=send_under_the_size_limit)
+                sender.start()
+                status, headers, body = _read_answer(streamed)
+                sender.join(20)
+    assert (status, json.loads(body)["error"]) == (503, "busy"), body
+    assert headers["retry-after"].isdigit()
 
 
 def test_random_http_methods_do_not_grow_metrics(ledger: Ledger) -> None:

@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -107,20 +106,37 @@ class BodyLimits:
         if not self.in_flight.take(held):
             await refuse(scope, send, 503, "busy", _BUSY)
             return
+        answering = False
 
         async def counted() -> Message:
             nonlocal held
             message = await receive()
             size = len(message.get("body", b"")) if counted_length else 0
-            if size and not self.in_flight.take(size):
-                raise HTTPException(503, _BUSY, headers=RETRY_AFTER)
-            held += size
+            # Past the size limit the route refuses the body itself (413), so one request
+            # never holds more than LABLEDGER_MAX_BODY_BYTES of the budget.
+            if size and held + size <= self.webhook_bytes:
+                if not self.in_flight.take(size):
+                    raise _OverBudget
+                held += size
             return message
 
+        async def answer(message: Message) -> None:
+            nonlocal answering
+            answering = True
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, answer)
+        except _OverBudget:
+            if answering:
+                raise
+            await refuse(scope, send, 503, "busy", _BUSY)  # refused midway, as if up front
         finally:
             self.in_flight.give(held)
+
+
+class _OverBudget(Exception):
+    """A streamed webhook body reached the bytes in flight; `BodyLimits` answers it."""
 
 
 _BUSY = "too many webhook bytes in flight (LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT); deliver again later"
