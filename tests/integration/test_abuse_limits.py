@@ -168,33 +168,43 @@ def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+def _wait_until_held(app: ASGIApp, size: int) -> None:
+    for _ in range(1000):
+        if getattr(app, "middleware_stack", None) and _in_flight(app).held:
+            break
+        time.sleep(0.01)
+    assert _in_flight(app).held == size
+
+
+def _stream_chunks(sock: socket.socket, total: int, size: int) -> None:
+    """Send `total` bytes as chunks of `size`, stopping quietly if the server hangs up."""
+    piece = b"x" * size
+    try:
+        for _ in range(total // size):
+            sock.sendall(f"{size:x}\r\n".encode() + piece + b"\r\n")
+    except OSError:
+        pass  # refused midway: the server closed the connection
+
+
 def test_chunked_webhook_refused_midway_by_bytes_in_flight_answers_busy(ledger: Ledger) -> None:
     """A chunked body that reaches the bytes-in-flight cap while streaming gets 503 `busy`."""
     settings = _settings(max_body_bytes=MiB, webhook_bytes_in_flight=MiB)
     app = create_app(settings, ledger.store, SIGNER)
-    piece = b"x" * (64 * 1024)
-    with serving_in_thread(app) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as held:
-            held.sendall(_webhook_head(str(MiB // 2)) + b"{")
-            for _ in range(1000):  # until the server holds the declared half of the budget
-                if getattr(app, "middleware_stack", None) and _in_flight(app).held:
-                    break
-                time.sleep(0.01)
-            assert _in_flight(app).held == MiB // 2
-            with socket.create_connection(("127.0.0.1", port), timeout=20) as streamed:
-                streamed.sendall(_webhook_head("chunked"))
-
-                def send_under_the_size_limit() -> None:
-                    try:  # the whole body would stay under LABLEDGER_MAX_BODY_BYTES
-                        for _ in range(MiB // len(piece) - 1):
-                            streamed.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-                    except OSError:
-                        pass  # refused midway: the server closed the connection
-
-                sender = threading.Thread(target=send_under_the_size_limit)
-                sender.start()
-                status, headers, body = _read_answer(streamed)
-                sender.join(20)
+    with (
+        serving_in_thread(app) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as held,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as streamed,
+    ):
+        held.sendall(_webhook_head(str(MiB // 2)) + b"{")
+        _wait_until_held(app, MiB // 2)
+        streamed.sendall(_webhook_head("chunked"))
+        # The whole body would stay under LABLEDGER_MAX_BODY_BYTES: only the cap refuses it.
+        sender = threading.Thread(
+            target=_stream_chunks, args=(streamed, MiB - 64 * 1024, 64 * 1024)
+        )
+        sender.start()
+        status, headers, body = _read_answer(streamed)
+        sender.join(20)
     assert (status, json.loads(body)["error"]) == (503, "busy"), body
     assert headers["retry-after"].isdigit()
 
