@@ -39,8 +39,12 @@ format: setup
 browser-tools:
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; fi
 
+# The whole suite on SQLite and PostgreSQL, two test files at a time (pytest-xdist; each test
+# has its own temporary folder, database and ports): under 6 minutes on 2 idle cores. The long
+# reliability scenarios, the wheel and the benchmarks have targets of their own.
 test: setup lint browser-tools
-	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m "not bench and not package"
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest \
+		-m "not bench and not package and not reliability" -n 2 --dist loadfile
 
 test-fast: setup
 	env -u LABLEDGER_TEST_PG_URL CI= $(UV) run pytest $(FAST)
