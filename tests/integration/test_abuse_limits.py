@@ -3,6 +3,7 @@ flight, metric labels, connections and threads (issue 22, resource exhaustion)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -16,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message
+from structlog.testing import capture_logs
 
 from labledger.config import Settings
 from labledger.http.app import create_app
@@ -207,6 +209,38 @@ def test_chunked_webhook_refused_midway_by_bytes_in_flight_answers_busy(ledger: 
         sender.join(20)
     assert (status, json.loads(body)["error"]) == (503, "busy"), body
     assert headers["retry-after"].isdigit()
+
+
+class GoneMidway(Sender):
+    """Sends one chunk of a longer body, then the client is gone."""
+
+    async def receive(self) -> Message:
+        if self.pulled:
+            return {"type": "http.disconnect"}
+        self.pulled += self.size
+        return {"type": "http.request", "body": b"{" * self.size, "more_body": True}
+
+
+@pytest.mark.parametrize("path", ["/webhooks/github", "/webhooks/gitlab"])
+def test_client_gone_midway_through_a_webhook_body_is_no_server_error(
+    ledger: Ledger, path: str
+) -> None:
+    """A sender that gives up inside its body (GitHub does at 10 s) costs a log line, not an
+    unhandled exception with its traceback."""
+    app = create_app(_settings(), ledger.store, SIGNER)
+    headers = {"content-length": "4096", "content-type": "application/json", **ADMIN}
+    with capture_logs() as logs:
+        anyio.run(_call_unanswered, app, path, GoneMidway(1, 1024), headers)
+    assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")] == []
+    assert "http.client_gone" in [e["event"] for e in logs]
+
+
+async def _call_unanswered(
+    app: ASGIApp, path: str, sender: Sender, headers: dict[str, str]
+) -> None:
+    """`_call` for a request whose client is gone: no status is expected back."""
+    with contextlib.suppress(KeyError):
+        await _call(app, path, sender, headers)
 
 
 def test_random_http_methods_do_not_grow_metrics(ledger: Ledger) -> None:
