@@ -3,8 +3,10 @@ SHELL := /bin/bash
 UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
-# The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip).
-FAST := tests/unit tests/contract -m "not postgres and not slow and not bench and not package"
+# The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip), two test
+# files at a time: under 2 minutes on 2 cores.
+FAST := tests/unit tests/contract -m "not postgres and not slow and not bench and not package" \
+	-n 2 --dist loadfile
 
 .PHONY: setup install run test test-fast test-package lint format bench bench-smoke reliability screenshots browser-tools
 
