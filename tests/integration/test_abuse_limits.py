@@ -132,6 +132,17 @@ def test_concurrent_unsigned_webhook_bodies_are_capped(ledger: Ledger) -> None:
     assert (answers["held"][0], answers["again"][0]) == (401, 401)
 
 
+def test_lone_chunked_webhook_over_the_size_limit_is_too_large_not_busy(ledger: Ledger) -> None:
+    """One chunked body past LABLEDGER_MAX_BODY_BYTES, nothing else in flight: 413, since
+    delivering it again later would not help; it never holds more than the size limit."""
+    settings = _settings(max_body_bytes=MiB, webhook_bytes_in_flight=MiB)
+    app = create_app(settings, ledger.store, SIGNER)
+    chunked = {"transfer-encoding": "chunked", "content-type": "application/json"}
+    streamed = Sender(8, MiB // 4)
+    status, _ = anyio.run(_call, app, "/webhooks/github", streamed, chunked)
+    assert status == 413 and streamed.pulled <= MiB + MiB // 4
+
+
 def _in_flight(app: ASGIApp) -> ByteBudget:
     """The running app's webhook byte budget (its middleware stack is built on first use)."""
     layer = getattr(app, "middleware_stack", None)
