@@ -3,8 +3,10 @@ SHELL := /bin/bash
 UV ?= uv
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 CODE := src tests $(wildcard bench)
-# The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip).
-FAST := tests/unit tests/contract -m "not postgres and not slow and not bench and not package"
+# The fast subset: unit and contract suites on SQLite only (PostgreSQL's cases skip), two test
+# files at a time: under 2 minutes on 2 cores.
+FAST := tests/unit tests/contract -m "not postgres and not slow and not bench and not package" \
+	-n 2 --dist loadfile
 
 .PHONY: setup install run test test-fast test-package lint format bench bench-smoke reliability screenshots browser-tools
 
@@ -39,8 +41,12 @@ format: setup
 browser-tools:
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent; fi
 
+# The whole suite on SQLite and PostgreSQL, two test files at a time (pytest-xdist; each test
+# has its own temporary folder, database and ports): under 6 minutes on 2 idle cores. The long
+# reliability scenarios, the wheel and the benchmarks have targets of their own.
 test: setup lint browser-tools
-	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest -m "not bench and not package"
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL:-$(PG_TEST_URL)} $(UV) run pytest \
+		-m "not bench and not package and not reliability" -n 2 --dist loadfile
 
 test-fast: setup
 	env -u LABLEDGER_TEST_PG_URL CI= $(UV) run pytest $(FAST)

@@ -8,6 +8,8 @@ where a missing or unreachable PostgreSQL is an error.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,7 +63,13 @@ def _with_database(url: str, name: str) -> str:
 
 
 class PgDatabases:
-    """Creates throw-away databases from one migrated template."""
+    """Creates throw-away databases from one migrated template.
+
+    PostgreSQL's CREATE DATABASE copies the template and its DROP DATABASE waits for a
+    checkpoint, so neither runs inside a test: a maker thread keeps SPARE migrated databases
+    ready, and a dropper thread drops what tests are done with while the next ones run."""
+
+    SPARE = 2
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
@@ -70,23 +78,73 @@ class PgDatabases:
         engine = make_engine(_with_database(admin_url, self.template))
         migrate.upgrade(engine, origin=SIGNER.name)
         engine.dispose()
+        self._spares: queue.Queue[str] = queue.Queue(maxsize=self.SPARE)
+        self._done: queue.Queue[str | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._maker = threading.Thread(target=self._make_spares, daemon=True)
+        self._dropper = threading.Thread(target=self._drop_done, daemon=True)
+        self._maker.start()
+        self._dropper.start()
 
     def _admin(self, sql: str) -> None:
         with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
 
-    def create(self, migrated: bool = True) -> str:
+    def _new(self, migrated: bool) -> str:
         name = f"labledger_t_{uuid.uuid4().hex[:12]}"
         template = f' TEMPLATE "{self.template}"' if migrated else ""
         self._admin(f'CREATE DATABASE "{name}"{template}')
         return _with_database(self.admin_url, name)
 
+    def _make_spares(self) -> None:
+        try:
+            while not self._stop.is_set():
+                url = self._new(migrated=True)
+                while True:
+                    try:
+                        self._spares.put(url, timeout=0.2)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set():
+                            self._done.put(url)
+                            return
+        except BaseException as exc:  # handed to the test that waits for a database
+            self._failure = exc
+
+    def _drop_done(self) -> None:
+        while (url := self._done.get()) is not None:
+            name = make_url(url).database
+            try:
+                self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error as exc:  # reported by close(), at the end of the session
+                self._failure = exc
+
+    def create(self, migrated: bool = True) -> str:
+        if not migrated:
+            return self._new(migrated=False)
+        while True:
+            try:
+                return self._spares.get(timeout=0.2)
+            except queue.Empty:
+                if self._failure is not None:
+                    raise self._failure from None
+                if not self._maker.is_alive():
+                    return self._new(migrated=True)
+
     def drop(self, url: str) -> None:
-        name = make_url(url).database
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._done.put(url)
 
     def close(self) -> None:
+        self._stop.set()
+        self._maker.join()
+        while not self._spares.empty():
+            self._done.put(self._spares.get())
+        self._done.put(None)
+        self._dropper.join()
         self._admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+        if self._failure is not None:
+            raise self._failure
 
 
 @pytest.fixture(scope="session")

@@ -70,8 +70,8 @@ def recorded(ledger: Ledger) -> Ledger:
     return ledger
 
 
-def _integrate(ledger: Ledger) -> None:
-    assert SqlLog(ledger.engine).integrate(SIGNER, datetime.now(UTC)) is not None
+def _integrate(ledger: Ledger, later: timedelta = timedelta(0)) -> None:
+    assert SqlLog(ledger.engine).integrate(SIGNER, datetime.now(UTC) + later) is not None
 
 
 def _append(engine: Engine, kind: str, table: Any, row: dict[str, Any]) -> int:
@@ -201,8 +201,7 @@ def test_history_rewritten_and_resigned_with_the_key_is_caught_only_by_a_witness
                 text("INSERT INTO log_queue (entry_type, entry_id) VALUES (:k, :i)"),
                 {"k": kind, "i": entry_id},
             )
-    # re-signed as of the witnessed moment, as the key holder may: only the root then differs
-    assert SqlLog(recorded.engine).integrate(SIGNER, witness.created_at) is not None
+    _integrate(recorded, later=timedelta(seconds=2))  # in another second than the witness's
     assert verify_database(recorded.engine, KEY).ok  # re-signed: it agrees with itself ...
     report = verify_database(recorded.engine, KEY, [("witness.note", witness.note)])
     assert [p.code for p in report.problems] == ["checkpoint_root"]  # ... not with the witness

@@ -6,12 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
+from starlette.types import ASGIApp
 
 from tests.support import SECRET, SIGNER, TOKEN
 
@@ -91,3 +93,30 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server {url} not healthy within {timeout} s")
+
+
+@contextmanager
+def serving_in_thread(app: ASGIApp) -> Iterator[int]:
+    """`app` behind uvicorn on the protocol `serve` uses, in this process; yields its port.
+    For what only a real HTTP server shows (chunked bodies, refusals midway) without the
+    start-up of a `labledger serve` process."""
+    import uvicorn
+
+    from labledger.http.header_timeout import HeaderTimeoutH11Protocol
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=HeaderTimeoutH11Protocol, log_config=None
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.02)
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -3,7 +3,10 @@ flight, metric labels, connections and threads (issue 22, resource exhaustion)."
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+import socket
 import string
 import threading
 import time
@@ -14,12 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import ASGIApp, Message
+from structlog.testing import capture_logs
 
 from labledger.config import Settings
 from labledger.http.app import create_app
+from labledger.http.limits import BodyLimits, ByteBudget
 from labledger.storage.engine import make_engine
 from labledger.storage.sql_store import SqlStore
 from tests.conftest import Ledger
+from tests.integration.servers import serving_in_thread
 from tests.support import SECRET, SIGNER, TOKEN, body_of, commit, headers_for, push_payload
 
 MiB = 1024 * 1024
@@ -124,6 +130,128 @@ def test_concurrent_unsigned_webhook_bodies_are_capped(ledger: Ledger) -> None:
     assert answers["streamed"][0] == 503 and streamed.pulled < MiB
     assert answers["streamed"][1]["retry-after"].isdigit()
     assert (answers["held"][0], answers["again"][0]) == (401, 401)
+
+
+def test_lone_chunked_webhook_over_the_size_limit_is_too_large_not_busy(ledger: Ledger) -> None:
+    """One chunked body past LABLEDGER_MAX_BODY_BYTES, nothing else in flight: 413, since
+    delivering it again later would not help; it never holds more than the size limit."""
+    settings = _settings(max_body_bytes=MiB, webhook_bytes_in_flight=MiB)
+    app = create_app(settings, ledger.store, SIGNER)
+    chunked = {"transfer-encoding": "chunked", "content-type": "application/json"}
+    streamed = Sender(8, MiB // 4)
+    status, _ = anyio.run(_call, app, "/webhooks/github", streamed, chunked)
+    assert status == 413 and streamed.pulled <= MiB + MiB // 4
+
+
+def _in_flight(app: ASGIApp) -> ByteBudget:
+    """The running app's webhook byte budget (its middleware stack is built on first use)."""
+    layer = getattr(app, "middleware_stack", None)
+    while not isinstance(layer, BodyLimits):
+        layer = getattr(layer, "app", None)
+        assert layer is not None, "no BodyLimits in the middleware stack"
+    return layer.in_flight
+
+
+def _webhook_head(framing: str) -> bytes:
+    lines = [
+        "POST /webhooks/github HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        "X-GitHub-Event: push",
+        "X-GitHub-Delivery: 0f6c4e2a-22aa-4bbb-8ccc-000000000022",
+        "Transfer-Encoding: chunked" if framing == "chunked" else f"Content-Length: {framing}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (status, headers, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before an answer: {data!r}"
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)}
+    while len(body) < int(headers["content-length"]):
+        piece = sock.recv(65536)
+        assert piece, "connection closed inside the answer"
+        body += piece
+    return int(status_line.split()[1]), headers, body
+
+
+def _wait_until_held(app: ASGIApp, size: int) -> None:
+    for _ in range(1000):
+        if getattr(app, "middleware_stack", None) and _in_flight(app).held:
+            break
+        time.sleep(0.01)
+    assert _in_flight(app).held == size
+
+
+def _stream_chunks(sock: socket.socket, total: int, size: int) -> None:
+    """Send `total` bytes as chunks of `size`, stopping quietly if the server hangs up."""
+    piece = b"x" * size
+    try:
+        for _ in range(total // size):
+            sock.sendall(f"{size:x}\r\n".encode() + piece + b"\r\n")
+    except OSError:
+        pass  # refused midway: the server closed the connection
+
+
+def test_chunked_webhook_refused_midway_by_bytes_in_flight_answers_busy(ledger: Ledger) -> None:
+    """A chunked body that reaches the bytes-in-flight cap while streaming gets 503 `busy`."""
+    settings = _settings(max_body_bytes=MiB, webhook_bytes_in_flight=MiB)
+    app = create_app(settings, ledger.store, SIGNER)
+    with (
+        serving_in_thread(app) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as held,
+        socket.create_connection(("127.0.0.1", port), timeout=20) as streamed,
+    ):
+        held.sendall(_webhook_head(str(MiB // 2)) + b"{")
+        _wait_until_held(app, MiB // 2)
+        streamed.sendall(_webhook_head("chunked"))
+        # The whole body would stay under LABLEDGER_MAX_BODY_BYTES: only the cap refuses it.
+        sender = threading.Thread(
+            target=_stream_chunks, args=(streamed, MiB - 64 * 1024, 64 * 1024)
+        )
+        sender.start()
+        status, headers, body = _read_answer(streamed)
+        sender.join(20)
+    assert (status, json.loads(body)["error"]) == (503, "busy"), body
+    assert headers["retry-after"].isdigit()
+
+
+class GoneMidway(Sender):
+    """Sends one chunk of a longer body, then the client is gone."""
+
+    async def receive(self) -> Message:
+        if self.pulled:
+            return {"type": "http.disconnect"}
+        self.pulled += self.size
+        return {"type": "http.request", "body": b"{" * self.size, "more_body": True}
+
+
+@pytest.mark.parametrize("path", ["/webhooks/github", "/webhooks/gitlab"])
+def test_client_gone_midway_through_a_webhook_body_is_no_server_error(
+    ledger: Ledger, path: str
+) -> None:
+    """A sender that gives up inside its body (GitHub does at 10 s) costs a log line, not an
+    unhandled exception with its traceback."""
+    app = create_app(_settings(), ledger.store, SIGNER)
+    headers = {"content-length": "4096", "content-type": "application/json", **ADMIN}
+    with capture_logs() as logs:
+        anyio.run(_call_unanswered, app, path, GoneMidway(1, 1024), headers)
+    assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")] == []
+    assert "http.client_gone" in [e["event"] for e in logs]
+
+
+async def _call_unanswered(
+    app: ASGIApp, path: str, sender: Sender, headers: dict[str, str]
+) -> None:
+    """`_call` for a request whose client is gone: no status is expected back."""
+    with contextlib.suppress(KeyError):
+        await _call(app, path, sender, headers)
 
 
 def test_random_http_methods_do_not_grow_metrics(ledger: Ledger) -> None:

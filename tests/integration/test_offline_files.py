@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from labledger import safe_files
 from labledger.cli import main
 from labledger.core.errors import ExportRefused
-from labledger.safe_files import MAX_LINE_BYTES
 from labledger.services.export import export_log
 from labledger.storage.engine import make_engine
 from tests.conftest import Ledger
@@ -100,13 +100,29 @@ def _bomb(block: bytes, copies: int) -> bytes:
     return member * copies
 
 
-@pytest.mark.parametrize("block", [b"\0" * (1 << 20), b"\n" * (1 << 20)], ids=["zeros", "newlines"])
+SMALL_LINE_LIMIT = 1 << 20
+
+
+BOMBS = {"zeros": (b"\0", "is longer than"), "newlines": (b"\n", "inflates more than")}
+
+
+@pytest.mark.parametrize(("byte", "refusal"), BOMBS.values(), ids=BOMBS.keys())
 def test_export_verify_bounds_decompressed_size(
-    ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str], block: bytes
+    ledger: Ledger,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    byte: bytes,
+    refusal: str,
 ) -> None:
-    """A gzip bomb in an archive is refused in one line, without inflating it in memory."""
+    """A gzip bomb in an archive is refused in one line, without inflating it in memory. The
+    bounds are checked at a small line limit and inflation ratio (the same code as at the
+    real ones, which only a far larger and slower bomb would reach)."""
+    monkeypatch.setattr(safe_files, "MAX_LINE_BYTES", SMALL_LINE_LIMIT)
+    monkeypatch.setattr(safe_files, "MAX_INFLATION", 4)
+    monkeypatch.setattr(safe_files, "INFLATION_ALLOWANCE", SMALL_LINE_LIMIT // 16)
     folder = archived(signed_ledger(ledger), tmp_path / "archive")
-    (folder / "entries.jsonl.gz").write_bytes(_bomb(block, 200))
+    (folder / "entries.jsonl.gz").write_bytes(_bomb(byte * (1 << 20), 200))
     reseal(folder)
     tracemalloc.start()
     try:
@@ -115,7 +131,9 @@ def test_export_verify_bounds_decompressed_size(
     finally:
         tracemalloc.stop()
     _one_line_refusal(code, out)
-    assert peak < 3 * MAX_LINE_BYTES
+    assert "entries.jsonl.gz" in out and refusal in out
+    # Far below the bomb's 200 MiB: a line, the gzip buffers, and small files read whole.
+    assert peak < safe_files.MAX_SMALL_FILE_BYTES + 3 * SMALL_LINE_LIMIT
 
 
 MALFORMED = {

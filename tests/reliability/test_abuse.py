@@ -2,7 +2,11 @@
 
 Each scenario is what the audit tried, bounded in count and time, on loopback only; while
 it runs, a probe sends signed webhooks one after another and their p99 is reported, with the
-server's peak RSS growth.
+server's peak RSS growth. They stream gigabytes and hold hundreds of connections, so they run
+in `make reliability` only; `make test` checks each limit with a faster test of its own:
+tests/integration/test_abuse_limits.py (bodies before authentication, bytes in flight, metric
+labels, pool exhaustion, the webhook lane), test_bounded_reads.py (summaries, long-polls) and
+test_slowloris.py (the header timeout).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from tests.reliability.results import record_result
 from tests.reliability.traffic import AUTH, create_session, plan_deliveries
 from tests.support import body_of, commit, headers_for, push_payload
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 HEADER_TIMEOUT_S = 2.0
 
 

@@ -92,8 +92,13 @@ def open_checkpoints(
             report.problems.append(Problem("checkpoint_signature", f"{source}: {cp}"))
             continue
         opened.append(SignedCheckpoint(cp, checkpoint_time(cp), source))
-    opened.sort(key=lambda s: s.checkpoint.size)
+    # By size, then by signed time: two checkpoints of one size (a witness's copy and a later
+    # re-signing) are in order whatever order their notes came in.
+    opened.sort(key=lambda s: (s.checkpoint.size, s.timestamp or _NO_TIME))
     return opened
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 class LedgerVerifier:

@@ -6,7 +6,8 @@ Pure ASGI middleware, so a refusal costs neither a parsed body nor a token check
   route before it reads anything); and a cap on the webhook bytes held across all requests
   at once (LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT). An unsigned body can only be refused once it is
   whole (its signature covers every byte), so without the cap forty concurrent 24 MiB bodies
-  are a gigabyte held before the first 401.
+  are a gigabyte held before the first 401. A body refused midway by the cap answers like one
+  refused up front (503 `busy`); a sender gone midway is one log line, never a traceback.
 - `Lanes`: how many requests of each kind run at once. Each request holds a worker thread and a
   database connection; webhooks have their own lane, so read traffic (however slow each read is)
   never takes the capacity a webhook needs to answer within GitHub's 10 s.
@@ -17,12 +18,14 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 import anyio
+import structlog
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = structlog.get_logger("labledger.http")
 WEBHOOK_PREFIX = "/webhooks/"
 OPS_PATHS = frozenset({"/healthz", "/metrics"})
 LONG_POLL_PATH = "/api/v1/feed"
@@ -107,20 +110,39 @@ class BodyLimits:
         if not self.in_flight.take(held):
             await refuse(scope, send, 503, "busy", _BUSY)
             return
+        answering = False
 
         async def counted() -> Message:
             nonlocal held
             message = await receive()
             size = len(message.get("body", b"")) if counted_length else 0
-            if size and not self.in_flight.take(size):
-                raise HTTPException(503, _BUSY, headers=RETRY_AFTER)
-            held += size
+            # Past the size limit the route refuses the body itself (413), so one request
+            # never holds more than LABLEDGER_MAX_BODY_BYTES of the budget.
+            if size and held + size <= self.webhook_bytes:
+                if not self.in_flight.take(size):
+                    raise _OverBudget
+                held += size
             return message
 
+        async def answer(message: Message) -> None:
+            nonlocal answering
+            answering = True
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, answer)
+        except _OverBudget:
+            if answering:
+                raise
+            await refuse(scope, send, 503, "busy", _BUSY)  # refused midway, as if up front
+        except ClientDisconnect:  # the sender gave up inside its body: no one to answer
+            log.info("http.client_gone", path=scope["path"])
         finally:
             self.in_flight.give(held)
+
+
+class _OverBudget(Exception):
+    """A streamed webhook body reached the bytes in flight; `BodyLimits` answers it."""
 
 
 _BUSY = "too many webhook bytes in flight (LABLEDGER_WEBHOOK_BYTES_IN_FLIGHT); deliver again later"
