@@ -12,7 +12,6 @@ from sqlalchemy import Connection, Dialect
 
 from labledger.core.frontier import Node
 from labledger.core.leaf_batches import leaf_hashes_columns
-from labledger.storage.driver_writes import DriverWriter, InsertShape
 from labledger.storage.engine import translate_driver_errors
 from labledger.storage.leaf_columns import driver_fetch, kind_plan
 from labledger.storage.leaf_rows import ARRAY_CHUNK, IN_CHUNK
@@ -29,11 +28,6 @@ _PG_INSERT_NODES = (
     "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bytea[])"
 )
 _PG_DELETE_QUEUED = "DELETE FROM log_queue WHERE id = ANY(%s)"
-# SQLite takes the ingest path's multi-row INSERTs (storage/driver_writes.py).
-LOG_ENTRIES = InsertShape(
-    log_entries, ("leaf_index", "entry_type", "entry_id", "leaf_hash", "integrated_at")
-)
-MERKLE_NODES = InsertShape(merkle_nodes, ("level", "node_index", "hash"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +83,16 @@ class IntegratorSql:
                 run(_PG_INSERT_NODES, (*columns, [n.hash for n in nodes]))
             run(_PG_DELETE_QUEUED, (queue_ids,))
             return
-        writer = DriverWriter(conn.connection.driver_connection, conn.dialect)
-        with translate_driver_errors(conn.dialect):  # the raw cursor's, as SQLAlchemy's are
-            writer.insert_values(LOG_ENTRIES, [(*e, stamp) for e in entries])
-            writer.insert_values(MERKLE_NODES, [(n.level, n.index, n.hash) for n in nodes])
+        entry_columns = ("leaf_index", "entry_type", "entry_id", "leaf_hash")
+        conn.execute(
+            log_entries.insert(),
+            [{**dict(zip(entry_columns, e, strict=True)), "integrated_at": now} for e in entries],
+        )
+        if nodes:
+            conn.execute(
+                merkle_nodes.insert(),
+                [{"level": n.level, "node_index": n.index, "hash": n.hash} for n in nodes],
+            )
         for start in range(0, len(queue_ids), IN_CHUNK):
             part = tuple(queue_ids[start : start + IN_CHUNK])
             run(f"DELETE FROM log_queue WHERE id IN ({', '.join('?' * len(part))})", part)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, func, select, text
 
@@ -16,28 +17,22 @@ from labledger.core.model import (
     AttemptRecord,
     AuditEvent,
     DeadlineChange,
-    Delivery,
     DeliveryReport,
     LabAttempt,
     LabSession,
     NewVerification,
     PickedUp,
-    Push,
     PushRecord,
     SessionSpec,
     StoredDelivery,
     VerificationResult,
 )
+from labledger.core.ports import LedgerWriter
 from labledger.core.service import pick_up_attempts
 from labledger.forges import parse_recorded_push
-from labledger.storage.engine import (
-    WRITE_OPTION,
-    translate_db_errors,
-    translate_driver_errors,
-    writer_lock,
-)
+from labledger.storage.engine import WRITE_OPTION, translate_db_errors, writer_lock
 from labledger.storage.gaps import ChainGap, count_gaps, read_gaps
-from labledger.storage.row_values import RowValues
+from labledger.storage.group_commit import BatchSizes, GroupCommit
 from labledger.storage.rows import (
     ATTEMPT_BY_ID,
     ATTEMPT_PAGE,
@@ -77,6 +72,8 @@ from labledger.storage.tables import (
 
 __all__ = ["SqlStore", "SqlWriter", "translate_db_errors"]
 
+T = TypeVar("T")
+
 
 class SqlStore:
     """A LedgerStore on SQLAlchemy Core. Reads are plain SELECTs; writes go through SqlWriter."""
@@ -86,23 +83,38 @@ class SqlStore:
         self.engine = engine
         self.subscribers = tuple(subscribers)
         self._write_lock = writer_lock(engine)
+        self._group = GroupCommit(self._transaction)
         # Entries this store's transactions have queued for the Merkle log and committed: the
         # integrator thread of `serve` starts a round early once enough are waiting.
         self.entries_queued = 0
 
     @contextmanager
-    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
-        # On SQLite, this process's writers queue on one lock (engine.writer_lock); the rows
-        # of `ahead` are worked out before it (storage/row_values.py). The writer runs its
-        # INSERTs on the driver itself (storage/driver_writes.py), so both the driver's errors
-        # and SQLAlchemy's are translated.
-        values = RowValues(self.engine.dialect)
-        if ahead is not None:
-            values.warm(*ahead)
-        with self._write_lock, translate_db_errors(), self.engine.connect() as conn:
+    def transaction(self) -> Iterator[SqlWriter]:
+        with translate_db_errors(), self._transaction() as writer:
+            yield writer
+
+    def write(self, key: str, work: Callable[[LedgerWriter], T]) -> T:
+        """Run `work` in the next group commit (storage/group_commit.py); its answer after the
+        commit. Deliveries go this way: under load, many share one transaction."""
+        with translate_db_errors():
+            return self._group.write(key, work)
+
+    @property
+    def commit_sizes(self) -> BatchSizes:
+        """How many deliveries each group commit carried (the /metrics histogram)."""
+        return self._group.sizes
+
+    def new_writer(self, conn: Connection) -> SqlWriter:
+        return SqlWriter(conn, self.subscribers)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[SqlWriter]:
+        # On SQLite, this process's writers (the group commit, the integrator, the notifier,
+        # other transactions) take turns on one lock (engine.writer_lock).
+        with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin(), translate_driver_errors(conn.dialect):
-                writer = SqlWriter(conn, self.subscribers, values)
+            with conn.begin():
+                writer = self.new_writer(conn)
                 yield writer
                 queued = writer.flush_log_queue()
             self.entries_queued += queued  # not atomic: a count lost only delays a round
