@@ -83,7 +83,7 @@ class SqlStore:
         self.engine = engine
         self.subscribers = tuple(subscribers)
         self._write_lock = writer_lock(engine)
-        self._group = GroupCommit(self._transaction)
+        self.group_commit = GroupCommit(self._transaction)
         # Entries this store's transactions have queued for the Merkle log and committed: the
         # integrator thread of `serve` starts a round early once enough are waiting.
         self.entries_queued = 0
@@ -97,12 +97,12 @@ class SqlStore:
         """Run `work` in the next group commit (storage/group_commit.py); its answer after the
         commit. Deliveries go this way: under load, many share one transaction."""
         with translate_db_errors():
-            return self._group.write(key, work)
+            return self.group_commit.write(key, work)
 
     @property
     def commit_sizes(self) -> BatchSizes:
         """How many deliveries each group commit carried (the /metrics histogram)."""
-        return self._group.sizes
+        return self.group_commit.sizes
 
     def new_writer(self, conn: Connection) -> SqlWriter:
         return SqlWriter(conn, self.subscribers)
