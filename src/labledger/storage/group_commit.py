@@ -91,6 +91,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: deque[_Waiting[Any]] = deque()
         self.sizes = BatchSizes()
+        self.retries = 0  # batches run again after a deadlock or serialization failure
 
     @property
     def waiting(self) -> int:
@@ -130,6 +131,7 @@ class GroupCommit:
                 outcomes = self._commit(ordered)
             except BaseException as exc:
                 if retryable(exc) and attempt + 1 < RETRIES:
+                    self.retries += 1
                     time.sleep(random.uniform(0, 0.002 * 2**attempt))
                     continue
                 for waiting in batch:
