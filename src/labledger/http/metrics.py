@@ -11,7 +11,6 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labledger.core.errors import StoreUnavailable
@@ -66,7 +65,9 @@ class CommitSizesCollector(Collector):
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         sizes = self._sizes
-        buckets = [(floatToGoString(b), n) for b, n in zip(BATCH_BUCKETS, list(sizes.buckets), strict=True)]
+        buckets = [
+            (str(float(b)), n) for b, n in zip(BATCH_BUCKETS, list(sizes.buckets), strict=True)
+        ]
         yield HistogramMetricFamily(
             "labledger_deliveries_per_commit",
             "Deliveries recorded by each commit of the group-committing writer",
