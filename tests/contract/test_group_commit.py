@@ -72,7 +72,11 @@ def in_one_batch(
 
     lead = threading.Thread(target=hold)
     lead.start()
-    _wait_until(lambda: store.group_commit.waiting == queued + 1)
+    try:
+        _wait_until(lambda: store.group_commit.waiting == queued + 1)
+    except AssertionError:
+        gate.set()
+        raise
 
     def run(name: str, piece: Callable[[], object]) -> None:
         try:
@@ -83,12 +87,14 @@ def in_one_batch(
         answers.note(f"answer {name}")
 
     threads = [threading.Thread(target=run, args=item) for item in pieces.items()]
-    for thread in threads:
-        thread.start()
-    _wait_until(lambda: store.group_commit.waiting == queued + 1 + len(pieces))
-    gate.set()
-    for thread in [lead, *threads]:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        _wait_until(lambda: store.group_commit.waiting == queued + 1 + len(pieces))
+    finally:
+        gate.set()
+        for thread in [lead, *threads]:
+            thread.join()
     return answers.outcomes
 
 
