@@ -118,7 +118,7 @@ def test_a_failing_delivery_in_a_batch_rolls_back_alone(ledger: Ledger) -> None:
             service._record_new(tx, *failing)
             raise RuntimeError("fails after its rows are written")
 
-        return store.write(service.write_key(failing[0]), work)
+        return store.write(service.write_key(failing[0], failing[1].repository_id), work)
 
     queued_before = _count(ledger, "log_queue")
     outcomes = in_one_batch(

@@ -35,16 +35,18 @@ SYSTEM_ACTOR = "labledger"
 def record_push_delivery(store: LedgerStore, delivery: Delivery, push: Push) -> RecordResult:
     """Record one push delivery exactly once; a redelivery answers as the first receipt did."""
     try:
-        return store.write(write_key(delivery), lambda tx: _record_new(tx, delivery, push))
+        key = write_key(delivery, push.repository_id)
+        return store.write(key, lambda tx: _record_new(tx, delivery, push))
     except DeliveryAlreadyRecorded:
         return answer_redelivery(store, delivery)
     except BodyReplayed:
         return answer_replay(store, delivery)
 
 
-def write_key(delivery: Delivery) -> str:
-    """The order deliveries written together take: the unique key of each delivery."""
-    return f"{delivery.forge}\x1f{delivery.delivery_id}"
+def write_key(delivery: Delivery, repository_id: int = 0) -> str:
+    """The order deliveries written together take: by repository (the guard each takes),
+    then by the delivery's unique key, so that writers batching apart lock in one order."""
+    return f"{delivery.forge}\x1f{repository_id:020d}\x1f{delivery.delivery_id}"
 
 
 def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResult:
