@@ -98,6 +98,12 @@ def in_one_batch(
     return answers.outcomes
 
 
+def one_lane(ledger: Ledger) -> SqlStore:
+    """The ledger's store with one group commit at a time (PostgreSQL runs several): work
+    queued behind a running batch then waits for it, as in_one_batch needs."""
+    return SqlStore(ledger.engine, write_lanes=1)
+
+
 def _record(store: SqlStore, delivery: Delivery, push: Push) -> Callable[[], RecordResult]:
     return lambda: service.record_push_delivery(store, delivery, push)
 
@@ -109,7 +115,7 @@ def _count(ledger: Ledger, table: str) -> int:
 
 def test_a_failing_delivery_in_a_batch_rolls_back_alone(ledger: Ledger) -> None:
     """One delivery of a batch fails: its rows and log entries go, the others commit."""
-    store = ledger.store
+    store = one_lane(ledger)
     store.create_session(session_spec(), "test", NOW)
     first, failing, last = (_delivery(push_payload([commit(), commit()])) for _ in range(3))
 
@@ -142,7 +148,7 @@ def test_two_identical_deliveries_in_one_batch_give_one_record_and_one_duplicate
     ledger: Ledger,
 ) -> None:
     """The same delivery twice in one batch: the unique key keeps one, the other is a duplicate."""
-    store = ledger.store
+    store = one_lane(ledger)
     store.create_session(session_spec(), "test", NOW)
     delivery, push = _delivery(push_payload([commit()]))
     outcomes = in_one_batch(
@@ -158,7 +164,7 @@ def test_two_identical_deliveries_in_one_batch_give_one_record_and_one_duplicate
 
 def test_a_body_replayed_in_the_same_batch_is_a_replay(ledger: Ledger) -> None:
     """One signed body under two delivery ids in one batch: one record, one replay."""
-    store = ledger.store
+    store = one_lane(ledger)
     store.create_session(session_spec(), "test", NOW)
     body = body_of(push_payload([commit()]))
     one, other = _delivery({}, "replay-1", body), _delivery({}, "replay-2", body)
@@ -170,7 +176,7 @@ def test_a_body_replayed_in_the_same_batch_is_a_replay(ledger: Ledger) -> None:
 
 def test_nothing_is_answered_before_the_commit(ledger: Ledger) -> None:
     """Every delivery of a batch is answered after its commit, and is then visible to all."""
-    store = ledger.store
+    store = one_lane(ledger)
     answers = Answers()
 
     def note_commit(conn: Connection) -> None:
@@ -197,7 +203,7 @@ def test_nothing_is_answered_before_the_commit(ledger: Ledger) -> None:
 
 def test_a_redelivery_after_a_failed_batch_is_not_a_duplicate(ledger: Ledger) -> None:
     """A batch whose commit fails answers every piece with the failure, none as recorded."""
-    store = ledger.store
+    store = one_lane(ledger)
     delivery, push = _delivery(push_payload([commit()]))
 
     def refuse_commit(_conn: object) -> None:
@@ -219,7 +225,7 @@ def test_two_postgresql_writers_batching_on_the_same_repositories_complete(
 ) -> None:
     """Two processes' writers batch crossing deliveries at once: deadlocks are retried, and
     every delivery is recorded exactly once."""
-    stores = [pg_ledger.store, SqlStore(make_engine(pg_ledger.url))]
+    stores = [one_lane(pg_ledger), SqlStore(make_engine(pg_ledger.url), write_lanes=1)]
     try:
         pg_ledger.store.create_session(session_spec(branch_glob="*"), "test", NOW)
         rounds = 3
@@ -267,7 +273,7 @@ def test_two_postgresql_writers_batching_on_the_same_repositories_complete(
 @pytest.mark.parametrize("size", [1, 3])
 def test_deliveries_per_commit_are_counted(ledger: Ledger, size: int) -> None:
     """The writer counts how many deliveries each commit carried."""
-    store = ledger.store
+    store = one_lane(ledger)
     pieces = {}
     for n in range(size):
         delivery, push = _delivery(push_payload([commit()]))

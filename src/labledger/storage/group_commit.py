@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import exc as sa_exc
@@ -41,13 +40,14 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 class _Waiting(Generic[T]):
-    __slots__ = ("done", "error", "key", "result", "woken", "work")
+    __slots__ = ("batch", "done", "error", "key", "result", "woken", "work")
 
     def __init__(self, key: str, work: Work[T]) -> None:
         self.key = key
         self.work = work
         self.woken = threading.Event()
         self.done = False
+        self.batch: list[_Waiting[Any]] = []  # the batch it leads, when it leads one
         self.result: T | None = None
         self.error: BaseException | None = None
 
@@ -86,8 +86,14 @@ class GroupCommit:
     `transaction` opens the batch's transaction: BEGIN on entry, COMMIT on a clean exit.
     """
 
-    def __init__(self, transaction: Callable[[], AbstractContextManager[SqlWriter]]) -> None:
+    def __init__(
+        self, transaction: Callable[[], AbstractContextManager[SqlWriter]], lanes: int = 1
+    ) -> None:
+        """`lanes`: batches that may run at once (each on its own connection)."""
         self._transaction = transaction
+        self._lanes = lanes
+        self._running = 0  # batches running
+        self._in_batches = 0  # pieces in them
         self._lock = threading.Lock()
         self._queue: deque[_Waiting[Any]] = deque()
         self.sizes = BatchSizes()
@@ -96,33 +102,44 @@ class GroupCommit:
     @property
     def waiting(self) -> int:
         """Pieces of work queued or running now."""
-        return len(self._queue)
+        with self._lock:
+            return len(self._queue) + self._in_batches
 
     def write(self, key: str, work: Work[T]) -> T:
         """Run `work` atomically in the next batch; its result or exception once committed."""
         me: _Waiting[T] = _Waiting(key, work)
         with self._lock:
             self._queue.append(me)
-            leads = len(self._queue) == 1
-        if not leads:
+            if self._running < self._lanes:
+                self._running += 1
+                self._lead(me)
+        if not me.batch:
             me.woken.wait()
             if me.done:
                 return me.answer()
-        with self._lock:
-            batch = list(islice(self._queue, MAX_BATCH))
+        batch = me.batch
         try:
             self._run(batch)
         finally:
             with self._lock:
-                for _ in batch:
-                    self._queue.popleft()
+                self._in_batches -= len(batch)
                 following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._running -= 1
+                else:
+                    self._lead(following)
             for waiting in batch:
                 waiting.done = True
                 waiting.woken.set()
             if following is not None:
                 following.woken.set()  # not done: it leads the next batch
         return me.answer()
+
+    def _lead(self, leader: _Waiting[Any]) -> None:
+        """Hand `leader` everything queued (it is first), up to MAX_BATCH; under the lock."""
+        count = min(len(self._queue), MAX_BATCH)
+        leader.batch = [self._queue.popleft() for _ in range(count)]
+        self._in_batches += count
 
     def _run(self, batch: list[_Waiting[Any]]) -> None:
         ordered = sorted(batch, key=lambda w: w.key)

@@ -46,10 +46,40 @@ BODY_ZLIB_LEVEL = 6
 SALT_BYTES = 16
 
 
-def insert_new(conn: Connection, table: Table, *keys: str) -> Insert:
+def _insert_new(dialect: str, table: Table, *keys: str) -> Insert:
     """INSERT ... ON CONFLICT (keys) DO NOTHING: the unique key decides, never a prior read."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+# The ingest path's statements, built once (SQLAlchemy caches their compiled forms): built at
+# each call, their construction and cache keys cost more than the rest of its Python work.
+# Those whose conflict clause is the dialect's own exist once per dialect.
+DIALECTS = ("sqlite", "postgresql")
+NEW_DELIVERY = {
+    d: _insert_new(d, deliveries, "forge", "delivery_id").returning(deliveries.c.id)
+    for d in DIALECTS
+}
+BODY_CLAIM = {
+    d: _insert_new(d, delivery_bodies, "forge", "body_sha256").returning(
+        delivery_bodies.c.delivery_pk
+    )
+    for d in DIALECTS
+}
+NEW_ATTEMPTS = {
+    d: _insert_new(d, attempts, "session_id", "commit_sha").returning(
+        attempts.c.id, attempts.c.session_id, attempts.c.commit_sha
+    )
+    for d in DIALECTS
+}
+NEW_VERIFICATION = {
+    d: _insert_new(d, verification_results, "attempt_id", "verifier", "run_id").returning(
+        verification_results.c.id
+    )
+    for d in DIALECTS
+}
+NEW_PUSH = pushes.insert().returning(pushes.c.id)
+NEW_AUDIT = audit_events.insert().returning(audit_events.c.id)
 
 
 def salts(count: int) -> list[bytes]:
@@ -91,6 +121,7 @@ class SqlWriter:
 
     def __init__(self, conn: Connection, subscribers: Sequence[str] = ()) -> None:
         self._conn = conn
+        self._dialect = conn.dialect.name
         self._logged: list[dict[str, object]] = []
         self._subscribers = tuple(subscribers)
         self._outbox: list[dict[str, object]] = []
@@ -153,9 +184,8 @@ class SqlWriter:
             "body_size": len(delivery.body),
             "body_zlib": zlib.compress(delivery.body, BODY_ZLIB_LEVEL),
         }
-        insert = insert_new(self._conn, deliveries, "forge", "delivery_id")
         delivery_pk: int | None = self._conn.execute(
-            insert.values(row).returning(deliveries.c.id)
+            NEW_DELIVERY[self._dialect], row
         ).scalar_one_or_none()
         if delivery_pk is None:
             return None
@@ -163,25 +193,24 @@ class SqlWriter:
         return delivery_pk
 
     def claim_body(self, delivery: Delivery, delivery_pk: int) -> bool:
-        insert = insert_new(self._conn, delivery_bodies, "forge", "body_sha256")
-        claimed = self._conn.execute(
-            insert.values(
-                forge=delivery.forge, body_sha256=delivery.body_sha256, delivery_pk=delivery_pk
-            ).returning(delivery_bodies.c.delivery_pk)
-        ).scalar_one_or_none()
+        claim = {
+            "forge": delivery.forge,
+            "body_sha256": delivery.body_sha256,
+            "delivery_pk": delivery_pk,
+        }
+        claimed = self._conn.execute(BODY_CLAIM[self._dialect], claim).scalar_one_or_none()
         return claimed is not None
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
         row = {"delivery_pk": delivery_pk, "forge": forge, **push_row(push)}
         row["personal_salt"] = salts(1)[0]
-        push_id: int = self._conn.execute(
-            pushes.insert().values(row).returning(pushes.c.id)
-        ).scalar_one()
+        push_id: int = self._conn.execute(NEW_PUSH, row).scalar_one()
         self._log("push", push_id)
         self._push_forges[push_id] = forge
         carried = carried_rows(push)
         if carried:
-            self._conn.execute(push_commits.insert(), [{"push_id": push_id, **c} for c in carried])
+            rows = [{"push_id": push_id, **c} for c in carried]
+            self._conn.execute(push_commits.insert(), rows)
         return push_id
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]:
@@ -220,10 +249,7 @@ class SqlWriter:
             {**attempt_columns(a), "personal_salt": salt}
             for a, salt in zip(wanted, salts(len(wanted)), strict=True)
         ]
-        insert = insert_new(self._conn, attempts, "session_id", "commit_sha").returning(
-            attempts.c.id, attempts.c.session_id, attempts.c.commit_sha
-        )
-        found = self._conn.execute(insert, rows)
+        found = self._conn.execute(NEW_ATTEMPTS[self._dialect], rows)
         by_key = {(session_id, sha): attempt_id for attempt_id, session_id, sha in found}
         new: list[tuple[int, NewAttempt]] = []
         for a in wanted:  # pop: a commit listed twice in one push is one attempt
@@ -267,9 +293,8 @@ class SqlWriter:
             "reported_at": v.reported_at,
             "actor": v.actor,
         }
-        insert = insert_new(self._conn, verification_results, "attempt_id", "verifier", "run_id")
         result_id: int | None = self._conn.execute(
-            insert.values(row).returning(verification_results.c.id)
+            NEW_VERIFICATION[self._dialect], row
         ).scalar_one_or_none()
         if result_id is not None:
             self._log("verification", result_id)
@@ -322,9 +347,7 @@ class SqlWriter:
             "target_id": event.target_id,
             "details": event.details,
         }
-        audit_id: int = self._conn.execute(
-            audit_events.insert().values(row).returning(audit_events.c.id)
-        ).scalar_one()
+        audit_id: int = self._conn.execute(NEW_AUDIT, row).scalar_one()
         self._log("audit", audit_id)
         return audit_id
 
