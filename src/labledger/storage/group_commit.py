@@ -4,8 +4,9 @@ Each request hands its work (a function of the open transaction) to `GroupCommit
 waits. The first in the queue leads: it takes everything queued by then, runs each piece in
 its own SAVEPOINT (a piece that raises rolls back alone and gets its own answer), commits
 once, and only then answers every piece of the batch and hands the lead to whoever queued
-meanwhile. A request that finds the queue empty leads at once, so nothing waits for company;
-under load, the batch grows by itself while the previous one commits.
+meanwhile. A request that finds a lane free leads at once, so nothing waits for company;
+under load, the batch grows by itself while the previous one commits. SQLite has one lane
+(one writer at a time anyway); PostgreSQL several, each batch on its own connection.
 
 Writers of several processes (PostgreSQL) batch independently: each batch runs its pieces in
 ascending order of their keys, so that batches take the same unique keys and repository
@@ -148,7 +149,8 @@ class GroupCommit:
                 outcomes = self._commit(ordered)
             except BaseException as exc:
                 if retryable(exc) and attempt + 1 < RETRIES:
-                    self.retries += 1
+                    with self._lock:
+                        self.retries += 1
                     time.sleep(random.uniform(0, 0.002 * 2**attempt))
                     continue
                 for waiting in batch:
@@ -156,7 +158,8 @@ class GroupCommit:
                 return
             for waiting, (result, error) in zip(ordered, outcomes, strict=True):
                 waiting.result, waiting.error = result, error
-            self.sizes.count(len(batch))
+            with self._lock:
+                self.sizes.count(len(batch))
             return
 
     def _commit(self, ordered: list[_Waiting[Any]]) -> list[tuple[Any, BaseException | None]]:
