@@ -282,3 +282,27 @@ def test_deliveries_per_commit_are_counted(ledger: Ledger, size: int) -> None:
     sizes = store.commit_sizes
     assert (sizes.commits, sizes.pieces) == (2, size + 1)  # the lead alone, then the batch
     assert sizes.buckets[0] == (2 if size == 1 else 1)  # commits of one delivery
+
+
+def test_concurrent_deliveries_and_their_redeliveries_each_record_once(ledger: Ledger) -> None:
+    """Many threads deliver at once, each delivery twice, through the store's own lanes: each
+    delivery is recorded once and answered once as recorded, once as a duplicate."""
+    store = ledger.store
+    store.create_session(session_spec(), "test", NOW)
+    made = [_delivery(push_payload([commit()])) for _ in range(12)]
+    outcomes: list[Outcome] = []
+
+    def deliver_all(order: list[tuple[Delivery, Push]]) -> None:
+        for delivery, push in order:
+            outcomes.append(service.record_push_delivery(store, delivery, push).outcome)
+
+    threads = [
+        threading.Thread(target=deliver_all, args=(made[i::4] if i % 2 else made[i::4][::-1],))
+        for i in range(4)
+    ] + [threading.Thread(target=deliver_all, args=(made[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o.value for o in outcomes) == ["duplicate"] * 12 + ["recorded"] * 12
+    assert _count(ledger, "deliveries") == 12 and _count(ledger, "attempts") == 12
