@@ -9,13 +9,11 @@ hashing, audit) is labledger's code, unchanged: nothing is copied, the store is 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import Connection
 
 from labledger.config import Settings
-from labledger.core.model import Delivery, Push
 from labledger.http.app import create_app
 from labledger.logs import configure_logging
 from labledger.storage.engine import make_engine
@@ -25,11 +23,10 @@ from labledger.storage.sql_store import SqlStore, SqlWriter
 class UnloggedStore(SqlStore):
     """labledger's SqlStore whose write transactions skip `flush_log_queue`."""
 
-    @contextmanager
-    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
-        with super().transaction(ahead) as writer:
-            writer.flush_log_queue = _skip  # type: ignore[method-assign]
-            yield writer
+    def new_writer(self, conn: Connection) -> SqlWriter:
+        writer = super().new_writer(conn)
+        writer.flush_log_queue = _skip  # type: ignore[method-assign]
+        return writer
 
 
 def _skip() -> int:

@@ -9,10 +9,11 @@ commit_sha) decide "already recorded". Nothing is ever updated or deleted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from labledger.core.model import (
     AuditEvent,
@@ -26,6 +27,8 @@ from labledger.core.model import (
 )
 from labledger.core.service import pick_up_attempts
 from labledger.forges import parse_recorded_push
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -144,6 +147,11 @@ class MemoryStore:
             writer = MemoryWriter(self.tables.copy())
             yield writer
             self.tables = writer.tables
+
+    def write(self, key: str, work: Callable[[MemoryWriter], T]) -> T:
+        """Work in a transaction of its own: a store of one writer has nothing to batch with."""
+        with self.transaction() as tx:
+            return work(tx)
 
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None:
         return next(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from labledger.storage import migrate as migrations
 from labledger.storage.engine import make_engine, translate_db_errors
 from labledger.storage.gaps import ChainGap
+from labledger.storage.group_commit import BATCH_BUCKETS, BatchSizes
 from labledger.storage.leaf_rows import ENTRY_TABLES
 from labledger.storage.merkle_log import LogBacklog, SqlLog
 from labledger.storage.outbox import SqlOutbox
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from labledger.storage.retention import PurgeResult
 
 __all__ = [
+    "BATCH_BUCKETS",
     "AttemptRow",
+    "BatchSizes",
     "ChainGap",
     "DeliveryView",
     "Ledger",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import Connection, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 
-from labledger.core.model import Delivery, NewAttempt, Push
+from labledger.core.model import NewAttempt
 from labledger.storage.merkle_log import SqlLog
 from labledger.storage.sql_store import SqlStore, SqlWriter
 from labledger.storage.tables import APPEND_ONLY_TABLES, metadata
@@ -82,17 +81,16 @@ def test_uniqueness_is_a_database_constraint(ledger: Ledger, table: str, constra
 class CrashingStore(SqlStore):
     """Fails after some rows of a delivery are written, as a crash would."""
 
-    @contextmanager
-    def transaction(self, ahead: tuple[Delivery, Push] | None = None) -> Iterator[SqlWriter]:
-        with super().transaction(ahead) as writer:
-            original = writer.insert_attempts
+    def new_writer(self, conn: Connection) -> SqlWriter:
+        writer = super().new_writer(conn)
+        original = writer.insert_attempts
 
-            def insert_then_crash(attempts: Sequence[NewAttempt]) -> list[int]:
-                original(attempts)
-                raise RuntimeError("simulated crash after the attempts are written")
+        def insert_then_crash(attempts: Sequence[NewAttempt]) -> list[int]:
+            original(attempts)
+            raise RuntimeError("simulated crash after the attempts are written")
 
-            writer.insert_attempts = insert_then_crash  # type: ignore[method-assign]
-            yield writer
+        writer.insert_attempts = insert_then_crash  # type: ignore[method-assign]
+        return writer
 
 
 def test_a_failed_delivery_leaves_nothing_and_a_redelivery_completes_it(ledger: Ledger) -> None:

@@ -269,6 +269,16 @@ def test_health_metrics_and_openapi(client: TestClient) -> None:
     )
 
 
+def test_metrics_count_deliveries_per_commit(client: TestClient) -> None:
+    """/metrics shows how many deliveries each commit of the group-committing writer carried."""
+    for _ in range(2):
+        assert _post(client, body_of(push_payload([commit()]))).status_code == 202
+    text = client.get("/metrics").text
+    assert 'labledger_deliveries_per_commit_bucket{le="1.0"} 2.0' in text
+    assert "labledger_deliveries_per_commit_count 2.0" in text
+    assert "labledger_deliveries_per_commit_sum 2.0" in text
+
+
 def _gauge(text: str, name: str) -> float | None:
     found = [line for line in text.splitlines() if line.startswith(name + " ")]
     return float(found[0].split()[1]) if found else None

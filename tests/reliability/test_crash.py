@@ -1,5 +1,7 @@
 """Crash: `kill -9` the server at random moments during concurrent ingest, restart it,
 redeliver every delivery, and the ledger is exactly the expected one and verifies intact.
+The second scenario sends BATCH deliveries at once, so that the server's group commit
+(storage/group_commit.py) takes many into one transaction, and kills it while they are in flight.
 
 Trials: LABLEDGER_TEST_CRASH_TRIALS (3 by default, 50 under LABLEDGER_TEST_RELIABILITY=long),
 each with LABLEDGER_TEST_CRASH_DELIVERIES distinct deliveries; LABLEDGER_TEST_SEED replays a run.
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.conftest import Ledger
@@ -41,8 +44,10 @@ from tests.reliability.traffic import (
 from tests.support import session_spec
 
 pytestmark = pytest.mark.slow
+PER_COMMIT = "labledger_deliveries_per_commit"
 
 CLIENTS = 4
+BATCH = 16  # LABLEDGER_WEBHOOK_CONCURRENCY's default: all in the server at once
 LOAD_TIMEOUT_S = 120.0
 MAX_EXTRA_DELAY_S = 0.03
 
@@ -75,8 +80,10 @@ def _open_sessions(ledger: Ledger) -> dict[int, str]:
     return made
 
 
-def _ingest_until_killed(run: CrashRun, planned: list[PlannedDelivery]) -> list[Answer]:
-    """Send `planned` from CLIENTS threads and kill -9 the server after a random number of
+def _ingest_until_killed(
+    run: CrashRun, planned: list[PlannedDelivery], clients: int = CLIENTS
+) -> list[Answer]:
+    """Send `planned` from `clients` threads and kill -9 the server after a random number of
     answers plus a random few milliseconds, i.e. anywhere inside a request or between them."""
     server = run.server
     assert server is not None
@@ -91,18 +98,38 @@ def _ingest_until_killed(run: CrashRun, planned: list[PlannedDelivery]) -> list[
     result: list[list[Answer]] = []
     load = threading.Thread(
         target=lambda: result.append(
-            send_concurrently(server.url, planned, CLIENTS, on_answer=on_answer)
+            send_concurrently(server.url, planned, clients, on_answer=on_answer)
         )
     )
     load.start()
     if kill_after > 0:
         due.wait(LOAD_TIMEOUT_S)
     time.sleep(run.rng.uniform(0, MAX_EXTRA_DELAY_S))
+    if clients > CLIENTS:
+        _count_shared_commits(run, server.url)
     server.kill9()
     run.figures["kills"] += 1
     load.join(LOAD_TIMEOUT_S)
     assert not load.is_alive(), "clients still running after the kill"
     return result[0]
+
+
+def _count_shared_commits(run: CrashRun, url: str) -> None:
+    """Add the commits that carried more than one delivery so far (the /metrics histogram)."""
+    try:
+        text = httpx2.get(f"{url}/metrics", timeout=1.0).text
+    except httpx2.TransportError:
+        return
+    wanted = {f'{PER_COMMIT}_bucket{{le="1.0"}}': "alone", f"{PER_COMMIT}_count": "all"}
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            found[wanted[name]] = int(float(value))
+    if len(found) == 2:
+        run.figures["commits carrying several deliveries (before the kill)"] += (
+            found["all"] - found["alone"]
+        )
 
 
 def _check_answers(run: CrashRun, before: list[Answer], after: dict[str, Answer]) -> None:
@@ -129,10 +156,10 @@ def _check_answers(run: CrashRun, before: list[Answer], after: dict[str, Answer]
     run.figures["recorded only by the redelivery"] += sum(a.status == 202 for a in after.values())
 
 
-def _trial(run: CrashRun, trial: int, deliveries: int) -> None:
-    planned = plan_deliveries(f"crash-{trial}", deliveries, run.rng, run.pool)
+def _trial(run: CrashRun, trial: int, deliveries: int, clients: int = CLIENTS) -> None:
+    planned = plan_deliveries(f"crash-{clients}-{trial}", deliveries, run.rng, run.pool)
     run.expected.add(planned)
-    before = _ingest_until_killed(run, planned)
+    before = _ingest_until_killed(run, planned, clients)
     acknowledged = {a.delivery_id for a in before if a.status == 202}
     partial = all_or_nothing_differences(run.ledger.engine, run.expected, acknowledged)
     assert not partial, f"trial {trial}, before redelivery: {partial[:10]}"
@@ -178,6 +205,45 @@ def test_kill_9_during_concurrent_ingest_loses_and_doubles_nothing(
         held=[
             "no delivery, push or attempt lost or doubled",
             "redelivery answers as the first receipt (same attempt ids)",
+            "verify intact after every trial",
+        ],
+        figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},
+        test="test_crash.py",
+    )
+
+
+def test_kill_9_while_a_batch_is_in_flight_loses_and_doubles_nothing(
+    ledger: Ledger, tmp_path: Path, budget: Budget, fork_launcher: ForkLauncher
+) -> None:
+    """BATCH deliveries at once, kill -9 while the group commit holds them: nothing
+    acknowledged is lost, nothing doubles, redelivery completes the rest, verify is intact."""
+    seed = int(os.environ.get("LABLEDGER_TEST_SEED", random.randrange(2**32)))
+    run = CrashRun(
+        ledger,
+        fork_launcher,
+        reliability_env(ledger.url, tmp_path),
+        tmp_path / "server.log",
+        random.Random(seed),
+    )
+    run.expected.sessions = _open_sessions(ledger)
+    run.restart()
+    try:
+        for trial in range(budget.crash_trials):
+            try:
+                _trial(run, trial, BATCH, clients=BATCH)
+            except AssertionError as exc:
+                raise AssertionError(f"seed {seed}, trial {trial}: {exc}") from exc
+    finally:
+        if run.server is not None:
+            run.server.stop()
+    record_result(
+        f"crash (kill -9 while a batch of {BATCH} deliveries is in flight, restart, redeliver)",
+        ledger.dialect,
+        trials=budget.crash_trials,
+        inputs=len(run.expected.deliveries),
+        held=[
+            "nothing acknowledged lost, nothing doubled",
+            "redelivery completes the rest and answers as the first receipt",
             "verify intact after every trial",
         ],
         figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},

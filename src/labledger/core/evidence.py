@@ -34,8 +34,9 @@ FROM_PUSH = (
 )
 
 
-def push_columns(push: Push) -> dict[str, Any]:
-    """The columns of a push row as the ingest path writes them from `push`."""
+def push_row(push: Push) -> dict[str, Any]:
+    """The columns of a push row taken from `push`: the one mapping the ingest path writes
+    (with the delivery, forge and salt the store adds) and `verify` derives again."""
     return {
         "repository_id": push.repository_id,
         "repository_full_name": push.repository_full_name,
@@ -52,12 +53,25 @@ def push_columns(push: Push) -> dict[str, Any]:
         "pushed_at": push.pushed_at,
         "commit_count": len(push.commits),
         "commit_list_complete": push.commit_list_complete,
-        "commits": [[c.sha, c.distinct] for c in push.carried_commits()],
     }
 
 
+def carried_rows(push: Push) -> list[dict[str, Any]]:
+    """The push_commits rows of `push` (after its push id): every commit it carried, in order."""
+    return [
+        {"position": i, "commit_sha": c.sha, "is_distinct": c.distinct}
+        for i, c in enumerate(push.carried_commits())
+    ]
+
+
+def push_columns(push: Push) -> dict[str, Any]:
+    """A push row as `verify` reads it back: its columns and the commits it carried."""
+    return {**push_row(push), "commits": [[c.sha, c.distinct] for c in push.carried_commits()]}
+
+
 def attempt_columns(attempt: NewAttempt) -> dict[str, Any]:
-    """The columns of an attempt row as the ingest path writes them from `attempt`."""
+    """The columns of an attempt row taken from `attempt`: the one mapping the ingest path
+    writes (with the salt the store adds) and `verify` derives again."""
     c = attempt.commit
     return {
         "session_id": attempt.session_id,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from labledger.core.model import (
     AuditEvent,
@@ -15,6 +15,8 @@ from labledger.core.model import (
     RecordedPush,
     StoredDelivery,
 )
+
+T = TypeVar("T")
 
 
 class LedgerWriter(Protocol):
@@ -63,7 +65,17 @@ class LedgerStore(Protocol):
     """Append-only storage: nothing written through a LedgerWriter is ever updated or deleted."""
 
     def transaction(self) -> AbstractContextManager[LedgerWriter]:
-        """A write transaction: everything written through it commits together or not at all."""
+        """A write transaction of its own."""
+        ...
+
+    def write(self, key: str, work: Callable[[LedgerWriter], T]) -> T:
+        """Run `work` atomically and return (or raise) what it did once it is committed.
+
+        The store may commit it together with other work waiting at that moment: each runs
+        alone in its own savepoint, so work that raises leaves nothing and the rest commits.
+        Nothing is answered before the commit. Work sharing a transaction runs in ascending
+        `key` order: writers that batch on their own take shared keys in one order.
+        """
         ...
 
     def find_delivery(self, forge: str, delivery_id: str) -> StoredDelivery | None: ...

@@ -36,12 +36,18 @@ SYSTEM_ACTOR = "labledger"
 def record_push_delivery(store: LedgerStore, delivery: Delivery, push: Push) -> RecordResult:
     """Record one push delivery exactly once; a redelivery answers as the first receipt did."""
     try:
-        with store.transaction() as tx:
-            return _record_new(tx, delivery, push)
+        key = write_key(delivery, push.repository_id)
+        return store.write(key, lambda tx: _record_new(tx, delivery, push))
     except DeliveryAlreadyRecorded:
         return answer_redelivery(store, delivery)
     except BodyReplayed:
         return answer_replay(store, delivery)
+
+
+def write_key(delivery: Delivery, repository_id: int = 0) -> str:
+    """The order deliveries written together take: by repository (the guard each takes),
+    then by the delivery's unique key, so that writers batching apart lock in one order."""
+    return f"{delivery.forge}\x1f{repository_id:020d}\x1f{delivery.delivery_id}"
 
 
 def _record_new(tx: LedgerWriter, delivery: Delivery, push: Push) -> RecordResult:
@@ -156,26 +162,22 @@ def answer_redelivery(store: LedgerStore, delivery: Delivery) -> RecordResult:
     if existing is None:  # pragma: no cover - the unique key said it exists
         raise RuntimeError(f"delivery {delivery.delivery_id} vanished after a unique conflict")
     if not is_same_event(existing, delivery):
-        with store.transaction() as tx:
-            tx.append_audit(
-                _audit(
-                    delivery,
-                    "delivery.conflict",
-                    stored_body_sha256=existing.body_sha256.hex(),
-                    received_body_sha256=delivery.body_sha256.hex(),
-                )
-            )
+        conflict = _audit(
+            delivery,
+            "delivery.conflict",
+            stored_body_sha256=existing.body_sha256.hex(),
+            received_body_sha256=delivery.body_sha256.hex(),
+        )
+        store.write(write_key(delivery), lambda tx: tx.append_audit(conflict))
         raise DeliveryConflict(delivery.delivery_id, existing.body_sha256, delivery.body_sha256)
     push_id, attempt_ids = store.delivery_products(existing.id)
-    with store.transaction() as tx:
-        tx.append_audit(
-            _audit(
-                delivery,
-                "delivery.duplicate",
-                first_received_at=existing.received_at.isoformat(),
-                same_body=existing.body_sha256 == delivery.body_sha256,
-            )
-        )
+    duplicate = _audit(
+        delivery,
+        "delivery.duplicate",
+        first_received_at=existing.received_at.isoformat(),
+        same_body=existing.body_sha256 == delivery.body_sha256,
+    )
+    store.write(write_key(delivery), lambda tx: tx.append_audit(duplicate))
     return RecordResult(Outcome.DUPLICATE, delivery.delivery_id, push_id, attempt_ids)
 
 
@@ -186,8 +188,8 @@ def answer_replay(store: LedgerStore, delivery: Delivery) -> RecordResult:
     if first_pk is None:  # pragma: no cover - the unique key said it exists
         raise RuntimeError(f"the body of {delivery.delivery_id} vanished after a unique conflict")
     push_id, attempt_ids = store.delivery_products(first_pk)
-    with store.transaction() as tx:
-        tx.append_audit(_audit(delivery, "delivery.replay", first_delivery_pk=first_pk))
+    replay = _audit(delivery, "delivery.replay", first_delivery_pk=first_pk)
+    store.write(write_key(delivery), lambda tx: tx.append_audit(replay))
     return RecordResult(Outcome.DUPLICATE, delivery.delivery_id, push_id, attempt_ids)
 
 

@@ -132,6 +132,7 @@ def create_app(
     )
     metrics.watch_log(log.backlog)
     metrics.watch_gaps(store.count_push_chain_gaps)
+    metrics.watch_commits(store.commit_sizes)
     app.add_middleware(Lanes, api=settings.api_concurrency, webhooks=settings.webhook_concurrency)
     app.add_middleware(
         BodyLimits,

@@ -9,11 +9,11 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from labledger.compose import LogBacklog
+from labledger.compose import BATCH_BUCKETS, BatchSizes, LogBacklog
 from labledger.core.errors import StoreUnavailable
 
 log = structlog.get_logger("labledger.metrics")
@@ -50,6 +50,29 @@ class Metrics:
 
     def watch_gaps(self, count: Callable[[], int]) -> None:
         self.registry.register(PushChainGapsCollector(count))
+
+    def watch_commits(self, sizes: BatchSizes) -> None:
+        self.registry.register(CommitSizesCollector(sizes))
+
+
+class CommitSizesCollector(Collector):
+    """Deliveries per commit of this process's group-committing writer: near 1 at low load,
+    growing with the load while one commit waits for the disk (storage/group_commit.py)."""
+
+    def __init__(self, sizes: BatchSizes) -> None:
+        self._sizes = sizes
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        sizes = self._sizes
+        buckets = [
+            (str(float(b)), n) for b, n in zip(BATCH_BUCKETS, list(sizes.buckets), strict=True)
+        ]
+        yield HistogramMetricFamily(
+            "labledger_deliveries_per_commit",
+            "Deliveries recorded by each commit of the group-committing writer",
+            buckets=[*buckets, ("+Inf", sizes.commits)],
+            sum_value=sizes.pieces,
+        )
 
 
 class LogBacklogCollector(Collector):

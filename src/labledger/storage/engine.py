@@ -31,14 +31,14 @@ _MAKING_LOCK = threading.Lock()
 
 
 def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    """What this process's writers to one database queue on before they begin.
+    """What this process's writers to one database take turns on before they begin.
 
     SQLite has one write lock per file. Waiting for it here, where a waiter wakes as soon as
     the lock is free, rather than in SQLite's busy handler (which sleeps in steps of up to
-    100 ms, and gives up after the busy timeout with a 503) keeps a burst of webhooks, the
-    integrator and the dispatcher of one process from delaying one another. Other processes
-    (a second server, `labledger ingest`) still meet the busy timeout. PostgreSQL locks rows,
-    not the database: no lock.
+    100 ms, and gives up after the busy timeout with a 503) keeps the group commit of the
+    webhooks (storage/group_commit.py: one turn a batch), the integrator and the dispatcher
+    of one process from delaying one another. Other processes (a second server, `labledger
+    ingest`) still meet the busy timeout. PostgreSQL locks rows, not the database: no lock.
     """
     if engine.dialect.name != "sqlite":
         return nullcontext()

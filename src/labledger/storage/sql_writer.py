@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Insert, Table, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from labledger.core.errors import NotFound
+from labledger.core.evidence import attempt_columns, carried_rows, push_row
 from labledger.core.model import (
     AuditEvent,
     DeadlineChange,
@@ -21,53 +25,67 @@ from labledger.core.model import (
     RecordedPush,
     SessionSpec,
 )
-from labledger.storage.driver_reads import driver_select
-from labledger.storage.driver_writes import DriverWriter, InsertShape
 from labledger.storage.outbox import new_event_id
-from labledger.storage.row_values import (
-    ATTEMPTS,
-    DELIVERY,
-    PUSH,
-    PUSH_COMMITS,
-    RowValues,
-    salts,
-)
 from labledger.storage.rows import session_from_row, session_query
 from labledger.storage.tables import (
+    attempts,
     audit_events,
     deliveries,
     delivery_bodies,
     lab_sessions,
     log_queue,
     outbox_events,
+    push_commits,
     pushes,
     session_changes,
     verification_results,
 )
 
-# The other INSERTs run on the driver (storage/driver_writes.py): the columns each writes.
-VERIFICATION = InsertShape(
-    verification_results,
-    ("attempt_id", "verifier", "run_id", "status", "score_milli", "max_score_milli", "details",
-     "reported_at", "actor"),
-    conflict_keys=("attempt_id", "verifier", "run_id"),
-    returning=("id",),
-)  # fmt: skip
-AUDIT = InsertShape(
-    audit_events,
-    ("occurred_at", "actor", "action", "target_type", "target_id", "details"),
-    returning=("id",),
-)
-LOG_QUEUE = InsertShape(log_queue, ("entry_type", "entry_id"))
-BODY_CLAIM = InsertShape(
-    delivery_bodies,
-    ("forge", "body_sha256", "delivery_pk"),
-    conflict_keys=("forge", "body_sha256"),
-    returning=("delivery_pk",),
-)
-OUTBOX = InsertShape(
-    outbox_events, ("subscriber", "event_id", "event_type", "payload", "created_at")
-)
+# zlib's default level.
+BODY_ZLIB_LEVEL = 6
+SALT_BYTES = 16
+
+
+def _insert_new(dialect: str, table: Table, *keys: str) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING: the unique key decides, never a prior read."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+# The ingest path's statements, built once (SQLAlchemy caches their compiled forms): built at
+# each call, their construction and cache keys cost more than the rest of its Python work.
+# Those whose conflict clause is the dialect's own exist once per dialect.
+DIALECTS = ("sqlite", "postgresql")
+NEW_DELIVERY = {
+    d: _insert_new(d, deliveries, "forge", "delivery_id").returning(deliveries.c.id)
+    for d in DIALECTS
+}
+BODY_CLAIM = {
+    d: _insert_new(d, delivery_bodies, "forge", "body_sha256").returning(
+        delivery_bodies.c.delivery_pk
+    )
+    for d in DIALECTS
+}
+NEW_ATTEMPTS = {
+    d: _insert_new(d, attempts, "session_id", "commit_sha").returning(
+        attempts.c.id, attempts.c.session_id, attempts.c.commit_sha
+    )
+    for d in DIALECTS
+}
+NEW_VERIFICATION = {
+    d: _insert_new(d, verification_results, "attempt_id", "verifier", "run_id").returning(
+        verification_results.c.id
+    )
+    for d in DIALECTS
+}
+NEW_PUSH = pushes.insert().returning(pushes.c.id)
+NEW_AUDIT = audit_events.insert().returning(audit_events.c.id)
+
+
+def salts(count: int) -> list[bytes]:
+    """`count` fresh salts from one read of the system's random source."""
+    pool = os.urandom(SALT_BYTES * count)
+    return [pool[i : i + SALT_BYTES] for i in range(0, len(pool), SALT_BYTES)]
 
 
 SESSIONS_OF_REPOSITORY = (
@@ -101,14 +119,9 @@ RECORDED_PUSHES = (
 class SqlWriter:
     """A LedgerWriter bound to one open transaction."""
 
-    def __init__(
-        self, conn: Connection, subscribers: Sequence[str] = (), values: RowValues | None = None
-    ) -> None:
-        """`values`: rows worked out before the transaction began (SqlStore.transaction)."""
+    def __init__(self, conn: Connection, subscribers: Sequence[str] = ()) -> None:
         self._conn = conn
-        self._raw = conn.connection.driver_connection
-        self._driver = DriverWriter(self._raw, conn.dialect)
-        self._values = values if values is not None else RowValues(conn.dialect)
+        self._dialect = conn.dialect.name
         self._logged: list[dict[str, object]] = []
         self._subscribers = tuple(subscribers)
         self._outbox: list[dict[str, object]] = []
@@ -136,45 +149,74 @@ class SqlWriter:
             for name in self._subscribers
         )
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Writes that stay or go together inside the transaction: if the block raises, its
+        rows roll back, with the log entries and notifications they queued."""
+        logged, outbox = len(self._logged), len(self._outbox)
+        try:
+            with self._conn.begin_nested():
+                yield
+        except BaseException:
+            del self._logged[logged:], self._outbox[outbox:]
+            raise
+
     def flush_log_queue(self) -> int:
         """Queue every entry written in this transaction for the Merkle log, in the same commit;
         how many entries that was."""
         queued = len(self._logged)
         if self._logged:
-            self._driver.insert(LOG_QUEUE, self._logged)
+            self._conn.execute(log_queue.insert(), self._logged)
             self._logged = []
         if self._outbox:
-            self._driver.insert(OUTBOX, self._outbox)
+            self._conn.execute(outbox_events.insert(), self._outbox)
             self._outbox = []
         return queued
 
     def insert_delivery(self, delivery: Delivery) -> int | None:
-        found = self._driver.insert_values(DELIVERY, [self._values.delivery(delivery)])
-        if not found:
+        row = {
+            "forge": delivery.forge,
+            "delivery_id": delivery.delivery_id,
+            "hook_id": delivery.hook_id,
+            "event": delivery.event,
+            "received_at": delivery.received_at,
+            "body_sha256": delivery.body_sha256,
+            "body_size": len(delivery.body),
+            "body_zlib": zlib.compress(delivery.body, BODY_ZLIB_LEVEL),
+        }
+        delivery_pk: int | None = self._conn.execute(
+            NEW_DELIVERY[self._dialect], row
+        ).scalar_one_or_none()
+        if delivery_pk is None:
             return None
-        delivery_pk: int = found[0][0]
         self._log("delivery", delivery_pk)
         return delivery_pk
 
     def claim_body(self, delivery: Delivery, delivery_pk: int) -> bool:
-        return bool(
-            self._driver.insert_values(
-                BODY_CLAIM, [(delivery.forge, delivery.body_sha256, delivery_pk)]
-            )
-        )
+        claim = {
+            "forge": delivery.forge,
+            "body_sha256": delivery.body_sha256,
+            "delivery_pk": delivery_pk,
+        }
+        claimed = self._conn.execute(BODY_CLAIM[self._dialect], claim).scalar_one_or_none()
+        return claimed is not None
 
     def insert_push(self, delivery_pk: int, forge: str, push: Push) -> int:
-        row, carried = self._values.push(forge, push)
-        push_id: int = self._driver.insert_values(PUSH, [(delivery_pk, *row)])[0][0]
+        row = {"delivery_pk": delivery_pk, "forge": forge, **push_row(push)}
+        row["personal_salt"] = salts(1)[0]
+        push_id: int = self._conn.execute(NEW_PUSH, row).scalar_one()
         self._log("push", push_id)
         self._push_forges[push_id] = forge
+        carried = carried_rows(push)
         if carried:
-            self._driver.insert_values(PUSH_COMMITS, [(push_id, *c) for c in carried])
+            rows = [{"push_id": push_id, **c} for c in carried]
+            self._conn.execute(push_commits.insert(), rows)
         return push_id
 
     def sessions_for_repository(self, forge: str, repository_id: int) -> list[LabSession]:
-        read = driver_select(SESSIONS_OF_REPOSITORY, self._conn.dialect)
-        rows = read.rows(self._raw, {"forge": forge, "repository_id": repository_id})
+        rows = self._conn.execute(
+            SESSIONS_OF_REPOSITORY, {"forge": forge, "repository_id": repository_id}
+        )
         return [session_from_row(r) for r in rows]
 
     def guard_repository(self, forge: str, repository_id: int, *, exclusive: bool) -> None:
@@ -199,15 +241,15 @@ class SqlWriter:
         ]  # fmt: skip
 
     def insert_attempts(self, wanted: Sequence[NewAttempt]) -> list[int]:
-        """One multi-row INSERT for the whole push; rows UNIQUE(session_id, commit_sha) already
-        holds are skipped and return nothing, so the new ids are matched back by that key."""
+        """One INSERT for the whole push; rows UNIQUE(session_id, commit_sha) already holds are
+        skipped and return nothing, so the new ids are matched back by that key."""
         if not wanted:
             return []
         rows = [
-            (a.session_id, a.push_id, a.delivery_pk, *self._values.attempt(a), salt)
+            {**attempt_columns(a), "personal_salt": salt}
             for a, salt in zip(wanted, salts(len(wanted)), strict=True)
         ]
-        found = self._driver.insert_values(ATTEMPTS, rows)
+        found = self._conn.execute(NEW_ATTEMPTS[self._dialect], rows)
         by_key = {(session_id, sha): attempt_id for attempt_id, session_id, sha in found}
         new: list[tuple[int, NewAttempt]] = []
         for a in wanted:  # pop: a commit listed twice in one push is one attempt
@@ -251,8 +293,9 @@ class SqlWriter:
             "reported_at": v.reported_at,
             "actor": v.actor,
         }
-        inserted = self._driver.insert_one(VERIFICATION, row)
-        result_id: int | None = None if inserted is None else inserted[0]
+        result_id: int | None = self._conn.execute(
+            NEW_VERIFICATION[self._dialect], row
+        ).scalar_one_or_none()
         if result_id is not None:
             self._log("verification", result_id)
             self._announce(
@@ -304,7 +347,7 @@ class SqlWriter:
             "target_id": event.target_id,
             "details": event.details,
         }
-        audit_id: int = self._driver.insert(AUDIT, [row])[0][0]
+        audit_id: int = self._conn.execute(NEW_AUDIT, row).scalar_one()
         self._log("audit", audit_id)
         return audit_id
 
