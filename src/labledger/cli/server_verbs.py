@@ -100,7 +100,11 @@ def cap_malloc_arenas(arenas: int) -> bool:
 
 def _listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound as uvicorn would bind it, or a one-line fix."""
-    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # connections whose socket says TCP, and with it on, every answer written in two parts waits
+    # for the client's delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listening.bind((host, port))
