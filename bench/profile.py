@@ -27,6 +27,7 @@ IDLE = {
     ("selectors", "select"),
     ("threading", "wait"),
     ("threading", "_wait_for_tstate_lock"),
+    ("threading", "join"),  # Python 3.13 joins in C, below Thread.join itself
     ("queue", "get"),
     ("thread", "_worker"),  # concurrent.futures: SimpleQueue.get in C
 }
