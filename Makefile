@@ -15,11 +15,11 @@ setup:
 	$(UV) sync --frozen --all-groups
 
 # The `labledger` command on PATH (~/.local/bin): the runtime dependencies only, at the
-# versions uv.lock pins.
+# versions uv.lock pins, compiled to bytecode at install so that no command pays for it later.
 install:
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 	pins=$$(mktemp) && $(UV) export --frozen --no-default-groups --no-emit-project --no-hashes \
-		--quiet --output-file "$$pins" && $(UV) tool install --force --constraints "$$pins" . ; \
+		--quiet --output-file "$$pins" && $(UV) tool install --force --compile-bytecode --constraints "$$pins" . ; \
 		status=$$?; rm -f "$$pins"; exit $$status
 	@command -v labledger >/dev/null || echo "add $$($(UV) tool dir --bin) to PATH"
 
