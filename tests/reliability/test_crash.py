@@ -174,10 +174,15 @@ def _trial(run: CrashRun, trial: int, deliveries: int, clients: int = CLIENTS) -
     run.figures["entries verified (last run)"] = report.entries
 
 
-def test_kill_9_during_concurrent_ingest_loses_and_doubles_nothing(
-    ledger: Ledger, tmp_path: Path, budget: Budget, fork_launcher: ForkLauncher
-) -> None:
-    """Kill -9 at random moments, restart, redeliver everything: the ledger is exact and intact."""
+def _crash_trials(
+    ledger: Ledger,
+    tmp_path: Path,
+    budget: Budget,
+    fork_launcher: ForkLauncher,
+    deliveries: int,
+    clients: int,
+) -> tuple[CrashRun, int]:
+    """Every trial of one crash scenario against one server, restarted after each kill."""
     seed = int(os.environ.get("LABLEDGER_TEST_SEED", random.randrange(2**32)))
     run = CrashRun(
         ledger,
@@ -191,24 +196,47 @@ def test_kill_9_during_concurrent_ingest_loses_and_doubles_nothing(
     try:
         for trial in range(budget.crash_trials):
             try:
-                _trial(run, trial, budget.crash_deliveries)
+                _trial(run, trial, deliveries, clients=clients)
             except AssertionError as exc:
                 raise AssertionError(f"seed {seed}, trial {trial}: {exc}") from exc
     finally:
         if run.server is not None:
             run.server.stop()
+    return run, seed
+
+
+def _record(
+    scenario: str, ledger: Ledger, budget: Budget, run: CrashRun, seed: int, held: list[str]
+) -> None:
     record_result(
-        "crash (kill -9 during concurrent ingest, restart, redeliver all)",
+        scenario,
         ledger.dialect,
         trials=budget.crash_trials,
         inputs=len(run.expected.deliveries),
-        held=[
+        held=held,
+        figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},
+        test="test_crash.py",
+    )
+
+
+def test_kill_9_during_concurrent_ingest_loses_and_doubles_nothing(
+    ledger: Ledger, tmp_path: Path, budget: Budget, fork_launcher: ForkLauncher
+) -> None:
+    """Kill -9 at random moments, restart, redeliver everything: the ledger is exact and intact."""
+    run, seed = _crash_trials(
+        ledger, tmp_path, budget, fork_launcher, budget.crash_deliveries, CLIENTS
+    )
+    _record(
+        "crash (kill -9 during concurrent ingest, restart, redeliver all)",
+        ledger,
+        budget,
+        run,
+        seed,
+        [
             "no delivery, push or attempt lost or doubled",
             "redelivery answers as the first receipt (same attempt ids)",
             "verify intact after every trial",
         ],
-        figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},
-        test="test_crash.py",
     )
 
 
@@ -217,35 +245,16 @@ def test_kill_9_while_a_batch_is_in_flight_loses_and_doubles_nothing(
 ) -> None:
     """BATCH deliveries at once, kill -9 while the group commit holds them: nothing
     acknowledged is lost, nothing doubles, redelivery completes the rest, verify is intact."""
-    seed = int(os.environ.get("LABLEDGER_TEST_SEED", random.randrange(2**32)))
-    run = CrashRun(
-        ledger,
-        fork_launcher,
-        reliability_env(ledger.url, tmp_path),
-        tmp_path / "server.log",
-        random.Random(seed),
-    )
-    run.expected.sessions = _open_sessions(ledger)
-    run.restart()
-    try:
-        for trial in range(budget.crash_trials):
-            try:
-                _trial(run, trial, BATCH, clients=BATCH)
-            except AssertionError as exc:
-                raise AssertionError(f"seed {seed}, trial {trial}: {exc}") from exc
-    finally:
-        if run.server is not None:
-            run.server.stop()
-    record_result(
+    run, seed = _crash_trials(ledger, tmp_path, budget, fork_launcher, BATCH, BATCH)
+    _record(
         f"crash (kill -9 while a batch of {BATCH} deliveries is in flight, restart, redeliver)",
-        ledger.dialect,
-        trials=budget.crash_trials,
-        inputs=len(run.expected.deliveries),
-        held=[
+        ledger,
+        budget,
+        run,
+        seed,
+        [
             "nothing acknowledged lost, nothing doubled",
             "redelivery completes the rest and answers as the first receipt",
             "verify intact after every trial",
         ],
-        figures={"seed": seed, **dict(run.figures), **ledger_counts(ledger.engine)},
-        test="test_crash.py",
     )
